@@ -1,0 +1,58 @@
+"""Plain values passed between the stages: rows from the loader, answers from the client."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One data row of a spreadsheet.
+
+    ``number`` is the row as a spreadsheet shows it (the header is row 1, the first data row 2).
+    ``cells`` maps each column's unique header name (``Table.headers``) to the cell as text,
+    in column order. ``error`` is set when the loader could not read the record (a quote never
+    closed): such a row fails with ``error_stage=read``.
+    """
+
+    number: int
+    cells: dict[str, str]
+    error: str | None = None
+
+
+class FailureKind(enum.Enum):
+    """What a failed request means for the row and for the run."""
+
+    TRANSIENT = "transient"  # 5xx, connection error, timeout: retry with backoff
+    RATE_LIMITED = "rate_limited"  # the account's per-minute budget is spent: pause all, retry
+    LEAD_LIMITED = "lead_limited"  # this email can take no more conversions today: fail the row
+    AUTH_REFUSED = "auth_refused"  # 401/403: the API key is refused: stop the run
+    REJECTED = "rejected"  # other 4xx: RD Station refused this row: fail it, do not retry
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """RD Station accepted the conversion."""
+
+    event_uuid: str
+    http_status: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """One request did not record a conversion.
+
+    ``message`` is one readable line (RD Station's own words where it gave any) and never holds
+    the API key. ``retry_after`` is seconds to wait when the server said so.
+    """
+
+    kind: FailureKind
+    http_status: int | None
+    error_type: str
+    message: str
+    retry_after: float | None = None
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in (FailureKind.TRANSIENT, FailureKind.RATE_LIMITED)
