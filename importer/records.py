@@ -29,6 +29,7 @@ class FailureKind(enum.Enum):
     LEAD_LIMITED = "lead_limited"  # this email can take no more conversions today: fail the row
     AUTH_REFUSED = "auth_refused"  # 401/403: the API key is refused: stop the run
     REJECTED = "rejected"  # other 4xx: RD Station refused this row: fail it, do not retry
+    FATAL = "fatal"  # no request can succeed (TLS certificate refused): stop the run, resumable
 
 
 @dataclass(frozen=True, slots=True)
