@@ -1,0 +1,358 @@
+"""The command line: parse flags, call the library, draw progress, map errors to exit statuses.
+
+Exit statuses: 0 every row sent; 1 the run finished and some rows failed; 2 a usage, mapping or
+input error found before anything was sent; 3 the run was aborted and can be resumed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from importer import __version__
+from importer.errors import AbortError, ImporterError, InputError
+from importer.pipeline import DEFAULT_API_URL, ImportConfig, Listener, RunReport, run_import
+from importer.report import format_duration
+
+EXIT_OK, EXIT_FAILED_ROWS, EXIT_INPUT, EXIT_ABORTED = 0, 1, 2, 3
+
+
+def _err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+class ConsoleListener(Listener):
+    """Messages on stderr; a tqdm bar when stderr is a terminal."""
+
+    def __init__(self, *, quiet: bool = False):
+        self.quiet = quiet
+        self.bar: Any = None
+        self.interactive = sys.stderr.isatty() and not quiet
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self._write(message)
+
+    def warning(self, message: str) -> None:
+        self._write(f"Warning: {message}")
+
+    def _write(self, message: str) -> None:
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            _err(message)
+
+    def progress(self, done: int, total: int | None, eta_s: float | None) -> None:
+        if not self.interactive:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="row", file=sys.stderr, dynamic_ncols=True)
+        bar = self.bar
+        if total is not None and bar.total != total:
+            bar.total = total
+        bar.n = done
+        if eta_s is not None:
+            bar.set_postfix_str(f"paced ETA {format_duration(eta_s)}", refresh=False)
+        bar.refresh()
+
+    def finished(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def read_api_key(api_key_file: Path | None) -> str | None:
+    """The key from --api-key-file or RDSTATION_API_KEY; never from the command line."""
+    if api_key_file is not None:
+        try:
+            mode = api_key_file.stat().st_mode
+            key = api_key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise InputError(f"--api-key-file {api_key_file}: {exc.strerror}") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            _err(
+                f"Warning: {api_key_file} can be read by other users; "
+                f"run 'chmod 600 {api_key_file}'"
+            )
+        if not key:
+            raise InputError(f"--api-key-file {api_key_file}: the file is empty")
+        return key
+    return os.environ.get("RDSTATION_API_KEY", "").strip() or None
+
+
+def print_report(report: RunReport, input_path: Path) -> None:
+    if report.dry_run:
+        click.echo(
+            f"Checked {input_path.name}: {report.rows:,} rows, {report.succeeded:,} ready to send, "
+            f"{report.failed:,} failed, {report.skipped:,} already sent "
+            f"({format_duration(report.duration_s)}). Nothing was sent."
+        )
+    elif report.aborted:
+        click.echo(
+            f"Stopped: {report.aborted}.\n"
+            f"{report.succeeded:,} rows sent, {report.failed:,} failed, "
+            f"{report.left_to_send:,} left to send. Run the same command to resume."
+        )
+    else:
+        click.echo(
+            f"Imported {input_path.name}: {report.succeeded:,} rows sent, {report.failed:,} failed, "
+            f"{report.skipped:,} skipped (of {report.rows:,}) in "
+            f"{format_duration(report.duration_s)}."
+        )
+    if report.in_flight_found:
+        click.echo(
+            f"{report.in_flight_found:,} rows were in flight when an earlier run stopped "
+            "(they may have been recorded by RD Station)."
+        )
+    if report.failure_types:
+        kinds = ", ".join(f"{k} {v:,}" for k, v in report.failure_types.items())
+        click.echo(f"Failures by type: {kinds}")
+    click.echo(f"Reports: {report.out_dir}/ (successes.csv, failures.csv, summary.json)")
+
+
+def _run(config: ImportConfig, quiet: bool) -> int:
+    listener = ConsoleListener(quiet=quiet)
+    try:
+        report = run_import(config, listener)
+    except InputError as exc:
+        listener.finished()
+        _err(f"Error: {exc}")
+        return EXIT_INPUT
+    except AbortError as exc:
+        listener.finished()
+        _err(f"Stopped: {exc}")
+        return EXIT_ABORTED
+    except ImporterError as exc:
+        listener.finished()
+        _err(f"Error: {exc}")
+        return EXIT_ABORTED
+    except KeyboardInterrupt:
+        listener.finished()
+        _err("Stopped: interrupted. Run the same command to resume.")
+        return EXIT_ABORTED
+    print_report(report, config.input_path)
+    return report.exit_code
+
+
+def _reading_options(func):
+    for option in reversed(
+        [
+            click.option(
+                "--mapping",
+                "mapping_path",
+                required=True,
+                type=click.Path(path_type=Path, dir_okay=False),
+                help="YAML column mapping.",
+            ),
+            click.option(
+                "--out",
+                "out_dir",
+                type=click.Path(path_type=Path, file_okay=False),
+                help="Reports folder [default: ./rd-import-out/<input stem>/].",
+            ),
+            click.option("--sheet", help="Worksheet name (Excel files) [default: the first]."),
+            click.option("--encoding", help="Text encoding of a CSV [default: detected]."),
+            click.option("--delimiter", help="CSV delimiter [default: detected]."),
+            click.option(
+                "--header-row",
+                type=click.IntRange(min=1),
+                default=1,
+                show_default=True,
+                help="Row number of the header.",
+            ),
+            click.option("--quiet", "-q", is_flag=True, help="Only the final summary."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rd-importer")
+def cli() -> None:
+    """Import lead spreadsheets (CSV, XLSX) into RD Station Marketing conversions."""
+
+
+@cli.command("import")
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False))
+@_reading_options
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=120,
+    show_default=True,
+    help="Requests per minute at most; 0 for unpaced.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1, max=256),
+    default=8,
+    show_default=True,
+    help="Requests in flight at once.",
+)
+@click.option(
+    "--api-url",
+    envvar="RDSTATION_API_URL",
+    default=DEFAULT_API_URL,
+    show_default=True,
+    help="RD Station API address (env RDSTATION_API_URL).",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File holding the API key [default: env RDSTATION_API_KEY].",
+)
+@click.option("--dry-run", is_flag=True, help="Read, map and validate; send nothing.")
+@click.option("--sandbox", is_flag=True, help="Send to a built-in stand-in for RD Station.")
+@click.option(
+    "--in-flight",
+    type=click.Choice(["resend", "skip"]),
+    default="resend",
+    show_default=True,
+    help="Rows in flight when an earlier run was killed: send again, or leave as failed.",
+)
+@click.option(
+    "--retry-rejected",
+    is_flag=True,
+    help="Send again rows RD Station rejected in an earlier run (after fixing the cause there).",
+)
+def import_command(
+    input_path: Path,
+    mapping_path: Path,
+    out_dir: Path | None,
+    sheet: str | None,
+    encoding: str | None,
+    delimiter: str | None,
+    header_row: int,
+    quiet: bool,
+    rate: float,
+    concurrency: int,
+    api_url: str,
+    api_key_file: Path | None,
+    dry_run: bool,
+    sandbox: bool,
+    in_flight: str,
+    retry_rejected: bool,
+) -> None:
+    """Send every row of INPUT to RD Station as a conversion."""
+    try:
+        api_key = None if (dry_run or sandbox) else read_api_key(api_key_file)
+    except InputError as exc:
+        _err(f"Error: {exc}")
+        sys.exit(EXIT_INPUT)
+    config = ImportConfig(
+        input_path=input_path,
+        mapping_path=mapping_path,
+        out_dir=out_dir,
+        api_url=api_url,
+        api_key=api_key,
+        rate=rate,
+        concurrency=concurrency,
+        dry_run=dry_run,
+        sandbox=sandbox,
+        sheet=sheet,
+        encoding=encoding,
+        delimiter=delimiter,
+        header_row=header_row,
+        in_flight=in_flight,  # type: ignore[arg-type]
+        retry_rejected=retry_rejected,
+        handle_signals=True,
+    )
+    sys.exit(_run(config, quiet))
+
+
+@cli.command("validate")
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False))
+@_reading_options
+def validate_command(
+    input_path: Path,
+    mapping_path: Path,
+    out_dir: Path | None,
+    sheet: str | None,
+    encoding: str | None,
+    delimiter: str | None,
+    header_row: int,
+    quiet: bool,
+) -> None:
+    """Read, map and validate every row of INPUT and write the reports; send nothing."""
+    config = ImportConfig(
+        input_path=input_path,
+        mapping_path=mapping_path,
+        out_dir=out_dir,
+        dry_run=True,
+        sheet=sheet,
+        encoding=encoding,
+        delimiter=delimiter,
+        header_row=header_row,
+    )
+    sys.exit(_run(config, quiet))
+
+
+@cli.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--rate-limit", type=click.IntRange(min=1), help="Gateway limit: POSTs per window.")
+@click.option("--rate-window", type=click.FloatRange(min=0.001), default=60.0, show_default=True)
+@click.option("--lead-limit", type=click.IntRange(min=1), help="Conversions per email per 24 h.")
+@click.option("--fail-ratio", type=click.FloatRange(0, 1), default=0.0, help="Share of 5xx.")
+@click.option("--drop-ratio", type=click.FloatRange(0, 1), default=0.0, help="Share of drops.")
+@click.option(
+    "--accept-then-drop-ratio",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share recorded, then dropped before the answer.",
+)
+@click.option("--latency", type=click.FloatRange(min=0), default=0.0, help="Seconds per answer.")
+@click.option("--key", "keys", multiple=True, help="Accept only this API key (repeatable).")
+@click.option("--seed", type=int, help="Seed for reproducible faults.")
+def sandbox_command(
+    host: str,
+    port: int,
+    rate_limit: int | None,
+    rate_window: float,
+    lead_limit: int | None,
+    fail_ratio: float,
+    drop_ratio: float,
+    accept_then_drop_ratio: float,
+    latency: float,
+    keys: tuple[str, ...],
+    seed: int | None,
+) -> None:
+    """Serve a local stand-in for the RD Station conversions API until stopped."""
+    from importer.sandbox import SandboxConfig, serve
+
+    config = SandboxConfig(
+        api_keys=frozenset(keys) or None,
+        rate_limit=rate_limit,
+        rate_window=rate_window,
+        lead_limit=lead_limit,
+        fail_ratio=fail_ratio,
+        drop_ratio=drop_ratio,
+        accept_then_drop_ratio=accept_then_drop_ratio,
+        latency=latency,
+        seed=seed,
+    )
+    _err(
+        f"Sandbox for RD Station conversions on http://{host}:{port} "
+        f"(use --api-url http://{host}:{port}); Ctrl-C to stop"
+    )
+    try:
+        serve(host, port, config)
+    except OSError as exc:
+        _err(f"Error: cannot listen on {host}:{port}: {exc.strerror}")
+        sys.exit(EXIT_INPUT)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except KeyboardInterrupt:
+        _err("Stopped: interrupted.")
+        sys.exit(EXIT_ABORTED)
