@@ -99,7 +99,7 @@ LEGAL_BASIS_TYPES: Final = (
 )
 LEGAL_BASIS_STATUSES: Final = ("granted", "declined")
 _SOCIAL_RE: Final = re.compile(r"[A-Za-z0-9._-]*")
-_EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+_EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 _CF_SCALARS: Final = (str, int, float, bool, type(None))
 _LOCALE: Final = "pt-BR"
 
@@ -149,11 +149,13 @@ class SandboxConfig:
 
 @dataclass
 class SandboxState:
-    """What the sandbox saw. Written by the server's loop; read other threads via ``snapshot``.
+    """What the sandbox saw. Written by the server's loop; read it from other threads through
+    ``snapshot``.
 
     ``accepted`` holds one ``{"event_uuid", "payload", "received_at"}`` per recorded conversion
     (``received_at`` ISO 8601, UTC). ``statuses`` counts answers by status, and ``"dropped"`` for
-    connections closed without an answer.
+    connections closed without an answer. ``requests`` counts POSTs to the conversions endpoint
+    (the inspection endpoints are not counted).
     """
 
     accepted: list[dict[str, Any]] = field(default_factory=list)
