@@ -339,14 +339,13 @@ def sandbox_command(
         latency=latency,
         seed=seed,
     )
-    _err(
-        f"Sandbox for RD Station conversions on http://{host}:{port} "
-        f"(use --api-url http://{host}:{port}); Ctrl-C to stop"
-    )
+    def ready(url: str) -> None:
+        _err(f"Sandbox for RD Station conversions at {url} (use --api-url {url}); Ctrl-C to stop")
+
     try:
-        serve(host, port, config)
-    except OSError as exc:
-        _err(f"Error: cannot listen on {host}:{port}: {exc.strerror}")
+        serve(host, port, config, on_ready=ready)
+    except InputError as exc:
+        _err(f"Error: {exc}")
         sys.exit(EXIT_INPUT)
 
 
