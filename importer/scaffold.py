@@ -398,7 +398,8 @@ def scaffold_mapping(path: Path, *, sheet: str | None = None, sample_rows: int =
     """
     from importer.loader import open_table
 
-    table = open_table(path, sheet=sheet)
-    samples = [row.cells for row in islice(table.rows(), sample_rows) if row.error is None]
-    found = recognise(path.stem, list(table.headers), samples)
+    with open_table(path, sheet=sheet) as table:
+        headers = list(table.headers)
+        samples = [row.cells for row in islice(table.rows(), sample_rows) if row.error is None]
+    found = recognise(path.stem, headers, samples)
     return render_mapping(found, source_name=path.name)

@@ -1,0 +1,211 @@
+"""`mapping init`: the scaffold recognises columns and writes a mapping that runs as is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from importer.scaffold import (
+    brazilian_phone_kind,
+    header_key,
+    recognise,
+    recognise_header,
+    render_mapping,
+    slug,
+)
+
+PRESET_DATA = Path(__file__).parent / "data" / "presets"
+
+
+# -- header recognition -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "target"),
+    [
+        ("E-mail", "email"),
+        ("EMAIL", "email"),
+        ("Email Address", "email"),
+        ("Endereço de e-mail", "email"),
+        ("endereco de E-MAIL", "email"),
+        (" Nome ", "name"),
+        ("Full Name", "name"),
+        ("Nome completo", "name"),
+        ("First Name", "first_name"),
+        ("Sobrenome", "last_name"),
+        ("Last Name", "last_name"),
+        ("Celular", "mobile_phone"),
+        ("WhatsApp", "mobile_phone"),
+        ("Mobile Phone Number", "mobile_phone"),
+        ("Telefone", "personal_phone"),
+        ("Phone Number", "personal_phone"),
+        ("Empresa", "company_name"),
+        ("Organization", "company_name"),
+        ("Company / Account", "company_name"),
+        ("Cargo", "job_title"),
+        ("Job Title", "job_title"),
+        ("Cidade", "city"),
+        ("UF", "state"),
+        ("State/Region", "state"),
+        ("Estado", "state"),
+        ("País", "country"),
+        ("Pais", "country"),
+        ("Country/Region", "country"),
+        ("Site", "website"),
+        ("Website URL", "website"),
+        ("Etiquetas", "tags"),
+        ("Labels", "tags"),
+        # CRM prefixes and labels
+        ("Person - Email - Home", "email"),
+        ("Person - Name", "name"),
+        ("Person - Phone - Work", "personal_phone"),
+        ("Person - Phone - Mobile", "mobile_phone"),
+        ("Person - Labels", "tags"),
+        ("Person - City/town/village/locality of Postal address", "city"),
+    ],
+)
+def test_recognises_usual_headers_whatever_their_case_accents_and_spacing(
+    header: str, target: str
+) -> None:
+    assert recognise_header(header) == target
+
+
+@pytest.mark.parametrize("header", ["Data de nascimento", "CPF", "Lead Owner", "OPTIN_TIME", ""])
+def test_leaves_other_headers_alone(header: str) -> None:
+    assert recognise_header(header) is None
+
+
+def test_header_key_and_slug_fold_accents_case_and_punctuation() -> None:
+    assert header_key("Endereço de E-mail") == "enderecodeemail"
+    assert slug("Aceita comunicação?") == "aceita_comunicacao"
+    assert slug("Lead Scoring - Perfil") == "lead_scoring_perfil"
+    assert slug("???") == "campo"
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("(11) 98765-4321", "mobile_phone"),
+        ("+55 21 99876-5432", "mobile_phone"),
+        ("011 97777-6666", "mobile_phone"),
+        ("(11) 3456-7890", "personal_phone"),
+        ("+55 (61) 3321-6543", "personal_phone"),
+        ("12345678909", None),  # bare digits: as likely a CPF
+        ("123.456.789-09", None),
+        ("01310-100", None),
+        ("ligar depois", None),
+    ],
+)
+def test_phone_shape(value: str, kind: str | None) -> None:
+    assert brazilian_phone_kind(value) == kind
+
+
+# -- recognition from values ----------------------------------------------------------------------
+
+
+def rows(headers: list[str], *values: list[str]) -> list[dict[str, str]]:
+    return [dict(zip(headers, v, strict=True)) for v in values]
+
+
+def test_a_column_of_emails_is_the_email_whatever_its_header() -> None:
+    headers = ["Contato", "Quem", "Obs"]
+    sample = rows(
+        headers,
+        ["ana@example.com.br", "Ana", ""],
+        ["", "João", "sem email"],
+        ["joao@example.com", "João", ""],
+    )
+    found = recognise("lista", headers, sample)
+    assert found.fields["email"] == ["Contato"]
+    assert "Obs" in found.others
+
+
+def test_a_named_email_column_wins_over_other_columns_of_emails() -> None:
+    headers = ["Dono do Lead", "Email"]
+    sample = rows(headers, ["vendas@example.com", "ana@example.com"])
+    assert recognise("x", headers, sample).fields["email"] == ["Email"]
+
+
+def test_an_email_header_whose_cells_are_not_emails_is_not_trusted() -> None:
+    headers = ["Email", "Endereço eletrônico"]
+    sample = rows(headers, ["sim", "ana@example.com"], ["não", "bia@example.com"])
+    assert recognise("x", headers, sample).fields["email"] == ["Endereço eletrônico"]
+
+
+def test_phones_are_found_by_shape_and_told_apart() -> None:
+    headers = ["Email", "Contato 1", "Contato 2", "Documento"]
+    sample = rows(
+        headers,
+        ["a@example.com", "(11) 98765-4321", "(11) 3456-7890", "12345678909"],
+        ["b@example.com", "(21) 99876-5432", "(21) 2233-4455", "98765432100"],
+    )
+    found = recognise("x", headers, sample)
+    assert found.fields["mobile_phone"] == ["Contato 1"]
+    assert found.fields["personal_phone"] == ["Contato 2"]
+    assert found.others == ["Documento"]
+
+
+def test_nome_and_sobrenome_become_a_template() -> None:
+    headers = ["Nome", "Sobrenome", "E-mail"]
+    found = recognise("x", headers, rows(headers, ["Ana", "Souza", "ana@example.com"]))
+    assert (found.first_name, found.last_name) == ("Nome", "Sobrenome")
+    text = render_mapping(found, source_name="x.csv")
+    assert yaml.safe_load(text)["fields"]["name"]["template"] == "{Nome} {Sobrenome}"
+
+
+def test_a_full_name_column_wins_over_first_and_last() -> None:
+    headers = ["Person - Name", "Person - First name", "Person - Last name", "Email"]
+    found = recognise("x", headers, rows(headers, ["Ana Souza", "Ana", "Souza", "a@example.com"]))
+    assert found.fields["name"] == ["Person - Name"]
+
+
+@pytest.mark.parametrize(
+    ("cells", "separator"),
+    [(["vendas, marketing", "rh"], ","), (["vendas; marketing", "rh; ti"], ";"), (["rh"], ",")],
+)
+def test_tag_separator_follows_the_cells(cells: list[str], separator: str) -> None:
+    sample = [{"Email": "a@example.com", "Tags": c} for c in cells]
+    found = recognise("x", ["Email", "Tags"], sample)
+    assert found.fields["tags"] == ["Tags"]
+    assert found.tag_separator == separator
+
+
+def test_every_other_column_is_a_commented_custom_field_suggestion() -> None:
+    headers = ["E-mail", "Data de nascimento", "CPF", "cpf"]
+    found = recognise("x", headers, rows(headers, ["a@example.com", "01/02/1990", "1", "2"]))
+    text = render_mapping(found, source_name="x.csv")
+    assert '  # cf_data_de_nascimento: "Data de nascimento"' in text
+    assert '  # cf_cpf: "CPF"' in text
+    assert '  # cf_cpf_2: "cpf"' in text
+    assert "cf_" not in str(yaml.safe_load(text)["fields"])
+
+
+def test_conversion_identifier_is_the_stem_marked_to_be_edited() -> None:
+    found = recognise("feira-2026", ["Email"], [{"Email": "a@example.com"}])
+    text = render_mapping(found, source_name="feira-2026.csv")
+    line = next(ln for ln in text.splitlines() if ln.startswith("conversion_identifier:"))
+    assert line.endswith("# <- edit: the name of this conversion in RD Station")
+    assert yaml.safe_load(text)["conversion_identifier"] == "feira-2026"
+
+
+def test_a_yes_no_consent_column_gets_a_legal_bases_suggestion() -> None:
+    headers = ["Email", "Aceita comunicação?"]
+    found = recognise("x", headers, rows(headers, ["a@example.com", "Sim"], ["b@e.com", "não"]))
+    assert found.consent == "Aceita comunicação?"
+    assert '#     status: {column: "Aceita comunicação?"' in render_mapping(found, source_name="x")
+
+
+def test_headers_with_quotes_and_colons_stay_valid_yaml() -> None:
+    headers = ['E-mail: "principal"', "Cidade #"]
+    found = recognise("x", headers, rows(headers, ["a@example.com", "Recife"]))
+    fields = yaml.safe_load(render_mapping(found, source_name="x"))["fields"]
+    assert fields["email"]["column"] == 'E-mail: "principal"'
+    assert fields["city"] == "Cidade #"
+
+
+def test_no_email_column_leaves_a_line_to_edit() -> None:
+    found = recognise("x", ["Nome"], [{"Nome": "Ana"}])
+    text = render_mapping(found, source_name="x.csv")
+    assert "no column of e-mail addresses was found" in text
