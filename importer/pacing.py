@@ -1,0 +1,211 @@
+"""The requests-per-minute budget every worker shares, and how it slows down on 429.
+
+RD Station's gateway lets an account make N POSTs in any 60-second window (120, or 500 on the
+top plan), and other integrations of the same account spend the same budget, so the server may
+allow less than ``--rate``. A :class:`RateBudget` turns that into send slots:
+
+Pacing
+    Slot k sits on an ideal timeline, ``k * interval`` after the first send: the first minute
+    is as smooth as every later one (no burst that spends the minute in a second, then stalls),
+    and a worker that wakes a little late does not push every later slot back (no drift). A
+    wake-up later than ``credit`` restarts the timeline at now rather than catching up in a
+    burst, and a log of the last N send times makes N a hard ceiling over any window whatever
+    happens. N slots span the window plus a 1/120 guard, so jitter on the way to the server
+    does not put N+1 arrivals in the server's own window: the ceiling is N, the pace 99.2% of N.
+
+Adapting (AIMD, as TCP does)
+    A 429 says the server's window is full. The number of our requests it accepted during the
+    last window measures what it allows us now; the pace drops just below that (never by more
+    than half on one signal, since the measure is low right after a pause) and every waiter
+    pauses until the server's ``Retry-After``, or else until the oldest accepted request leaves
+    the window. Accepted answers then raise the pace slowly (2% of N per window) back to N.
+    Requests already in flight when the 429 arrives get 429 too: those are the same signal.
+    ``acquire`` tags each grant in the caller's context, so a 429 reported by the task that
+    acquired its slot before the last signal changes nothing; reported from elsewhere, 429s
+    within a short grace after the pause count as the same burst.
+
+Call ``acquire()`` before every request (retries included), then from the same task report its
+answer: ``on_rate_limited`` for the gateway's 429 (``FailureKind.RATE_LIMITED``), ``on_accepted``
+for any other answer. ``per_minute`` counts requests per ``window`` (a minute by default); ``0``
+or less is unpaced: ``acquire`` returns at once and only a 429's pause holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from importer.errors import InputError
+
+GUARD_SHARE = 1 / 120  # of the window, added to the span of N slots (0.5 s a minute)
+SAFETY_MARGIN = 0.03  # how far below the server's measured allowance the pace drops on a 429
+MAX_CUT = 0.5  # never more than halve the pace on one 429: the measure may be low
+RECOVERY_SHARE = 0.02  # of --rate, regained for each window's worth of accepted requests
+MIN_SHARE = 0.01  # the pace never drops below this share of --rate (nor below 1 per window)
+STALE_GRACE = 2.0  # seconds after a pause during which 429s of unknown origin are one burst
+UNPACED_BACKOFF = 1.0  # seconds, doubled per 429 in a row, when unpaced and no Retry-After
+
+# (id of the budget, number of the grant) of the last slot the current task acquired: how a
+# 429 is matched to the request that got it without changing what acquire() returns.
+_last_grant: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "rate_budget_last_grant", default=None
+)
+
+
+class RateBudget:
+    """Send slots at ``per_minute`` per ``window`` for every worker, slowing down on 429."""
+
+    def __init__(
+        self,
+        per_minute: float,
+        *,
+        window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not math.isfinite(per_minute):
+            raise InputError(
+                f"--rate {per_minute!r} is not a number of requests per minute; "
+                "give one such as 120, or 0 to send unpaced"
+            )
+        if not (math.isfinite(window) and window > 0):
+            raise InputError(
+                f"the rate window must be a positive number of seconds, not {window!r}"
+            )
+        self._window = window
+        self._clock = clock
+        self._sleep = sleep
+        self._unpaced = per_minute <= 0
+        self._ceiling = max(0.0, float(per_minute))
+        self._pause_until = -math.inf
+        self._signal_at = -math.inf  # when the last 429 that counted arrived
+        self._strikes = 0  # 429s that counted since the last accepted answer
+        if self._unpaced:
+            return
+        self._span = window * (1 + GUARD_SHARE)
+        self._cap = max(1, math.floor(per_minute))
+        self._floor = min(self._ceiling, max(1.0, self._ceiling * MIN_SHARE))
+        self._recovery = self._ceiling * RECOVERY_SHARE
+        self._set_rate(self._ceiling)
+        self._next = -math.inf  # the ideal time of the next slot
+        self._recent_sends: deque[float] = deque(maxlen=self._cap)
+        self._accepted: deque[float] = deque()  # accepted answers within the last window
+        self._grants = 0
+        self._signal_grant = 0  # grants numbered from here on were made after the last signal
+        self._lock = asyncio.Lock()  # one waiter at a time owns the next slot; FIFO
+
+    @property
+    def current_rate(self) -> float:
+        """Requests per window (per minute by default) at the present pace; inf when unpaced."""
+        if self._unpaced:
+            return math.inf
+        return self._window / self._interval
+
+    def eta_seconds(self, remaining: int) -> float:
+        """Seconds the budget needs for ``remaining`` more requests at the present pace.
+
+        Unpaced, only a 429's pause counts: the server's speed sets the rest.
+        """
+        pause = max(0.0, self._pause_until - self._clock())
+        if remaining <= 0:
+            return 0.0
+        if self._unpaced:
+            return pause
+        return pause + remaining * self._interval
+
+    async def acquire(self) -> None:
+        """Wait for the next send slot; returns when the caller may send one request."""
+        if self._unpaced:
+            if self._pause_until != -math.inf:
+                while (left := self._pause_until - self._clock()) > 0:
+                    await self._sleep(left)
+            return
+        async with self._lock:
+            # Re-read the clock after every sleep: a 429 may have paused everyone meanwhile.
+            while True:
+                now = self._clock()
+                slot = self._slot(now)
+                if slot <= now:
+                    break
+                await self._sleep(slot - now)
+            self._recent_sends.append(now)
+            self._next = slot + self._interval
+            _last_grant.set((id(self), self._grants))
+            self._grants += 1
+
+    def on_accepted(self) -> None:
+        """A request passed the gateway (any answer but its 429): regain pace slowly."""
+        self._strikes = 0
+        if self._unpaced:
+            return
+        now = self._clock()
+        self._accepted.append(now)
+        self._forget_accepted_before(now - self._window)
+        if self._rate < self._ceiling:
+            # +recovery per window's worth of accepted requests: additive increase.
+            self._set_rate(min(self._ceiling, self._rate + self._recovery / self._rate))
+
+    def on_rate_limited(self, retry_after: float | None) -> None:
+        """The gateway answered 429: pause every waiter, and slow down once per burst."""
+        now = self._clock()
+        if retry_after is not None and not (math.isfinite(retry_after) and retry_after >= 0):
+            retry_after = None
+        if not self._is_new_signal(now):
+            if retry_after is not None:
+                self._pause_until = max(self._pause_until, now + retry_after)
+            return
+        self._strikes += 1
+        self._signal_at = now
+        if not self._unpaced:
+            self._signal_grant = self._grants
+            self._slow_down(now)
+        pause = retry_after if retry_after is not None else self._backoff(now)
+        self._pause_until = max(self._pause_until, now + pause)
+
+    # -- inside ---------------------------------------------------------------------------------
+
+    def _set_rate(self, rate: float) -> None:
+        self._rate = rate
+        self._interval = self._span / rate
+        # How late a slot may be taken and still count on the timeline: enough for a slow
+        # wake-up, too little to let an idle spell turn into a burst.
+        self._credit = min(self._interval, self._window / 60)
+
+    def _slot(self, now: float) -> float:
+        slot = self._next
+        if now - slot > self._credit:
+            slot = now
+        slot = max(slot, self._pause_until)
+        if len(self._recent_sends) == self._cap:
+            slot = max(slot, self._recent_sends[0] + self._window)
+        return slot
+
+    def _is_new_signal(self, now: float) -> bool:
+        grant = _last_grant.get()
+        if not self._unpaced and grant is not None and grant[0] == id(self):
+            return grant[1] >= self._signal_grant
+        return now >= max(self._pause_until, self._signal_at) + STALE_GRACE
+
+    def _slow_down(self, now: float) -> None:
+        self._forget_accepted_before(now - self._window)
+        allowed = max(float(len(self._accepted)), self._rate * MAX_CUT)
+        self._set_rate(max(self._floor, min(self._rate, allowed) * (1 - SAFETY_MARGIN)))
+
+    def _backoff(self, now: float) -> float:
+        """How long to pause when the server does not say."""
+        doubling = 2.0 ** min(self._strikes - 1, 16)
+        if self._unpaced:
+            return min(self._window, UNPACED_BACKOFF * doubling)
+        # A window frees room when the oldest request it counted leaves it; a repeated 429
+        # without an accepted answer between means others spend the budget: back off more.
+        frees = self._accepted[0] + self._window - now if self._accepted else 0.0
+        return min(self._window, max(frees, self._interval * doubling))
+
+    def _forget_accepted_before(self, horizon: float) -> None:
+        accepted = self._accepted
+        while accepted and accepted[0] <= horizon:
+            accepted.popleft()
