@@ -237,7 +237,6 @@ class _Sandbox:
     def __init__(self, config: SandboxConfig, clock: Clock) -> None:
         self.config = config
         self.state = SandboxState()
-        self._clock = clock
         self._gateway = (
             WindowLimiter(config.rate_limit, config.rate_window, clock)
             if config.rate_limit is not None
@@ -330,22 +329,18 @@ class _Sandbox:
         if body is not None:
             return await self._answer(status, body)
         reason = "Bad Gateway" if status == 502 else "Service Temporarily Unavailable"
-        await self._delay()
-        self.state._count_answer(status)
         page = _PROXY_PAGE.format(status=status, reason=reason)
-        return web.Response(status=status, text=page, content_type="text/html")
+        return await self._respond(web.Response(status=status, text=page, content_type="text/html"))
 
     async def _answer(
         self, status: int, body: Any, headers: dict[str, str] | None = None
     ) -> web.Response:
+        return await self._respond(_json_response(body, status, headers))
+
+    async def _respond(self, response: web.Response) -> web.Response:
         await self._delay()
-        self.state._count_answer(status)
-        return web.Response(
-            status=status,
-            body=orjson.dumps(body),
-            content_type="application/json",
-            headers=headers,
-        )
+        self.state._count_answer(response.status)
+        return response
 
     async def _drop(self, request: web.Request) -> web.Response:
         await self._delay()
@@ -379,8 +374,12 @@ class _Sandbox:
         return _json_response(_shape1("RESOURCE_NOT_FOUND", "Resource not found."), 404)
 
 
-def _json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+def _json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
+    )
 
 
 def _shape1(error_type: str, message: str) -> dict[str, Any]:
