@@ -17,6 +17,7 @@ only a power cut can lose the last commits, and then the worst case is a row sen
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -85,12 +86,16 @@ class Ledger:
     def __init__(self, path: Path):
         self.path = path
         try:
+            # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the
+            # database file's mode, so the whole ledger stays private.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            os.chmod(path, 0o600)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise InputError(
                 f"{path}: the ledger cannot be opened ({exc}); use another --out folder"
             ) from None

@@ -1,0 +1,70 @@
+"""Fixtures shared by the end-to-end tests: a sandbox on loopback, the sample files, a CLI runner."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from importer.sandbox import SandboxConfig, SandboxThread
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_CSV = ROOT / "sample_data" / "leads.csv"
+SAMPLE_XLSX = ROOT / "sample_data" / "leads.xlsx"
+EXAMPLE_MAPPING = ROOT / "mappings" / "example.yaml"
+API_KEY = "test-key-3f9a1c"
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxThread]:
+    with SandboxThread(SandboxConfig(api_keys=frozenset({API_KEY}), seed=1)) as box:
+        yield box
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator:
+    boxes: list[SandboxThread] = []
+
+    def make(**kwargs) -> SandboxThread:
+        kwargs.setdefault("api_keys", frozenset({API_KEY}))
+        kwargs.setdefault("seed", 1)
+        box = SandboxThread(SandboxConfig(**kwargs)).start()
+        boxes.append(box)
+        return box
+
+    yield make
+    for box in boxes:
+        box.stop()
+
+
+@pytest.fixture
+def sample_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "leads.csv"
+    shutil.copy(SAMPLE_CSV, path)
+    return path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def read_summary(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text(encoding="utf-8"))
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]], delimiter: str = ",") -> Path:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def write_mapping(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,279 @@
+"""End to end through run_import: real files, the real client, the sandbox on loopback."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from aioresponses import aioresponses
+
+from importer.errors import InputError
+from importer.pipeline import ImportConfig, run_import
+from tests.conftest import (
+    API_KEY,
+    EXAMPLE_MAPPING,
+    SAMPLE_XLSX,
+    read_csv,
+    read_summary,
+    write_csv,
+    write_mapping,
+)
+
+SIMPLE_MAPPING = """\
+conversion_identifier: "teste-importer"
+fields:
+  email: "email"
+  name: "nome"
+  cf_plano: "plano"
+"""
+
+
+def config(tmp_path: Path, input_path: Path, mapping: Path, url: str, **kw) -> ImportConfig:
+    kw.setdefault("rate", 0)
+    kw.setdefault("concurrency", 4)
+    kw.setdefault("retry_wait", False)
+    return ImportConfig(
+        input_path=input_path,
+        mapping_path=mapping,
+        out_dir=tmp_path / "out",
+        api_url=url,
+        api_key=API_KEY,
+        **kw,
+    )
+
+
+@pytest.fixture
+def simple(tmp_path: Path) -> tuple[Path, Path]:
+    rows = [[f"pessoa{i}@exemplo.com.br", f"Pessoa {i}", "Pro"] for i in range(1, 21)]
+    data = write_csv(tmp_path / "simple.csv", ["email", "nome", "plano"], rows)
+    return data, write_mapping(tmp_path / "simple.yaml", SIMPLE_MAPPING)
+
+
+def accepted_emails(box) -> list[str]:
+    return sorted(e["payload"]["email"] for e in box.snapshot()["accepted"])
+
+
+def test_every_row_is_sent_once_with_its_uuid_in_successes(tmp_path, sandbox, simple):
+    data, mapping = simple
+    report = run_import(config(tmp_path, data, mapping, sandbox.url))
+
+    assert (report.rows, report.succeeded, report.failed, report.skipped) == (20, 20, 0, 0)
+    assert report.exit_code == 0
+    accepted = sandbox.snapshot()["accepted"]
+    assert len(accepted) == 20
+    successes = read_csv(tmp_path / "out" / "successes.csv")
+    assert [s["row"] for s in successes] == [str(n) for n in range(2, 22)]
+    by_uuid = {e["event_uuid"]: e["payload"] for e in accepted}
+    for line in successes:
+        payload = by_uuid[line["event_uuid"]]
+        assert payload["email"] == line["email"]
+        assert line["conversion_identifier"] == "teste-importer"
+        assert line["sent_at"].endswith("Z")
+    assert accepted[0]["payload"] == {
+        "conversion_identifier": "teste-importer",
+        "email": accepted[0]["payload"]["email"],
+        "name": accepted[0]["payload"]["name"],
+        "cf_plano": "Pro",
+    }
+    summary = read_summary(tmp_path / "out")
+    assert summary["rows"] == summary["succeeded"] + summary["failed"] + summary["skipped"]
+    assert read_csv(tmp_path / "out" / "failures.csv") == []
+
+
+def test_a_second_run_sends_nothing_and_reports_the_whole_file(tmp_path, sandbox, simple):
+    data, mapping = simple
+    run_import(config(tmp_path, data, mapping, sandbox.url))
+    again = run_import(config(tmp_path, data, mapping, sandbox.url))
+
+    assert (again.rows, again.succeeded, again.skipped, again.failed) == (20, 0, 20, 0)
+    assert len(sandbox.snapshot()["accepted"]) == 20
+    assert len(read_csv(tmp_path / "out" / "successes.csv")) == 20
+    assert again.exit_code == 0
+
+
+def test_fixed_rows_are_sent_on_the_next_run_and_sent_rows_are_not(tmp_path, sandbox):
+    mapping = write_mapping(tmp_path / "m.yaml", SIMPLE_MAPPING)
+    rows = [["a@exemplo.com", "A", ""], ["not-an-email", "B", ""], ["c@exemplo.com", "C", ""]]
+    data = write_csv(tmp_path / "f.csv", ["email", "nome", "plano"], rows)
+    first = run_import(config(tmp_path, data, mapping, sandbox.url))
+    assert (first.succeeded, first.failed) == (2, 1)
+    assert first.exit_code == 1
+    failure = read_csv(tmp_path / "out" / "failures.csv")[0]
+    assert failure["row"] == "3"
+    assert failure["error_stage"] == "validation"
+    assert failure["email"] == "not-an-email"
+
+    rows[1][0] = "b@exemplo.com"
+    write_csv(data, ["email", "nome", "plano"], rows)
+    second = run_import(config(tmp_path, data, mapping, sandbox.url))
+    assert (second.succeeded, second.failed, second.skipped) == (1, 0, 2)
+    assert accepted_emails(sandbox) == ["a@exemplo.com", "b@exemplo.com", "c@exemplo.com"]
+    assert [s["row"] for s in read_csv(tmp_path / "out" / "successes.csv")] == ["2", "3", "4"]
+
+
+def test_validate_writes_the_reports_and_sends_nothing(tmp_path, sandbox, simple):
+    data, mapping = simple
+    report = run_import(config(tmp_path, data, mapping, sandbox.url, dry_run=True))
+    assert (report.rows, report.succeeded, report.failed) == (20, 20, 0)
+    assert sandbox.snapshot()["requests"] == 0
+    would = read_csv(tmp_path / "out" / "successes.csv")
+    assert len(would) == 20 and would[0]["event_uuid"] == ""
+    assert read_summary(tmp_path / "out")["dry_run"] is True
+
+
+def test_the_sample_csv_imports_with_its_bad_rows_in_failures(tmp_path, sandbox, sample_csv):
+    report = run_import(config(tmp_path, sample_csv, EXAMPLE_MAPPING, sandbox.url))
+    assert report.rows == 40
+    assert report.failed >= 4
+    assert report.succeeded + report.failed == 40
+    assert len(sandbox.snapshot()["accepted"]) == report.succeeded
+    failures = read_csv(tmp_path / "out" / "failures.csv")
+    header = list(failures[0].keys())
+    assert header[:3] == ["Nome", "Sobrenome", "E-mail"]
+    assert header[-6:] == ["row", "error_stage", "http_status", "error_type", "error_message",
+                           "attempts"]
+    types = {f["error_type"] for f in failures}
+    assert "DUPLICATE_ROW" in types
+    # The CEP keeps its leading zero all the way to the report.
+    assert all(len(f["CEP"]) == 8 for f in failures)
+
+
+def test_the_sample_xlsx_sends_the_same_payloads_as_the_csv(tmp_path, make_sandbox, sample_csv):
+    csv_box, xlsx_box = make_sandbox(), make_sandbox()
+    run_import(config(tmp_path / "a", sample_csv, EXAMPLE_MAPPING, csv_box.url))
+    run_import(config(tmp_path / "b", SAMPLE_XLSX, EXAMPLE_MAPPING, xlsx_box.url))
+
+    def payloads(box):
+        return sorted(
+            (tuple(sorted((k, str(v)) for k, v in e["payload"].items()))
+             for e in box.snapshot()["accepted"])
+        )
+
+    assert payloads(csv_box) == payloads(xlsx_box)
+
+
+def test_a_refused_key_stops_the_run_and_leaves_the_rest_to_resume(tmp_path, sandbox, simple):
+    data, mapping = simple
+    bad = config(tmp_path, data, mapping, sandbox.url, concurrency=1)
+    bad.api_key = "wrong-key"
+    report = run_import(bad)
+    assert report.exit_code == 3
+    assert "refused the API key" in (report.aborted or "")
+    assert "wrong-key" not in (report.aborted or "")
+    assert report.failed == 0
+    assert report.rows == report.succeeded + report.failed + report.skipped
+    assert sandbox.snapshot()["accepted"] == []
+
+    resumed = run_import(config(tmp_path, data, mapping, sandbox.url))
+    assert (resumed.succeeded, resumed.failed) == (20, 0)
+    assert len(sandbox.snapshot()["accepted"]) == 20
+
+
+def test_5xx_then_success_is_retried_and_counts_attempts(tmp_path, simple):
+    data, mapping = simple
+    one = write_csv(tmp_path / "one.csv", ["email", "nome", "plano"], [["x@exemplo.com", "X", ""]])
+    url = "https://rd.test"
+    with aioresponses() as mocked:
+        endpoint = f"{url}/platform/conversions?api_key={API_KEY}"
+        mocked.post(endpoint, status=500, body=b"<html>oops</html>")
+        mocked.post(endpoint, status=500, body=b"<html>oops</html>")
+        mocked.post(endpoint, status=200, payload={"event_uuid": "5408c5a3-4711-4f2e-8d0b-13407a3e30f3"})
+        report = run_import(config(tmp_path, one, mapping, url))
+    assert (report.succeeded, report.retries, report.requests) == (1, 2, 3)
+    line = read_csv(tmp_path / "out" / "successes.csv")[0]
+    assert line["event_uuid"] == "5408c5a3-4711-4f2e-8d0b-13407a3e30f3"
+
+
+def test_rows_failing_every_attempt_fail_with_the_last_error(tmp_path, simple):
+    _, mapping = simple
+    one = write_csv(tmp_path / "one.csv", ["email", "nome", "plano"], [["x@exemplo.com", "X", ""]])
+    url = "https://rd.test"
+    with aioresponses() as mocked:
+        endpoint = f"{url}/platform/conversions?api_key={API_KEY}"
+        for _ in range(6):
+            mocked.post(endpoint, status=503, body=b"<html>busy</html>")
+        report = run_import(config(tmp_path, one, mapping, url))
+    assert (report.succeeded, report.failed, report.requests) == (0, 1, 6)
+    failure = read_csv(tmp_path / "out" / "failures.csv")[0]
+    assert failure["error_stage"] == "api"
+    assert failure["http_status"] == "503"
+    assert failure["attempts"] == "6"
+
+
+def test_rd_station_rejection_fails_the_row_at_once_with_its_message(tmp_path, simple):
+    _, mapping = simple
+    one = write_csv(tmp_path / "one.csv", ["email", "nome", "plano"], [["x@exemplo.com", "X", ""]])
+    url = "https://rd.test"
+    body = {"errors": {"cf_plano": [{"error_type": "INVALID", "error_message": "unknown field"}]}}
+    with aioresponses() as mocked:
+        mocked.post(f"{url}/platform/conversions?api_key={API_KEY}", status=400, payload=body)
+        report = run_import(config(tmp_path, one, mapping, url))
+    assert (report.failed, report.requests) == (1, 1)
+    failure = read_csv(tmp_path / "out" / "failures.csv")[0]
+    assert failure["http_status"] == "400"
+    assert failure["error_type"] == "INVALID"
+    assert "unknown field" in failure["error_message"]
+
+
+def test_rows_in_flight_when_a_run_died_are_counted_and_resent(tmp_path, sandbox, simple):
+    data, mapping = simple
+    run_import(config(tmp_path, data, mapping, sandbox.url))
+    db = sqlite3.connect(tmp_path / "out" / "ledger.sqlite")
+    db.execute("UPDATE rows SET state = 'in_flight' WHERE row IN (5, 6)")
+    db.commit()
+    db.close()
+    report = run_import(config(tmp_path, data, mapping, sandbox.url))
+    assert report.in_flight_found == 2
+    assert report.succeeded == 2
+    assert len(sandbox.snapshot()["accepted"]) == 22  # the two uncertain rows, sent again
+
+
+def test_in_flight_skip_reports_them_as_failed_without_sending(tmp_path, sandbox, simple):
+    data, mapping = simple
+    run_import(config(tmp_path, data, mapping, sandbox.url))
+    db = sqlite3.connect(tmp_path / "out" / "ledger.sqlite")
+    db.execute("UPDATE rows SET state = 'in_flight' WHERE row = 5")
+    db.commit()
+    db.close()
+    report = run_import(config(tmp_path, data, mapping, sandbox.url, in_flight="skip"))
+    assert (report.in_flight_found, report.failed, report.succeeded) == (1, 1, 0)
+    assert read_csv(tmp_path / "out" / "failures.csv")[0]["error_type"] == "IN_FLIGHT_UNKNOWN"
+    assert len(sandbox.snapshot()["accepted"]) == 20
+
+
+def test_a_lead_over_its_limit_fails_without_spending_more_requests(tmp_path, make_sandbox):
+    box = make_sandbox(lead_limit=2)
+    mapping = write_mapping(tmp_path / "m.yaml", SIMPLE_MAPPING)
+    rows = [["same@exemplo.com", f"Nome {i}", ""] for i in range(5)]
+    data = write_csv(tmp_path / "lead.csv", ["email", "nome", "plano"], rows)
+    report = run_import(config(tmp_path, data, mapping, box.url, concurrency=1))
+    assert (report.succeeded, report.failed) == (2, 3)
+    assert box.snapshot()["requests"] == 3  # the third is refused; the rest are not tried
+    types = [f["error_type"] for f in read_csv(tmp_path / "out" / "failures.csv")]
+    assert types == ["LEAD_LIMITED"] * 3
+
+
+def test_a_gateway_429_pauses_and_every_row_still_arrives(tmp_path, make_sandbox, simple):
+    box = make_sandbox(rate_limit=8, rate_window=0.5)
+    data, mapping = simple
+    report = run_import(config(tmp_path, data, mapping, box.url))
+    assert report.succeeded == 20
+    assert len(box.snapshot()["accepted"]) == 20
+
+
+def test_a_missing_column_is_an_input_error_before_anything_is_sent(tmp_path, sandbox, simple):
+    data, _ = simple
+    mapping = write_mapping(tmp_path / "bad.yaml", SIMPLE_MAPPING.replace('"nome"', '"Nome Completo"'))
+    with pytest.raises(InputError, match="Nome Completo"):
+        run_import(config(tmp_path, data, mapping, sandbox.url))
+    assert sandbox.snapshot()["requests"] == 0
+
+
+def test_reports_are_private(tmp_path, sandbox, simple):
+    data, mapping = simple
+    run_import(config(tmp_path, data, mapping, sandbox.url))
+    out = tmp_path / "out"
+    assert out.stat().st_mode & 0o777 == 0o700
+    for name in ("successes.csv", "failures.csv", "summary.json", "ledger.sqlite"):
+        assert (out / name).stat().st_mode & 0o777 == 0o600, name
