@@ -259,6 +259,9 @@ def _describe_exception(
         return transient, "CONNECTION_ERROR", f"the connection to {host} failed{_os_reason(exc)}"
     if isinstance(exc, aiohttp.ClientPayloadError):
         return transient, "CONNECTION_ERROR", f"the answer from {host} was cut off"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # Raised while parsing an answer that is not valid HTTP (no redirects are followed).
+        return transient, "CONNECTION_ERROR", f"the answer from {host} was not valid HTTP"
     if isinstance(exc, aiohttp.InvalidURL):
         return (
             FailureKind.FATAL,
