@@ -102,8 +102,8 @@ def print_report(report: RunReport, input_path: Path) -> None:
         )
     else:
         click.echo(
-            f"Imported {input_path.name}: {report.succeeded:,} rows sent, {report.failed:,} failed, "
-            f"{report.skipped:,} skipped (of {report.rows:,}) in "
+            f"Imported {input_path.name}: {report.succeeded:,} rows sent, "
+            f"{report.failed:,} failed, {report.skipped:,} skipped (of {report.rows:,}) in "
             f"{format_duration(report.duration_s)}."
         )
     if report.in_flight_found:
@@ -328,17 +328,22 @@ def sandbox_command(
     """Serve a local stand-in for the RD Station conversions API until stopped."""
     from importer.sandbox import SandboxConfig, serve
 
-    config = SandboxConfig(
-        api_keys=frozenset(keys) or None,
-        rate_limit=rate_limit,
-        rate_window=rate_window,
-        lead_limit=lead_limit,
-        fail_ratio=fail_ratio,
-        drop_ratio=drop_ratio,
-        accept_then_drop_ratio=accept_then_drop_ratio,
-        latency=latency,
-        seed=seed,
-    )
+    try:
+        config = SandboxConfig(
+            api_keys=frozenset(keys) or None,
+            rate_limit=rate_limit,
+            rate_window=rate_window,
+            lead_limit=lead_limit,
+            fail_ratio=fail_ratio,
+            drop_ratio=drop_ratio,
+            accept_then_drop_ratio=accept_then_drop_ratio,
+            latency=latency,
+            seed=seed,
+        )
+    except InputError as exc:
+        _err(f"Error: {exc}")
+        sys.exit(EXIT_INPUT)
+
     def ready(url: str) -> None:
         _err(f"Sandbox for RD Station conversions at {url} (use --api-url {url}); Ctrl-C to stop")
 

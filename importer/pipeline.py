@@ -29,7 +29,7 @@ from typing import Any, Literal
 import orjson
 
 from importer.client import ConversionsClient, check_api_url, conversion_body
-from importer.errors import AbortError, InputError, RowError
+from importer.errors import InputError, RowError
 from importer.ledger import RESENDABLE_KINDS, Ledger, Pending
 from importer.loader import Table, open_table
 from importer.mapping import Mapping, load_mapping
@@ -346,7 +346,14 @@ class _Run:
             keys_this_chunk[key] = row.number
             if state is None:
                 new.append(
-                    (key, row.number, body, cells, payload["email"], payload["conversion_identifier"])
+                    (
+                        key,
+                        row.number,
+                        body,
+                        cells,
+                        payload["email"],
+                        payload["conversion_identifier"],
+                    )
                 )
                 self.to_send += 1
                 continue
@@ -467,7 +474,9 @@ class _Run:
                 await asyncio.gather(*pending, return_exceptions=True)
                 return
 
-    async def _worker(self, queue: asyncio.Queue[Pending | None], client: ConversionsClient) -> None:
+    async def _worker(
+        self, queue: asyncio.Queue[Pending | None], client: ConversionsClient
+    ) -> None:
         me = asyncio.current_task()
         assert me is not None
         while True:

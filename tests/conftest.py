@@ -1,4 +1,4 @@
-"""Fixtures shared by the end-to-end tests: a sandbox on loopback, the sample files, a CLI runner."""
+"""Shared fixtures: a sandbox on loopback, the sample files, CSV and mapping writers."""
 
 from __future__ import annotations
 

@@ -131,8 +131,14 @@ def test_the_sample_csv_imports_with_its_bad_rows_in_failures(tmp_path, sandbox,
     failures = read_csv(tmp_path / "out" / "failures.csv")
     header = list(failures[0].keys())
     assert header[:3] == ["Nome", "Sobrenome", "E-mail"]
-    assert header[-6:] == ["row", "error_stage", "http_status", "error_type", "error_message",
-                           "attempts"]
+    assert header[-6:] == [
+        "row",
+        "error_stage",
+        "http_status",
+        "error_type",
+        "error_message",
+        "attempts",
+    ]
     types = {f["error_type"] for f in failures}
     assert "DUPLICATE_ROW" in types
     # The CEP keeps its leading zero all the way to the report.
@@ -146,8 +152,10 @@ def test_the_sample_xlsx_sends_the_same_payloads_as_the_csv(tmp_path, make_sandb
 
     def payloads(box):
         return sorted(
-            (tuple(sorted((k, str(v)) for k, v in e["payload"].items()))
-             for e in box.snapshot()["accepted"])
+
+                tuple(sorted((k, str(v)) for k, v in e["payload"].items()))
+                for e in box.snapshot()["accepted"]
+
         )
 
     assert payloads(csv_box) == payloads(xlsx_box)
@@ -171,14 +179,16 @@ def test_a_refused_key_stops_the_run_and_leaves_the_rest_to_resume(tmp_path, san
 
 
 def test_5xx_then_success_is_retried_and_counts_attempts(tmp_path, simple):
-    data, mapping = simple
+    _, mapping = simple
     one = write_csv(tmp_path / "one.csv", ["email", "nome", "plano"], [["x@exemplo.com", "X", ""]])
     url = "https://rd.test"
     with aioresponses() as mocked:
         endpoint = f"{url}/platform/conversions?api_key={API_KEY}"
         mocked.post(endpoint, status=500, body=b"<html>oops</html>")
         mocked.post(endpoint, status=500, body=b"<html>oops</html>")
-        mocked.post(endpoint, status=200, payload={"event_uuid": "5408c5a3-4711-4f2e-8d0b-13407a3e30f3"})
+        mocked.post(
+            endpoint, status=200, payload={"event_uuid": "5408c5a3-4711-4f2e-8d0b-13407a3e30f3"}
+        )
         report = run_import(config(tmp_path, one, mapping, url))
     assert (report.succeeded, report.retries, report.requests) == (1, 2, 3)
     line = read_csv(tmp_path / "out" / "successes.csv")[0]
@@ -264,7 +274,9 @@ def test_a_gateway_429_pauses_and_every_row_still_arrives(tmp_path, make_sandbox
 
 def test_a_missing_column_is_an_input_error_before_anything_is_sent(tmp_path, sandbox, simple):
     data, _ = simple
-    mapping = write_mapping(tmp_path / "bad.yaml", SIMPLE_MAPPING.replace('"nome"', '"Nome Completo"'))
+    mapping = write_mapping(
+        tmp_path / "bad.yaml", SIMPLE_MAPPING.replace('"nome"', '"Nome Completo"')
+    )
     with pytest.raises(InputError, match="Nome Completo"):
         run_import(config(tmp_path, data, mapping, sandbox.url))
     assert sandbox.snapshot()["requests"] == 0
