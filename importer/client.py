@@ -177,20 +177,24 @@ class ConversionsClient:
         if session is None:
             raise RuntimeError("ConversionsClient is not open: use 'async with ConversionsClient'")
         status: int | None = None
+        headers: Mapping[str, str] = {}
         try:
             # No redirects: one would turn the POST into a GET and may send the body elsewhere.
             async with session.post(
                 self._url, data=body, headers=self._headers, allow_redirects=False
             ) as resp:
-                status = resp.status
+                status, headers = resp.status, resp.headers
                 raw = await resp.read()
-                headers = resp.headers
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            if status is not None and 200 <= status < 300:
+            if status is None:
+                return self._failure_from_exception(exc, None)
+            if 200 <= status < 300:
                 # RD Station answered 2xx, so it recorded the conversion; only the rest of the
                 # answer was lost. Resending would record it twice: count it as sent.
                 return Sent(event_uuid="", http_status=status)
-            return self._failure_from_exception(exc, status)
+            # The status alone says what kind of failure this is (a 401 still stops the run).
+            failed = failure_from_response(status, headers, b"", secret=self._api_key)
+            return replace(failed, message=failed.message + " (the answer was cut off)")
 
         if 200 <= status < 300:
             return _sent(status, raw)

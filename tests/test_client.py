@@ -746,6 +746,26 @@ async def test_server_that_answers_200_then_cuts_the_body_counts_as_sent() -> No
         assert await client.post_conversion(BODY) == Sent("", 200)
 
 
+async def test_server_that_answers_401_then_cuts_the_body_still_refuses_the_key() -> None:
+    async def cut_short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b'HTTP/1.1 401 Unauthorized\r\nContent-Length: 100\r\n\r\n{"err')
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async with raw_server(cut_short) as url, ConversionsClient(url, KEY) as client:
+        result = await client.post_conversion(BODY)
+    assert result == Failed(
+        FailureKind.AUTH_REFUSED,
+        401,
+        "HTTP_401",
+        "RD Station refused the API key (HTTP 401 with an empty body); check RDSTATION_API_KEY "
+        "(the answer was cut off)",
+    )
+    assert_no_key(result, result.message)
+
+
 async def test_slow_server_times_out_and_cancellation_still_propagates() -> None:
     release = asyncio.Event()
 
