@@ -8,7 +8,9 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
+from yarl import URL
 
 from importer.sandbox import SandboxConfig, SandboxThread
 
@@ -17,6 +19,20 @@ SAMPLE_CSV = ROOT / "sample_data" / "leads.csv"
 SAMPLE_XLSX = ROOT / "sample_data" / "leads.xlsx"
 EXAMPLE_MAPPING = ROOT / "mappings" / "example.yaml"
 API_KEY = "test-key-3f9a1c"
+
+
+class _NothingWritten:
+    output_size = 0
+
+
+class ScriptedResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 builds responses without the ``stream_writer`` that aiohttp 3.14
+    requires (pnuckowski/aioresponses#289); hand it a stand-in until a release fixes that.
+    Pass ``response_class=ScriptedResponse`` to every scripted answer."""
+
+    def __init__(self, method: str, url: URL, **kwargs) -> None:
+        kwargs.setdefault("stream_writer", _NothingWritten())
+        super().__init__(method, url, **kwargs)
 
 
 @pytest.fixture

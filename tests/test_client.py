@@ -33,25 +33,13 @@ from importer.client import (
 from importer.errors import InputError
 from importer.records import Failed, FailureKind, Sent
 from importer.sandbox import SandboxConfig, running_sandbox
+from tests.conftest import ScriptedResponse
 
 KEY = "k3y-Sup3rSecret-0123456789abcdef"
 RD = "https://api.rd.services"
 ENDPOINT = re.compile(r"^https://api\.rd\.services/platform/conversions\?api_key=.*$")
 KEYED_URL = URL(f"{RD}/platform/conversions").with_query(api_key=KEY)
 BODY = conversion_body({"conversion_identifier": "feira-2026", "email": "ana@example.com.br"})
-
-
-class _NothingWritten:
-    output_size = 0
-
-
-class ScriptedResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 builds responses without the ``stream_writer`` that aiohttp 3.14
-    requires (pnuckowski/aioresponses#289); hand it a stand-in until a release fixes that."""
-
-    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", _NothingWritten())
-        super().__init__(method, url, **kwargs)
 
 
 def assert_no_key(*things: object, key: str = KEY) -> None:

@@ -14,6 +14,7 @@ from tests.conftest import (
     API_KEY,
     EXAMPLE_MAPPING,
     SAMPLE_XLSX,
+    ScriptedResponse,
     read_csv,
     read_summary,
     write_csv,
@@ -27,6 +28,14 @@ fields:
   name: "nome"
   cf_plano: "plano"
 """
+
+
+RD = "https://rd.test"
+ENDPOINT = f"{RD}/platform/conversions?api_key={API_KEY}"
+
+
+def answer(mocked: aioresponses, status: int, **kwargs) -> None:
+    mocked.post(ENDPOINT, status=status, response_class=ScriptedResponse, **kwargs)
 
 
 def config(tmp_path: Path, input_path: Path, mapping: Path, url: str, **kw) -> ImportConfig:
@@ -152,10 +161,8 @@ def test_the_sample_xlsx_sends_the_same_payloads_as_the_csv(tmp_path, make_sandb
 
     def payloads(box):
         return sorted(
-
-                tuple(sorted((k, str(v)) for k, v in e["payload"].items()))
-                for e in box.snapshot()["accepted"]
-
+            tuple(sorted((k, str(v)) for k, v in e["payload"].items()))
+            for e in box.snapshot()["accepted"]
         )
 
     assert payloads(csv_box) == payloads(xlsx_box)
@@ -184,8 +191,12 @@ def test_5xx_then_success_is_retried_and_counts_attempts(tmp_path, simple):
     url = "https://rd.test"
     with aioresponses() as mocked:
         endpoint = f"{url}/platform/conversions?api_key={API_KEY}"
-        mocked.post(endpoint, status=500, body=b"<html>oops</html>")
-        mocked.post(endpoint, status=500, body=b"<html>oops</html>")
+        mocked.post(
+            endpoint, status=500, body=b"<html>oops</html>", response_class=ScriptedResponse
+        )
+        mocked.post(
+            endpoint, status=500, body=b"<html>oops</html>", response_class=ScriptedResponse
+        )
         mocked.post(
             endpoint, status=200, payload={"event_uuid": "5408c5a3-4711-4f2e-8d0b-13407a3e30f3"}
         )
@@ -202,7 +213,9 @@ def test_rows_failing_every_attempt_fail_with_the_last_error(tmp_path, simple):
     with aioresponses() as mocked:
         endpoint = f"{url}/platform/conversions?api_key={API_KEY}"
         for _ in range(6):
-            mocked.post(endpoint, status=503, body=b"<html>busy</html>")
+            mocked.post(
+                endpoint, status=503, body=b"<html>busy</html>", response_class=ScriptedResponse
+            )
         report = run_import(config(tmp_path, one, mapping, url))
     assert (report.succeeded, report.failed, report.requests) == (0, 1, 6)
     failure = read_csv(tmp_path / "out" / "failures.csv")[0]
@@ -217,7 +230,12 @@ def test_rd_station_rejection_fails_the_row_at_once_with_its_message(tmp_path, s
     url = "https://rd.test"
     body = {"errors": {"cf_plano": [{"error_type": "INVALID", "error_message": "unknown field"}]}}
     with aioresponses() as mocked:
-        mocked.post(f"{url}/platform/conversions?api_key={API_KEY}", status=400, payload=body)
+        mocked.post(
+            f"{url}/platform/conversions?api_key={API_KEY}",
+            status=400,
+            payload=body,
+            response_class=ScriptedResponse,
+        )
         report = run_import(config(tmp_path, one, mapping, url))
     assert (report.failed, report.requests) == (1, 1)
     failure = read_csv(tmp_path / "out" / "failures.csv")[0]
