@@ -53,7 +53,7 @@ def make_csv(path: Path, rows: int, *, seed: int = 1) -> Path:
             out.write(
                 f"{first};{last};lead{i}@exemplo.com.br;(11) 9{rng.randint(1000, 9999)}-"
                 f"{rng.randint(1000, 9999)};Empresa {i % 97};Gerente;São Paulo;SP;"
-                f"0{rng.randint(1000000, 9999999)};\"vendas, marketing\";Pro\r\n"
+                f'0{rng.randint(1000000, 9999999)};"vendas, marketing";Pro\r\n'
             )
     return path
 

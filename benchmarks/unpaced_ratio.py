@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import (  # noqa: E402
+from benchmarks._common import (
     API_KEY,
     ROOT,
     machine,
@@ -54,8 +54,9 @@ async def bare_loop(url: str, bodies: list[bytes], concurrency: int) -> float:
 
 
 def prebuilt_bodies(csv_path: Path, mapping_path: Path) -> list[bytes]:
-    from importer.client import conversion_body
     from importer.loader import open_table
+
+    from importer.client import conversion_body
     from importer.mapping import load_mapping
 
     mapping = load_mapping(mapping_path)
@@ -92,8 +93,17 @@ def measure(mode: str, url: str, csv_path: Path, mapping: Path, out: Path, conc:
     shutil.rmtree(out, ignore_errors=True)
     sandbox_reset(url)
     result = subprocess.run(
-        [sys.executable, __file__, "--child", mode, url, str(csv_path), str(mapping), str(out),
-         str(conc)],
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            mode,
+            url,
+            str(csv_path),
+            str(mapping),
+            str(out),
+            str(conc),
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -117,17 +127,26 @@ def main() -> None:
         mapping = write_mapping(folder)
         bare, importer = [], []
         for _ in range(args.runs):
-            bare.append(args.rows / measure("bare", url, csv_path, mapping, folder / "o", 
-                                            args.concurrency))
-            importer.append(args.rows / measure("importer", url, csv_path, mapping, folder / "o",
-                                                args.concurrency))
+            bare.append(
+                args.rows / measure("bare", url, csv_path, mapping, folder / "o", args.concurrency)
+            )
+            importer.append(
+                args.rows
+                / measure("importer", url, csv_path, mapping, folder / "o", args.concurrency)
+            )
         received = sandbox_state(url)["requests"]
     print(f"machine: {machine()}")
     print(f"{args.rows:,} rows, concurrency {args.concurrency}, {args.runs} runs each, alternating")
-    print(f"bare aiohttp loop: median {median(bare):,.0f} rows/s  (runs: "
-          + ", ".join(f"{v:,.0f}" for v in bare) + ")")
-    print(f"rd-importer:       median {median(importer):,.0f} rows/s  (runs: "
-          + ", ".join(f"{v:,.0f}" for v in importer) + ")")
+    print(
+        f"bare aiohttp loop: median {median(bare):,.0f} rows/s  (runs: "
+        + ", ".join(f"{v:,.0f}" for v in bare)
+        + ")"
+    )
+    print(
+        f"rd-importer:       median {median(importer):,.0f} rows/s  (runs: "
+        + ", ".join(f"{v:,.0f}" for v in importer)
+        + ")"
+    )
     print(f"ratio importer/bare: {median(importer) / median(bare):.2f} (goal >= 0.6, aim 0.75)")
     print(f"(last importer run: the sandbox received {received:,} requests)")
 

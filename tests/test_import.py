@@ -188,19 +188,11 @@ def test_a_refused_key_stops_the_run_and_leaves_the_rest_to_resume(tmp_path, san
 def test_5xx_then_success_is_retried_and_counts_attempts(tmp_path, simple):
     _, mapping = simple
     one = write_csv(tmp_path / "one.csv", ["email", "nome", "plano"], [["x@exemplo.com", "X", ""]])
-    url = "https://rd.test"
     with aioresponses() as mocked:
-        endpoint = f"{url}/platform/conversions?api_key={API_KEY}"
-        mocked.post(
-            endpoint, status=500, body=b"<html>oops</html>", response_class=ScriptedResponse
-        )
-        mocked.post(
-            endpoint, status=500, body=b"<html>oops</html>", response_class=ScriptedResponse
-        )
-        mocked.post(
-            endpoint, status=200, payload={"event_uuid": "5408c5a3-4711-4f2e-8d0b-13407a3e30f3"}
-        )
-        report = run_import(config(tmp_path, one, mapping, url))
+        answer(mocked, 500, body=b"<html>oops</html>")
+        answer(mocked, 500, body=b"<html>oops</html>")
+        answer(mocked, 200, payload={"event_uuid": "5408c5a3-4711-4f2e-8d0b-13407a3e30f3"})
+        report = run_import(config(tmp_path, one, mapping, RD))
     assert (report.succeeded, report.retries, report.requests) == (1, 2, 3)
     line = read_csv(tmp_path / "out" / "successes.csv")[0]
     assert line["event_uuid"] == "5408c5a3-4711-4f2e-8d0b-13407a3e30f3"
@@ -209,14 +201,10 @@ def test_5xx_then_success_is_retried_and_counts_attempts(tmp_path, simple):
 def test_rows_failing_every_attempt_fail_with_the_last_error(tmp_path, simple):
     _, mapping = simple
     one = write_csv(tmp_path / "one.csv", ["email", "nome", "plano"], [["x@exemplo.com", "X", ""]])
-    url = "https://rd.test"
     with aioresponses() as mocked:
-        endpoint = f"{url}/platform/conversions?api_key={API_KEY}"
         for _ in range(6):
-            mocked.post(
-                endpoint, status=503, body=b"<html>busy</html>", response_class=ScriptedResponse
-            )
-        report = run_import(config(tmp_path, one, mapping, url))
+            answer(mocked, 503, body=b"<html>busy</html>")
+        report = run_import(config(tmp_path, one, mapping, RD))
     assert (report.succeeded, report.failed, report.requests) == (0, 1, 6)
     failure = read_csv(tmp_path / "out" / "failures.csv")[0]
     assert failure["error_stage"] == "api"
@@ -227,16 +215,10 @@ def test_rows_failing_every_attempt_fail_with_the_last_error(tmp_path, simple):
 def test_rd_station_rejection_fails_the_row_at_once_with_its_message(tmp_path, simple):
     _, mapping = simple
     one = write_csv(tmp_path / "one.csv", ["email", "nome", "plano"], [["x@exemplo.com", "X", ""]])
-    url = "https://rd.test"
     body = {"errors": {"cf_plano": [{"error_type": "INVALID", "error_message": "unknown field"}]}}
     with aioresponses() as mocked:
-        mocked.post(
-            f"{url}/platform/conversions?api_key={API_KEY}",
-            status=400,
-            payload=body,
-            response_class=ScriptedResponse,
-        )
-        report = run_import(config(tmp_path, one, mapping, url))
+        answer(mocked, 400, payload=body)
+        report = run_import(config(tmp_path, one, mapping, RD))
     assert (report.failed, report.requests) == (1, 1)
     failure = read_csv(tmp_path / "out" / "failures.csv")[0]
     assert failure["http_status"] == "400"
