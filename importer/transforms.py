@@ -1,0 +1,269 @@
+"""Named cell transforms, chained per field by the mapping's ``transform:`` key.
+
+Each transform takes a non-empty, trimmed cell text and returns the new value, or raises
+:class:`TransformError` whose text completes the sentence "<value> ..." ("is not a phone
+number"). The mapping decides what a failure does to the row (``on_invalid``).
+
+=========  ==========================================================  ===================
+name       what it does                                                example
+=========  ==========================================================  ===================
+strip      trims spaces (cells are trimmed already; useful after map)  ``" a "`` -> ``"a"``
+lower      lower case                                                  ``"ANA"`` -> ``"ana"``
+upper      upper case                                                  ``"sp"`` -> ``"SP"``
+title      names, Brazilian style: da/de/do/das/dos/e stay lower       ``"MARIA DA SILVA"``
+                                                                       -> ``"Maria da Silva"``
+digits     keeps the digits only (an Excel number's ``.0`` dropped)    ``"01310-100"``
+                                                                       -> ``"01310100"``
+phone_br   a Brazilian phone as people write it, to E.164              ``"(11) 98765-4321"``
+                                                                       -> ``"+5511987654321"``
+date       ``dd/mm/yyyy`` (or ``format:``), ISO dates and Excel        ``"15/03/2026"``
+           serial numbers, to ``YYYY-MM-DD``; never month-first        -> ``"2026-03-15"``
+bool       sim/não/s/n/yes/no/y/true/false/1/0/x, any case, accents    ``"Não"`` -> ``false``
+           optional, to true/false
+=========  ==========================================================  ===================
+
+``phone_br`` reads every common form: ``(11) 98765-4321``, ``011 98765-4321``,
+``+55 11 98765 4321``, ``11987654321``, ``5511987654321``, and Excel numbers such as
+``5511987654321.0`` or ``5.511987654321E+12``. A number written with ``+`` and another country's
+code is kept when it is valid there. The common forms take a fast path built on phonenumbers' own
+metadata for Brazil; everything else goes through ``phonenumbers.parse``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Literal
+
+import phonenumbers
+
+TransformFunc = Callable[[str], str | bool]
+Kind = Literal["text", "bool"]
+
+
+class TransformError(ValueError):
+    """The value cannot be transformed; ``str()`` completes "<value> ..."."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransformInfo:
+    name: str
+    output: Kind
+    validates: bool  # can refuse a value (then on_invalid applies)
+    description: str
+
+
+def strip(value: str) -> str:
+    return value.strip()
+
+
+def lower(value: str) -> str:
+    return value.lower()
+
+
+def upper(value: str) -> str:
+    return value.upper()
+
+
+_NAME_PARTICLES = frozenset({"da", "de", "do", "das", "dos", "e"})
+
+
+def _capitalize_word(word: str) -> str:
+    return "-".join(part[:1].upper() + part[1:] for part in word.split("-"))
+
+
+def title(value: str) -> str:
+    words = value.lower().split()
+    return " ".join(
+        w if i and w in _NAME_PARTICLES else _capitalize_word(w) for i, w in enumerate(words)
+    )
+
+
+_EXCEL_INTEGER = re.compile(r"(\d+)\.0*")
+_EXCEL_SCIENTIFIC = re.compile(r"\d(?:[.,]\d+)?[eE]\+?\d{1,2}")
+
+
+def _excel_integer(value: str) -> str:
+    """An integer that Excel turned into ``123.0`` or ``1.23E+10`` back to its digits."""
+    if (match := _EXCEL_INTEGER.fullmatch(value)) is not None:
+        return match.group(1)
+    if _EXCEL_SCIENTIFIC.fullmatch(value) is not None:
+        try:
+            number = Decimal(value.replace(",", "."))
+        except InvalidOperation:
+            return value
+        if number == number.to_integral_value():
+            return str(int(number))
+    return value
+
+
+_NOT_DIGITS = re.compile(r"\D+")
+
+
+def digits(value: str) -> str:
+    return _NOT_DIGITS.sub("", _excel_integer(value))
+
+
+_BR = phonenumbers.PhoneMetadata.metadata_for_region("BR")
+_BR_MOBILE = re.compile(_BR.mobile.national_number_pattern)
+_BR_FIXED = re.compile(_BR.fixed_line.national_number_pattern)
+_PHONE_SEPARATORS = re.compile(r"[\s().\-/]+")
+_NOT_A_PHONE = "is not a phone number"
+
+
+def _national_br(compact: str) -> str | None:
+    """The national number of a compact all-digits Brazilian phone, when its form is plain."""
+    size = len(compact)
+    if compact[0] == "0":
+        national = compact[1:] if size in (11, 12) else None
+    elif compact.startswith("55") and size in (12, 13):
+        national = compact[2:]
+    else:
+        national = compact if size in (10, 11) else None
+    if national is None:
+        return None
+    if _BR_MOBILE.fullmatch(national) or _BR_FIXED.fullmatch(national):
+        return national
+    return None
+
+
+def phone_br(value: str) -> str:
+    text = _excel_integer(value.strip())
+    compact = _PHONE_SEPARATORS.sub("", text)
+    if compact.isdigit() and compact.isascii():
+        national = _national_br(compact)
+        if national is not None:
+            return "+55" + national
+        if compact.startswith("55") and len(compact) in (12, 13):
+            text = "+" + compact
+    elif compact[:3] == "+55" and compact[1:].isdigit() and compact.isascii():
+        national = _national_br(compact[1:])
+        if national is not None:
+            return "+55" + national
+    return _phone_slow(text)
+
+
+def _phone_slow(text: str) -> str:
+    try:
+        number = phonenumbers.parse(text, "BR")
+        valid = phonenumbers.is_valid_number(number)
+    except Exception:  # NumberParseException, or anything odd input provokes
+        raise TransformError(_NOT_A_PHONE) from None
+    if not valid:
+        raise TransformError(_NOT_A_PHONE)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+DEFAULT_DATE_FORMAT = "dd/mm/yyyy"
+_DATE_TOKENS = (("yyyy", "%Y"), ("yy", "%y"), ("dd", "%d"), ("mm", "%m"))
+_ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?")
+_DAY_FIRST = re.compile(r"(\d{1,2})([/.-])(\d{1,2})\2(\d{4})(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?")
+_EXCEL_SERIAL = re.compile(r"(\d{1,5})(?:\.\d+)?")
+_EXCEL_EPOCH = dt.date(1899, 12, 30)  # Excel's day 0, counting its phantom 29/02/1900
+
+
+def strptime_format(fmt: str) -> str:
+    """The ``strptime`` form of a date format: ``dd/mm/yyyy`` style, or ``%d/%m/%Y`` as is.
+
+    Raises ValueError with a readable reason when the format lacks a day, month or year.
+    """
+    if "%" in fmt:
+        pattern = fmt
+    else:
+        pattern = fmt.lower()
+        for token, code in _DATE_TOKENS:
+            pattern = pattern.replace(token, code)
+    for codes, what in ((("%d",), "day"), (("%m", "%b", "%B"), "month"), (("%Y", "%y"), "year")):
+        if not any(code in pattern for code in codes):
+            raise ValueError(f"date format {fmt!r} has no {what} (use dd, mm and yyyy)")
+    try:
+        dt.datetime.strptime(dt.date(2001, 2, 3).strftime(pattern), pattern)
+    except ValueError:
+        raise ValueError(f"date format {fmt!r} cannot be read back (use dd, mm and yyyy)") from None
+    return pattern
+
+
+def make_date(fmt: str | None = None) -> Callable[[str], str]:
+    """The ``date`` transform for one format (default ``dd/mm/yyyy``)."""
+    pattern = None if fmt is None or fmt.lower() == DEFAULT_DATE_FORMAT else strptime_format(fmt)
+    reason = f"is not a date in the form {fmt or DEFAULT_DATE_FORMAT}"
+
+    def to_iso(year: int, month: int, day: int) -> str:
+        try:
+            return dt.date(year, month, day).isoformat()
+        except ValueError:
+            raise TransformError(reason) from None
+
+    def date(value: str) -> str:
+        if (match := _ISO_DATE.fullmatch(value)) is not None:
+            return to_iso(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+        if pattern is None:
+            if (match := _DAY_FIRST.fullmatch(value)) is not None:
+                return to_iso(int(match.group(4)), int(match.group(3)), int(match.group(1)))
+        else:
+            try:
+                return dt.datetime.strptime(value, pattern).date().isoformat()
+            except ValueError:
+                pass
+        if (match := _EXCEL_SERIAL.fullmatch(value)) is not None and int(match.group(1)) > 0:
+            return (_EXCEL_EPOCH + dt.timedelta(days=int(match.group(1)))).isoformat()
+        raise TransformError(reason)
+
+    return date
+
+
+def fold(text: str) -> str:
+    """Lower case without accents: how ``map:`` keys, bool words and headers are compared."""
+    decomposed = unicodedata.normalize("NFKD", text.strip().casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+_TRUE = frozenset({"sim", "s", "yes", "y", "true", "verdadeiro", "v", "1", "1.0", "x"})
+_FALSE = frozenset({"nao", "n", "no", "false", "falso", "f", "0", "0.0"})
+_BOOLS: dict[str, bool] = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
+
+
+def to_bool(value: str) -> bool:
+    found = _BOOLS.get(value.lower())
+    if found is None:
+        found = _BOOLS.get(fold(value))
+        if found is None:
+            raise TransformError("is not yes or no (sim, não, true, false, 1, 0, x)")
+    return found
+
+
+TRANSFORMS: dict[str, TransformInfo] = {
+    info.name: info
+    for info in (
+        TransformInfo("strip", "text", False, "trims surrounding spaces"),
+        TransformInfo("lower", "text", False, "lower case"),
+        TransformInfo("upper", "text", False, "upper case"),
+        TransformInfo("title", "text", False, "capitalized names; da/de/do/das/dos/e stay lower"),
+        TransformInfo("digits", "text", False, "keeps the digits only"),
+        TransformInfo("phone_br", "text", True, "a Brazilian phone to E.164 (+5511987654321)"),
+        TransformInfo("date", "text", True, "dd/mm/yyyy (or format:) to YYYY-MM-DD"),
+        TransformInfo("bool", "bool", True, "sim/não/yes/no/true/false/1/0/x to true/false"),
+    )
+}
+TransformName = Literal["strip", "lower", "upper", "title", "digits", "phone_br", "date", "bool"]
+
+_SIMPLE: dict[str, TransformFunc] = {
+    "strip": strip,
+    "lower": lower,
+    "upper": upper,
+    "title": title,
+    "digits": digits,
+    "phone_br": phone_br,
+    "bool": to_bool,
+}
+
+
+def get_transform(name: str, *, date_format: str | None = None) -> TransformFunc:
+    """The function for a transform name (a key of :data:`TRANSFORMS`)."""
+    if name == "date":
+        return make_date(date_format)
+    return _SIMPLE[name]
