@@ -1,0 +1,935 @@
+"""Read a spreadsheet (CSV, XLSX, XLSM, XLSB, XLS, ODS) as one stream of rows of text.
+
+``open_table(path)`` looks at the file's bytes (not only its name), refuses what is not a
+spreadsheet with an ``InputError``, reads the header and returns a ``Table``; ``Table.rows()``
+then streams ``Row`` values once, at flat memory for CSV.
+
+Decisions worth knowing:
+
+- Every cell is text exactly as a person sees it; nothing is trimmed here (the mapping trims).
+  Header names used as keys are trimmed of surrounding spaces; ``source_headers`` keep them.
+- A header cell left empty between named ones is named after its column letter (``Column C``);
+  empty header cells at the right end are dropped. A value in a column that has no header fails
+  its row (for a CSV that usually means an unquoted delimiter shifted the cells), while empty
+  cells there are ignored (Excel's trailing ``;;;``).
+- A record that cannot be read (a quote never closed, a stray quote, a cell over
+  ``MAX_CELL_CHARS``) becomes one failed row; reading starts again on the line after that row's
+  first line, so one bad quote cannot swallow the rows after it.
+- One of our own ``failures.csv`` reports read back loses its six report columns and the
+  formula escaping the reports apply (``escape_formula`` / ``unescape_formula``).
+- Workbooks are read by python-calamine, which loads the whole sheet into memory (about 1.2 KB
+  per row of 10 cells); only the conversion of cells to text streams.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import datetime as dt
+import io
+import itertools
+import re
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Final
+
+import python_calamine
+
+from importer.errors import InputError
+from importer.records import Row
+
+MAX_CELL_CHARS: Final = 1 << 20  # RD Station takes 0.2 MB per request: a bigger cell cannot go
+MAX_LINE_CHARS: Final = 2 << 20
+MAX_LINES_PER_RECORD: Final = 1000  # a quoted cell spanning more lines is a quote never closed
+MAX_UNZIPPED_BYTES: Final = 1 << 30
+MAX_ZIP_RATIO: Final = 200  # sheets compress 5-30x; a bomb compresses 1000x
+MAX_SHEET_CELLS: Final = 40_000_000  # calamine allocates rows x columns cells of 32 bytes
+REPORT_COLUMNS: Final = (
+    "row",
+    "error_stage",
+    "http_status",
+    "error_type",
+    "error_message",
+    "attempts",
+)
+
+_HEAD_BYTES = 64 * 1024
+_SCAN_CHUNK = 1 << 20
+_SAMPLE_CHARS = 64 * 1024
+_SAMPLE_RECORDS = 200
+_DELIMITERS = (",", ";", "\t", "|")
+_WORKBOOK_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"})
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+_ENCRYPTED_MARK = "EncryptedPackage".encode("utf-16-le")
+_BINARY_SIGNATURES = (
+    (b"%PDF-", "a PDF document"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"Rar!", "a RAR archive"),
+    (b"7z\xbc\xaf", "a 7-Zip archive"),
+)
+_FOOTER_STARTS = ("Grand Totals", "Confidential Information", "Copyright (c)", "Copyright ©")
+_FOOTER = re.compile(
+    r"Grand Totals \(\d[\d.,]* records?\)"
+    r"|Confidential Information - Do Not Distribute"
+    r"|Copyright (?:\(c\)|©) \d{4}(?:-\d{4})? salesforce\.com.*",
+    re.IGNORECASE,
+)
+_FORMULA_TRIGGERS = "=+-@\t\r"
+_ESCAPABLE = re.compile(r"'*[=+\-@\t\r]")
+_ESCAPED = re.compile(r"'+[=+\-@\t\r]")
+# A reference past column Z or row 999,999: only then are a sheet's references read exactly.
+_SUSPECT_REF = re.compile(rb"""r=["'](?:[A-Z]{2}|[A-Z]{0,3}\d{7})""")
+_CELL_REF = re.compile(rb"""r=["']([A-Z]{1,3})(\d+)""")
+
+
+def escape_formula(cell: str) -> str:
+    """Prefix ``'`` to a cell a spreadsheet program would run as a formula.
+
+    Cells already starting with ``'`` before such a character get one more, so that
+    ``unescape_formula(escape_formula(x)) == x`` for every text.
+    """
+    if cell and cell[0] in "'=+-@\t\r" and _ESCAPABLE.match(cell):
+        return "'" + cell
+    return cell
+
+
+def unescape_formula(cell: str) -> str:
+    """Undo ``escape_formula``: drop the ``'`` the reports put before ``= + - @`` tab or CR."""
+    if cell[:1] == "'" and _ESCAPED.match(cell):
+        return cell[1:]
+    return cell
+
+
+class Table:
+    """An open spreadsheet: its header, what was detected, and one pass over its rows."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        records: Iterator[tuple[list[str], str | None]],
+        header: _Header,
+        header_row: int,
+        description: str,
+        warnings: list[str],
+        close: Callable[[], None],
+    ) -> None:
+        self.path = path
+        self.headers = header.names
+        self.source_headers = header.source
+        self.description = description
+        self.warnings = warnings
+        self.blank_rows = 0
+        self.footer_rows = 0
+        self._records = records
+        self._header = header
+        self._header_row = header_row
+        self._close = close
+        self._read = False
+
+    def rows(self) -> Iterator[Row]:
+        """Stream the data rows once, numbered as a spreadsheet shows them."""
+        if self._read:
+            raise RuntimeError("Table.rows() reads the file once; open it again to re-read")
+        self._read = True
+        return self._rows()
+
+    def _rows(self) -> Iterator[Row]:
+        headers = self.headers
+        width = self._header.width
+        unescape = self._header.is_report
+        number = self._header_row
+        for cells, error in self._records:
+            number += 1
+            if error is not None:
+                yield Row(number, _fit(headers, cells), error)
+                continue
+            count = len(cells)
+            if count != width:
+                if not any(cells):
+                    self.blank_rows += 1
+                    continue
+                if count > width:
+                    if any(cells[width:]):
+                        yield Row(number, _fit(headers, cells), self._header.too_wide(cells))
+                        continue
+                else:
+                    cells += [""] * (width - count)
+            first = cells[0]
+            if not first or first.isspace():
+                if not "".join(cells).strip():
+                    self.blank_rows += 1
+                    continue
+            elif first.startswith(_FOOTER_STARTS) and _is_footer(cells):
+                self.footer_rows += 1
+                continue
+            if unescape:
+                yield Row(
+                    number, {h: unescape_formula(c) for h, c in zip(headers, cells, strict=False)}
+                )
+            else:
+                yield Row(number, dict(zip(headers, cells, strict=False)))
+
+    def close(self) -> None:
+        """Release the file."""
+        self._close()
+
+    def __enter__(self) -> Table:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_table(
+    path: Path,
+    *,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    sheet: str | None = None,
+    header_row: int = 1,
+) -> Table:
+    """Open a spreadsheet and read its header; raise ``InputError`` when it cannot be used."""
+    path = Path(path)
+    if header_row < 1:
+        raise InputError(f"--header-row must be 1 or more, not {header_row}")
+    head = _read_head(path)
+    if head.startswith(_ZIP_MAGICS) or head.startswith(_OLE_MAGIC):
+        warnings = [
+            f"{flag} is ignored: {path} is a workbook, not a CSV"
+            for flag, value in (("--encoding", encoding), ("--delimiter", delimiter))
+            if value is not None
+        ]
+        return _open_workbook(path, head, sheet, header_row, warnings)
+    if path.suffix.lower() in _WORKBOOK_SUFFIXES:
+        raise InputError(
+            f"{path} is named like a workbook but is not one ({_what_text_is(head)}): "
+            "if it is a CSV, rename it to .csv; otherwise open it in Excel and save it as XLSX"
+        )
+    for signature, what in _BINARY_SIGNATURES:
+        if head.startswith(signature):
+            raise InputError(f"{path} is {what}, not a spreadsheet: export the data as CSV or XLSX")
+    warnings = [f"--sheet is ignored: {path} is a CSV file"] if sheet is not None else []
+    return _open_csv(path, head, encoding, delimiter, header_row, warnings)
+
+
+# --- CSV -----------------------------------------------------------------------------------------
+
+
+def _open_csv(
+    path: Path,
+    head: bytes,
+    encoding: str | None,
+    delimiter: str | None,
+    header_row: int,
+    warnings: list[str],
+) -> Table:
+    codec, encoding_label = _choose_encoding(path, head, encoding)
+    if delimiter is None:
+        delimiter = _detect_delimiter(path, codec, header_row)
+    else:
+        delimiter = _check_delimiter(delimiter)
+    try:
+        text = path.open("r", encoding=codec, errors=_ERRORS, newline="")
+    except OSError as exc:
+        raise InputError(f"{path} cannot be read ({exc.strerror}): check its permissions") from None
+    try:
+        records = _csv_records(text, delimiter)
+        header = _read_header(path, records, header_row, where=f"{path}")
+    except BaseException:
+        text.close()
+        raise
+    shown = "tab" if delimiter == "\t" else f"'{delimiter}'"
+    description = f"CSV, {encoding_label}, {shown}-separated"
+    if header.is_report:
+        description += ", a failures report: its report columns are left out"
+    return Table(
+        path,
+        records=records,
+        header=header,
+        header_row=header_row,
+        description=description,
+        warnings=warnings + header.warnings,
+        close=text.close,
+    )
+
+
+_ERRORS = "rd-importer-latin1"
+
+
+def _latin1_fallback(exc: UnicodeError) -> tuple[str, int]:
+    # Windows-1252 leaves five bytes undefined; Latin-1 reads them as the C1 controls they are.
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    return exc.object[exc.start : exc.end].decode("latin-1"), exc.end
+
+
+codecs.register_error(_ERRORS, _latin1_fallback)
+
+
+def _choose_encoding(path: Path, head: bytes, given: str | None) -> tuple[str, str]:
+    if given is not None:
+        try:
+            codec = codecs.lookup(given).name
+        except LookupError:
+            raise InputError(
+                f"--encoding {given!r} is not an encoding Python knows: "
+                "try utf-8, cp1252, latin-1 or utf-16"
+            ) from None
+        if codec == "utf-8" and head.startswith(codecs.BOM_UTF8):
+            codec = "utf-8-sig"
+        _scan_text(path, codec, given)
+        return codec, given
+    if head.startswith(codecs.BOM_UTF8):
+        codec, label = "utf-8-sig", "UTF-8 with BOM"
+    elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        codec, label = "utf-16", "UTF-16"
+    else:
+        codec, label = _guess_utf16_without_bom(head), "UTF-16"
+    if codec:
+        _scan_text(path, codec, label)
+        return codec, label
+    try:
+        _scan_text(path, "utf-8", "UTF-8", detecting=True)
+    except _NotThisEncoding:
+        # Every byte is a character in Windows-1252 (with the Latin-1 fallback): only NULs matter.
+        _scan_text(path, "cp1252", "Windows-1252")
+        return "cp1252", "Windows-1252"
+    return "utf-8", "UTF-8"
+
+
+def _guess_utf16_without_bom(head: bytes) -> str:
+    sample = head[:4096]
+    half = len(sample) // 2
+    if half < 2:
+        return ""
+    even_nuls = sample[0::2].count(0)
+    odd_nuls = sample[1::2].count(0)
+    if odd_nuls > 0.4 * half and even_nuls < 0.05 * half:
+        return "utf-16-le"
+    if even_nuls > 0.4 * half and odd_nuls < 0.05 * half:
+        return "utf-16-be"
+    return ""
+
+
+class _NotThisEncoding(Exception):
+    pass
+
+
+def _scan_text(path: Path, codec: str, label: str, *, detecting: bool = False) -> None:
+    """Decode the whole file once, cheaply: invalid bytes anywhere or a NUL refuse it now."""
+    decoder = codecs.getincrementaldecoder(codec)(_ERRORS if codec == "cp1252" else "strict")
+    ascii_safe = "a\n".encode(codec) == b"a\n"
+    offset = 0
+    try:
+        with path.open("rb") as raw:
+            while chunk := raw.read(_SCAN_CHUNK):
+                if ascii_safe and chunk.isascii() and not decoder.getstate()[0]:
+                    nul = chunk.find(0)
+                else:
+                    nul = decoder.decode(chunk).find("\0")
+                    if nul >= 0 and ascii_safe:
+                        nul = chunk.find(0)
+                if nul >= 0:
+                    raise InputError(
+                        f"{path} looks like a binary file, not a CSV (it holds NUL bytes, "
+                        f"the first at byte {offset + nul:,}): export the data as CSV or XLSX"
+                    )
+                offset += len(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        if detecting:
+            raise _NotThisEncoding from None
+        raise InputError(
+            f"{path} is not valid {label} text (near byte {offset + exc.start:,}): "
+            "leave out --encoding to let the importer detect it, or give the right one"
+        ) from None
+    except OSError as exc:
+        raise InputError(f"{path} cannot be read ({exc.strerror}): check the file") from None
+
+
+def _check_delimiter(given: str) -> str:
+    if given.lower() in ("tab", "\\t"):
+        return "\t"
+    if len(given) != 1 or given in '"\r\n':
+        raise InputError(
+            f"--delimiter {given!r} must be one character such as ',' ';' '|' or 'tab'"
+        )
+    return given
+
+
+def _detect_delimiter(path: Path, codec: str, header_row: int) -> str:
+    """Pick the delimiter that splits the header and the rows after it most consistently."""
+    with path.open("r", encoding=codec, errors=_ERRORS, newline="") as text:
+        sample = text.read(_SAMPLE_CHARS)
+        complete = not text.read(1)
+    if not complete:
+        end = max(sample.rfind("\n"), sample.rfind("\r"))
+        sample = sample[: end + 1] if end > 0 else sample
+    best, best_score = ",", (0, 0.0, 0)
+    for delimiter in _DELIMITERS:
+        try:
+            records = list(
+                itertools.islice(
+                    csv.reader(io.StringIO(sample), delimiter=delimiter),
+                    header_row - 1,
+                    header_row + _SAMPLE_RECORDS,
+                )
+            )
+        except csv.Error:
+            continue
+        if not complete and len(records) > 2:
+            records.pop()  # it may be cut in the middle of a quoted line break
+        records = [r for r in records if any(r)]
+        if not records:
+            continue
+        width = len(records[0])
+        rest = records[1:]
+        fitting = sum(1 for r in rest if len(r) == width or not any(r[width:]))
+        score = (int(width > 1), fitting / len(rest) if rest else 1.0, width)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+class _LineTooLong(Exception):
+    pass
+
+
+class _RecordTooLong(Exception):
+    pass
+
+
+def _csv_records(text: IO[str], delimiter: str) -> Iterator[tuple[list[str], str | None]]:
+    """Yield (cells, None) per record, or (what could be read, reason) for a broken one.
+
+    After a broken record, reading resumes at the line after the record's first line: the
+    lines the csv module swallowed looking for a closing quote are read again on their own.
+    """
+    readline = text.readline
+    source = iter(lambda: readline(MAX_LINE_CHARS), "")
+    replay: list[str] = []  # lines to read again, last line first
+    pending: list[str] = []  # the lines of the record being read
+    csv.field_size_limit(MAX_CELL_CHARS)
+    while True:
+        reader = csv.reader(
+            _feed(replay, source, pending, readline), delimiter=delimiter, strict=True
+        )
+        clear = pending.clear
+        try:
+            for cells in reader:
+                clear()
+                yield cells, None
+            return
+        except _LineTooLong:
+            error = (
+                f"a line of this row is longer than {MAX_LINE_CHARS:,} characters; "
+                "it was not read: shorten it in the file"
+            )
+            yield [], error
+            pending.clear()
+            continue
+        except _RecordTooLong:
+            error = (
+                f'a quote (") opened in this row is not closed within {MAX_LINES_PER_RECORD:,} '
+                "lines; the lines after it were read as rows of their own: fix the quote"
+            )
+        except csv.Error as exc:
+            error = _csv_error_reason(str(exc))
+        first = pending[0] if pending else ""
+        replay.extend(reversed(pending[1:]))
+        pending.clear()
+        yield _lenient_cells(first, delimiter), error
+
+
+def _feed(
+    replay: list[str], source: Iterator[str], pending: list[str], readline: Callable[[int], str]
+) -> Iterator[str]:
+    append = pending.append
+    while replay:
+        line = replay.pop()
+        append(line)
+        if len(pending) > MAX_LINES_PER_RECORD:
+            raise _RecordTooLong
+        yield line
+    for line in source:
+        if len(line) == MAX_LINE_CHARS and line[-1] not in "\r\n":
+            while (rest := readline(MAX_LINE_CHARS)) and rest[-1] not in "\r\n":
+                pass
+            raise _LineTooLong
+        append(line)
+        if len(pending) > MAX_LINES_PER_RECORD:
+            raise _RecordTooLong
+        yield line
+
+
+def _csv_error_reason(message: str) -> str:
+    if "field larger than field limit" in message:
+        return (
+            f"a cell of this row is longer than {MAX_CELL_CHARS:,} characters "
+            "(more than RD Station accepts): shorten it"
+        )
+    if "unexpected end of data" in message:
+        return 'a quote (") opened in this row is never closed: fix the quote'
+    if "expected after" in message:
+        return (
+            'a quoted cell of this row has text after its closing quote (a stray ")": '
+            'fix the quotes (a " inside a quoted cell is written "")'
+        )
+    return f"this row cannot be read as CSV ({message}): fix it in the file"
+
+
+def _lenient_cells(line: str, delimiter: str) -> list[str]:
+    line = line.rstrip("\r\n")
+    if not line:
+        return []
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:
+        return [line]
+
+
+# --- header --------------------------------------------------------------------------------------
+
+
+class _Header:
+    """The header row turned into unique keys, plus what the rows need to know about it."""
+
+    def __init__(
+        self,
+        names: list[str],
+        source: list[str],
+        width: int,
+        is_report: bool,
+        first_column: int | None,
+    ) -> None:
+        self.names = names
+        self.source = source
+        self.width = width  # cells a row may fill: the header's, report columns included
+        self.is_report = is_report
+        self.first_column = first_column  # None for a CSV; a sheet's data may start past column A
+        self.warnings: list[str] = []
+
+    def too_wide(self, cells: list[str]) -> str:
+        last = max(i for i, c in enumerate(cells) if c)
+        if self.first_column is None:
+            return (
+                f"this row has {len(cells)} cells but the header has {self.width} columns "
+                "(a delimiter inside a cell without quotes?): fix the row"
+            )
+        return (
+            f"this row has a value in column {_column_letter(self.first_column - 1 + last)}, "
+            "which has no header: give that column a header or clear the cell"
+        )
+
+
+def _read_header(
+    path: Path,
+    records: Iterator[tuple[list[str], str | None]],
+    header_row: int,
+    where: str,
+    first_column: int | None = None,
+) -> _Header:
+    number = 0
+    for cells, error in records:
+        number += 1
+        if number < header_row:
+            continue
+        if error is not None:
+            raise InputError(f"the header (row {number}) of {where} cannot be read: {error}")
+        header = _make_header(cells, where, first_column)
+        if header is None:
+            hint = _first_filled_row(records, number)
+            advice = (
+                f"its first filled row is {hint}: use --header-row {hint}"
+                if hint
+                else "put the column names on that row, or point --header-row at them"
+            )
+            raise InputError(f"the header row {number} of {where} is empty: {advice}")
+        return header
+    if number == 0:
+        raise InputError(f"{where} holds no rows: it needs a header row with the column names")
+    raise InputError(
+        f"{where} has only {number} rows, so row {header_row} cannot be its header: "
+        "check --header-row"
+    )
+
+
+def _first_filled_row(records: Iterator[tuple[list[str], str | None]], number: int) -> int | None:
+    for cells, _ in itertools.islice(records, 50):
+        number += 1
+        if "".join(cells).strip():
+            return number
+    return None
+
+
+def _make_header(cells: list[str], where: str, first_column: int | None) -> _Header | None:
+    source = list(cells)
+    while source and not source[-1].strip():
+        source.pop()
+    if not source:
+        return None
+    keys = [c.replace("\ufeff", "").strip() for c in source]
+    width = len(source)
+    is_report = len(keys) > len(REPORT_COLUMNS) and tuple(keys[-6:]) == REPORT_COLUMNS
+    if is_report:
+        del source[-6:]
+        keys = [unescape_formula(k) for k in keys[:-6]]
+        source = [unescape_formula(s) for s in source]
+    warnings: list[str] = []
+    for i, key in enumerate(keys):
+        if not key:
+            letter = _column_letter((first_column or 0) + i)
+            keys[i] = f"Column {letter}"
+            warnings.append(
+                f"column {letter} of {where} has no header: its cells are read as '{keys[i]}'"
+            )
+    names = _unique(keys, where, warnings)
+    header = _Header(names, source, width, is_report, first_column)
+    header.warnings = warnings
+    return header
+
+
+def _unique(keys: list[str], where: str, warnings: list[str]) -> list[str]:
+    reserved = set(keys)
+    used: set[str] = set()
+    renamed: dict[str, list[str]] = {}
+    names = []
+    for key in keys:
+        name = key
+        if key in used:
+            n = 2
+            while f"{key} ({n})" in reserved or f"{key} ({n})" in used:
+                n += 1
+            name = f"{key} ({n})"
+            renamed.setdefault(key, []).append(name)
+        used.add(name)
+        names.append(name)
+    for key, others in renamed.items():
+        shown = ", ".join(f"'{o}'" for o in others)
+        warnings.append(
+            f"column '{key}' appears {len(others) + 1} times in the header of {where}: "
+            f"the first keeps the name, the others are read as {shown}"
+        )
+    return names
+
+
+def _column_letter(index: int) -> str:
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+def _fit(headers: list[str], cells: list[str]) -> dict[str, str]:
+    fitted = dict(zip(headers, cells, strict=False))
+    for h in headers[len(cells) :]:
+        fitted[h] = ""
+    return fitted
+
+
+def _is_footer(cells: list[str]) -> bool:
+    return not any(cells[1:]) and _FOOTER.fullmatch(cells[0].strip()) is not None
+
+
+# --- workbooks -----------------------------------------------------------------------------------
+
+
+def _open_workbook(
+    path: Path, head: bytes, sheet: str | None, header_row: int, warnings: list[str]
+) -> Table:
+    if head.startswith(_OLE_MAGIC):
+        if _holds(path, _ENCRYPTED_MARK):
+            raise _password_protected(path)
+        kind = "XLS"
+    else:
+        kind = _check_zip(path)
+    with _calamine_errors(path, kind):
+        book = python_calamine.CalamineWorkbook.from_path(str(path))
+    try:
+        with _calamine_errors(path, kind):
+            name = _choose_sheet(path, book, sheet)
+            data = book.get_sheet_by_name(name)
+            where = f"sheet '{name}' of {path}"
+            if data.start is None:
+                raise InputError(f"{where} is empty: choose another sheet with --sheet")
+            raw_rows = data.iter_rows()
+            first_column = data.start[1]
+        records = _workbook_records(raw_rows, path, kind)
+        header = _read_header(path, records, header_row, where=where, first_column=first_column)
+    except BaseException:
+        book.close()
+        raise
+    return Table(
+        path,
+        records=records,
+        header=header,
+        header_row=header_row,
+        description=f"{kind}, sheet '{name}'",
+        warnings=warnings + header.warnings,
+        close=lambda: _close_book(book),
+    )
+
+
+def _close_book(book: python_calamine.CalamineWorkbook) -> None:
+    with contextlib.suppress(python_calamine.WorkbookClosed):
+        book.close()
+
+
+def _workbook_records(
+    raw_rows: Iterator[list[Any]], path: Path, kind: str
+) -> Iterator[tuple[list[str], str | None]]:
+    # python-calamine yields the rows above the sheet's first filled one as empty rows, so the
+    # position in this stream is the spreadsheet's row number.
+    with _calamine_errors(path, kind):
+        for raw in raw_rows:
+            yield [c if type(c) is str else _cell_text(c) for c in raw], None
+
+
+def _cell_text(value: object) -> str:
+    """A workbook cell as the text a person sees in the formula bar."""
+    kind = type(value)
+    if kind is float:
+        assert isinstance(value, float)
+        if value.is_integer() and -1e15 < value < 1e15:
+            return str(int(value))
+        if value != value or value in (float("inf"), float("-inf")):
+            return ""
+        text = format(value, ".15g")  # Excel keeps 15 significant digits
+        return format(Decimal(text), "f") if "e" in text else text
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)
+    if kind is dt.datetime:
+        assert isinstance(value, dt.datetime)
+        return value.isoformat(timespec="seconds")
+    if kind is dt.date:
+        assert isinstance(value, dt.date)
+        return value.isoformat()
+    if kind is dt.time:
+        assert isinstance(value, dt.time)
+        return value.isoformat(timespec="seconds")
+    if kind is dt.timedelta:
+        assert isinstance(value, dt.timedelta)
+        hours, rest = divmod(round(value.total_seconds()), 3600)
+        return f"{hours}:{rest // 60:02}:{rest % 60:02}"
+    if value is None:
+        return ""
+    return str(value)
+
+
+def _choose_sheet(path: Path, book: python_calamine.CalamineWorkbook, wanted: str | None) -> str:
+    names = list(book.sheet_names)
+    if not names:
+        raise InputError(f"{path} has no sheets: save it again from Excel")
+    if wanted is None:
+        visible = [
+            m.name
+            for m in book.sheets_metadata
+            if m.visible == python_calamine.SheetVisibleEnum.Visible
+            and m.typ == python_calamine.SheetTypeEnum.WorkSheet
+        ]
+        return visible[0] if visible else names[0]
+    if wanted in names:
+        return wanted
+    # Excel itself treats sheet names case-insensitively.
+    folded = [n for n in names if n.strip().casefold() == wanted.strip().casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    listed = ", ".join(f"'{n}'" for n in names)
+    raise InputError(f"{path} has no sheet '{wanted}': its sheets are {listed}; check --sheet")
+
+
+@contextlib.contextmanager
+def _calamine_errors(path: Path, kind: str) -> Iterator[None]:
+    """Translate python-calamine's exceptions (and its Rust panics) into InputError."""
+    try:
+        yield
+    except InputError:
+        raise
+    except python_calamine.PasswordError:
+        raise _password_protected(path) from None
+    except Exception as exc:
+        raise _unreadable(path, kind, exc) from None
+    except BaseException as exc:
+        # pyo3 turns a Rust panic into PanicException, which derives from BaseException.
+        if type(exc).__name__ == "PanicException":
+            raise _unreadable(path, kind, exc) from None
+        raise
+
+
+def _unreadable(path: Path, kind: str, exc: BaseException) -> InputError:
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return InputError(
+        f"{path} cannot be read as {kind} ({reason}): "
+        "open it in Excel, save it again as XLSX, and retry"
+    )
+
+
+def _password_protected(path: Path) -> InputError:
+    return InputError(
+        f"{path} is protected with a password: open it in Excel, remove the password "
+        "(File > Info > Protect Workbook > Encrypt with Password), save, and import that file"
+    )
+
+
+def _check_zip(path: Path) -> str:
+    """Read the zip's directory only: refuse a bomb or a zip that is no workbook."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            names = {i.filename for i in infos}
+            total = sum(i.file_size for i in infos)
+            if total > MAX_UNZIPPED_BYTES:
+                raise InputError(
+                    f"{path} would unpack to {total / (1 << 30):,.1f} GiB, over the "
+                    f"{MAX_UNZIPPED_BYTES >> 30} GiB limit (a zip bomb?): "
+                    "split the data or save it as CSV"
+                )
+            for info in infos:
+                if info.file_size > (16 << 20) and info.file_size > MAX_ZIP_RATIO * max(
+                    info.compress_size, 1
+                ):
+                    raise InputError(
+                        f"{path} holds a part that unpacks {info.file_size // info.compress_size:,}"
+                        " times its packed size (a zip bomb?): it was refused; "
+                        "save the data again from Excel or as CSV"
+                    )
+            if "xl/workbook.xml" in names:
+                _check_sheet_extent(path, archive, infos)
+                return "XLSM" if path.suffix.lower() == ".xlsm" else "XLSX"
+            if "xl/workbook.bin" in names:
+                return "XLSB"
+            if "content.xml" in names and "mimetype" in names:
+                return "ODS"
+    except zipfile.BadZipFile as exc:
+        raise InputError(
+            f"{path} is a damaged zip/XLSX file ({exc}): save it again from Excel"
+        ) from None
+    except OSError as exc:
+        raise InputError(f"{path} cannot be read ({exc.strerror}): check the file") from None
+    raise InputError(
+        f"{path} is a zip archive, not an XLSX workbook (it holds no xl/workbook.xml): "
+        "unzip it and import the spreadsheet inside, or save the data as XLSX or CSV"
+    )
+
+
+def _check_sheet_extent(
+    path: Path, archive: zipfile.ZipFile, infos: Iterable[zipfile.ZipInfo]
+) -> None:
+    """Refuse a sheet whose cell references span more cells than can be loaded.
+
+    python-calamine allocates every cell of the rectangle from the first to the last reference,
+    so two stray cells (A1 and XFD1048576) would abort the process. A sheet up to column Z and
+    row 999,999 holds at most 26M cells: one cheap regex pass proves that; only a wider or
+    taller sheet has every reference read (about half the time calamine then takes to load it).
+    """
+    for info in infos:
+        if not (info.filename.startswith("xl/worksheets/") and info.filename.endswith(".xml")):
+            continue
+        if not _scan_part(archive, info, _SUSPECT_REF.search):
+            continue
+        last_row, last_column = _sheet_extent(archive, info)
+        if last_row * last_column > MAX_SHEET_CELLS:
+            raise InputError(
+                f"a sheet of {path} spans {last_row:,} rows x {last_column:,} columns "
+                f"(up to {_column_letter(last_column - 1)}{last_row}), too many cells to load: "
+                "delete the stray cells far from the data, or save the data as CSV"
+            )
+
+
+def _sheet_extent(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[int, int]:
+    rows: set[bytes] = set()
+    columns: set[bytes] = set()
+
+    def collect(body: bytes) -> bool:
+        for column, row in _CELL_REF.findall(body):
+            columns.add(column)
+            rows.add(row)
+        return False
+
+    _scan_part(archive, info, collect)
+    last_row = max(map(int, rows), default=0)
+    return last_row, max((_column_number(c) for c in columns), default=0)
+
+
+def _scan_part(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, look: Callable[[bytes], object]
+) -> bool:
+    tail = b""
+    with archive.open(info) as part:
+        while chunk := part.read(4 << 20):
+            data = tail + chunk
+            cut = data.rfind(b"<")
+            if cut <= 0:
+                tail = data
+                continue
+            if look(data[:cut]):
+                return True
+            tail = data[cut:]
+    return bool(look(tail))
+
+
+def _column_number(letters: bytes) -> int:
+    number = 0
+    for letter in letters:
+        number = number * 26 + letter - 64
+    return number
+
+
+def _holds(path: Path, marker: bytes) -> bool:
+    tail = b""
+    with path.open("rb") as raw:
+        while chunk := raw.read(_SCAN_CHUNK):
+            if marker in tail + chunk:
+                return True
+            tail = chunk[-len(marker) :]
+    return False
+
+
+# --- opening -------------------------------------------------------------------------------------
+
+
+def _read_head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as raw:
+            head = raw.read(_HEAD_BYTES)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise InputError(f"{path} is a folder, not a spreadsheet file: give the file") from None
+    except OSError as exc:
+        raise InputError(f"{path} cannot be read ({exc.strerror}): check the file") from None
+    if not head or head in (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        raise InputError(f"{path} is empty: export the spreadsheet again")
+    return head
+
+
+def _what_text_is(head: bytes) -> str:
+    lowered = head[:1024].lstrip().lower()
+    if lowered.startswith((b"<!doctype html", b"<html")) or b"<table" in lowered:
+        return "it is an HTML page"
+    if lowered.startswith(b"<?xml"):
+        return "it is an XML file"
+    for signature, what in _BINARY_SIGNATURES:
+        if head.startswith(signature):
+            return f"it is {what}"
+    if b"\0" in head:
+        return "it is a binary file"
+    return "it looks like text"
