@@ -20,6 +20,8 @@ from pathlib import Path
 
 import phonenumbers
 
+from importer.loader import open_table
+
 # Header spellings, compared as `header_key` leaves them (ascii, lower case, letters and digits
 # only), so "E-mail", "e mail" and "EMAIL" are one spelling.
 HEADER_NAMES: dict[str, tuple[str, ...]] = {
@@ -379,8 +381,8 @@ def render_mapping(found: Recognised, *, source_name: str) -> str:
             "# legal_bases:",
             "#   - category: communications",
             "#     type: consent",
-            f"#     status: {{column: {_q(found.consent)}, transform: bool,"
-            " map: {true: granted, false: declined}}",
+            f"#     status: {{column: {_q(found.consent)}, transform: bool}}"
+            "  # sim -> granted, não -> declined",
         ]
     else:
         out += [
@@ -396,8 +398,6 @@ def scaffold_mapping(path: Path, *, sheet: str | None = None, sample_rows: int =
     Reads the header and the first ``sample_rows`` rows (of ``sheet`` for a workbook). Raises
     `importer.errors.InputError` when the file cannot be read, as the loader does.
     """
-    from importer.loader import open_table
-
     with open_table(path, sheet=sheet) as table:
         headers = list(table.headers)
         samples = [row.cells for row in islice(table.rows(), sample_rows) if row.error is None]
