@@ -345,8 +345,8 @@ _EXPECTS = {
     "category": "communications",
 }
 _ENTRY_KEYS = {
-    "column-entry": list(ColumnEntry.model_fields),
-    "template-entry": list(TemplateEntry.model_fields),
+    "column-entry": ["column", *_CellEntry.model_fields],
+    "template-entry": ["template", *_CellEntry.model_fields],
     "value-entry": list(ValueEntry.model_fields),
 }
 _ENTRY_HELP = "a column header, or {column: ...}, {template: ...} or {value: ...}"
@@ -391,8 +391,12 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> tuple[KeyPath, str | No
 
 def _pydantic_problems(exc: ValidationError, data: Any, lines: dict[KeyPath, int]) -> Problems:
     problems: Problems = []
+    seen: set[KeyPath] = set()
     for error in exc.errors():
         path, tag = _data_path(data, error["loc"])
+        if path in seen:
+            continue  # one message per place: a union reports each member's complaint
+        seen.add(path)
         key = next((p for p in reversed(path) if isinstance(p, str)), "")
         kind = error["type"]
         value = error.get("input")
@@ -488,8 +492,8 @@ def _kind(value: Any) -> str:
 
 _NEEDS_TEXT_HINTS = {
     "bool": "this entry gives true/false",
-    "number": "quote the number to make it text",
-    "list": "this entry gives a list (remove split:)",
+    "number": "this entry gives a number: quote it to make it text",
+    "list": "this entry gives a list: remove split:",
 }
 
 
@@ -557,6 +561,7 @@ class _Checker:
                     (*path, "transform"),
                     f"transform '{step}' cannot follow bool (bool gives true/false)",
                 )
+                kind = "text"  # reported once: no second complaint about the field's type
                 break
             kind = tf.TRANSFORMS[step].output
         if entry.format is not None:
@@ -748,14 +753,20 @@ def _reader(entry: ColumnEntry | TemplateEntry, present: set[str] | None) -> Cal
 
     def read_template(cells: Cells) -> str:
         out: list[str] = []
-        filled = False
+        filled = gaps = False
         for text, column in parts:
             if column is None:
                 out.append(text)
             elif value := (cells.get(column) or "").strip():
                 filled = True
                 out.append(value)
-        return _SPACES.sub(" ", "".join(out)).strip() if filled else ""
+            else:
+                gaps = True
+        if not filled:
+            return ""
+        joined = "".join(out)
+        # only the spaces that empty parts leave are collapsed: a cell's own text is kept
+        return (_SPACES.sub(" ", joined) if gaps else joined).strip()
 
     return read_template
 
@@ -767,15 +778,22 @@ def _map_step(entry: _CellEntry) -> Callable[[Any], Any]:
     known = ", ".join(list(table)[:8])
     reason = f"is not in the map ({known}{', ...' if len(table) > 8 else ''})"
 
+    memo: dict[Any, Any] = {}  # a mapped column holds few distinct values
+
     def lookup(value: Any) -> Any:
+        found = memo.get(value, _MISSING)
+        if found is not _MISSING:
+            return found
         key = ("true" if value else "false") if isinstance(value, bool) else value
         found = table.get(key, _MISSING)
         if found is _MISSING:
             found = folded.get(tf.fold(key), _MISSING)
             if found is _MISSING:
-                if default is not None:
-                    return default
-                raise tf.TransformError(reason)
+                if default is None:
+                    raise tf.TransformError(reason)
+                found = default
+        if len(memo) < 10_000:
+            memo[value] = found
         return found
 
     return lookup
@@ -790,17 +808,31 @@ def _converter(entry: _CellEntry, label: str, name: str) -> Callable[[str], Any]
         return None
     on_invalid = entry.on_invalid
 
+    def refused(text: str, exc: tf.TransformError) -> Any:
+        if on_invalid == "drop":
+            return None
+        if on_invalid == "keep":
+            return text
+        raise RowError(f"{label}: {_show(text)} {exc}", stage="mapping", field=name) from None
+
+    if len(steps) == 1:  # the usual case, without the loop
+        only = steps[0]
+
+        def convert_one(text: str) -> Any:
+            try:
+                return only(text)
+            except tf.TransformError as exc:
+                return refused(text, exc)
+
+        return convert_one
+
     def convert(text: str) -> Any:
         value: Any = text
         try:
             for step in steps:
                 value = step(value)
         except tf.TransformError as exc:
-            if on_invalid == "drop":
-                return None
-            if on_invalid == "keep":
-                return text
-            raise RowError(f"{label}: {_show(text)} {exc}", stage="mapping", field=name) from None
+            return refused(text, exc)
         return value
 
     return convert

@@ -188,7 +188,9 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _FAST_EMAIL = re.compile(
     rf"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*@(?:{_LABEL}\.)+[a-z]{{2,63}}",
 )
-_SPECIAL_USE = tuple(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+_SPECIAL_USE = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+# Every special-use name is one label today, so looking at the top-level domain is enough.
+_SPECIAL_USE_IS_TLD = all("." not in name for name in _SPECIAL_USE)
 
 
 def _fast_email(address: str) -> bool:
@@ -197,6 +199,8 @@ def _fast_email(address: str) -> bool:
     local, _, domain = address.rpartition("@")
     if len(local) > 64:
         return False
+    if _SPECIAL_USE_IS_TLD:
+        return domain.rpartition(".")[2] not in _SPECIAL_USE
     return not any(domain == name or domain.endswith("." + name) for name in _SPECIAL_USE)
 
 

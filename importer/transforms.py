@@ -78,9 +78,11 @@ def _capitalize_word(word: str) -> str:
 
 def title(value: str) -> str:
     words = value.lower().split()
-    return " ".join(
-        w if i and w in _NAME_PARTICLES else _capitalize_word(w) for i, w in enumerate(words)
-    )
+    for i, word in enumerate(words):
+        if i and word in _NAME_PARTICLES:
+            continue
+        words[i] = _capitalize_word(word) if "-" in word else word[:1].upper() + word[1:]
+    return " ".join(words)
 
 
 _EXCEL_INTEGER = re.compile(r"(\d+)\.0*")
@@ -89,6 +91,8 @@ _EXCEL_SCIENTIFIC = re.compile(r"\d(?:[.,]\d+)?[eE]\+?\d{1,2}")
 
 def _excel_integer(value: str) -> str:
     """An integer that Excel turned into ``123.0`` or ``1.23E+10`` back to its digits."""
+    if "." not in value and "E" not in value and "e" not in value:
+        return value
     if (match := _EXCEL_INTEGER.fullmatch(value)) is not None:
         return match.group(1)
     if _EXCEL_SCIENTIFIC.fullmatch(value) is not None:
@@ -109,8 +113,9 @@ def digits(value: str) -> str:
 
 
 _BR = phonenumbers.PhoneMetadata.metadata_for_region("BR")
-_BR_MOBILE = re.compile(_BR.mobile.national_number_pattern)
-_BR_FIXED = re.compile(_BR.fixed_line.national_number_pattern)
+_BR_MOBILE_OR_FIXED = re.compile(
+    f"(?:{_BR.mobile.national_number_pattern})|(?:{_BR.fixed_line.national_number_pattern})"
+)
 _PHONE_SEPARATORS = re.compile(r"[\s().\-/]+")
 _NOT_A_PHONE = "is not a phone number"
 
@@ -126,14 +131,15 @@ def _national_br(compact: str) -> str | None:
         national = compact if size in (10, 11) else None
     if national is None:
         return None
-    if _BR_MOBILE.fullmatch(national) or _BR_FIXED.fullmatch(national):
-        return national
-    return None
+    return national if _BR_MOBILE_OR_FIXED.fullmatch(national) else None
 
 
 def phone_br(value: str) -> str:
     text = _excel_integer(value.strip())
-    compact = _PHONE_SEPARATORS.sub("", text)
+    # str.replace is several times faster than a regex here, and covers how people write
+    compact = text.replace(" ", "").replace("-", "").replace("(", "").replace(")", "")
+    if not compact.isdigit():
+        compact = _PHONE_SEPARATORS.sub("", compact)
     if compact.isdigit() and compact.isascii():
         national = _national_br(compact)
         if national is not None:
@@ -199,12 +205,12 @@ def make_date(fmt: str | None = None) -> Callable[[str], str]:
             raise TransformError(reason) from None
 
     def date(value: str) -> str:
+        if pattern is None and (match := _DAY_FIRST.fullmatch(value)) is not None:
+            day, _, month, year = match.groups()
+            return to_iso(int(year), int(month), int(day))
         if (match := _ISO_DATE.fullmatch(value)) is not None:
             return to_iso(int(match.group(1)), int(match.group(2)), int(match.group(3)))
-        if pattern is None:
-            if (match := _DAY_FIRST.fullmatch(value)) is not None:
-                return to_iso(int(match.group(4)), int(match.group(3)), int(match.group(1)))
-        else:
+        if pattern is not None:
             try:
                 return dt.datetime.strptime(value, pattern).date().isoformat()
             except ValueError:
