@@ -531,7 +531,7 @@ class _Header:
                 "(a delimiter inside a cell without quotes?): fix the row"
             )
         return (
-            f"this row has a value in column {_column_letter(self.first_column - 1 + last)}, "
+            f"this row has a value in column {_column_letter(self.first_column + last)}, "
             "which has no header: give that column a header or clear the cell"
         )
 

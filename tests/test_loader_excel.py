@@ -1,0 +1,283 @@
+"""The loader on workbooks (XLSX written with openpyxl) and on hostile or fake workbooks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import struct
+import zipfile
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from importer.errors import InputError
+from importer.loader import open_table
+from importer.records import Row
+
+
+def write_leads(path: Path) -> Path:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Leads"
+    sheet.append(["Nome", "Celular", "Nota", "Nasc", "Quando", "Ativo", "Soma", "CEP", "Big"])
+    sheet.append(
+        [
+            "Ana",
+            11987654321,
+            7.5,
+            dt.date(2024, 3, 5),
+            dt.datetime(2024, 3, 5, 14, 30),
+            True,
+            "=1+2",
+            "01310100",
+            1e20,
+        ]
+    )
+    sheet.append([])
+    sheet.append(["Bia", 5511987654321, 0.1 + 0.2, None, None, False, None, "00100", 1e-7])
+    other = book.create_sheet("Outra")
+    other.append(["email"])
+    other.append(["c@x.com"])
+    book.save(path)
+    return _with_cached_formula_value(path)
+
+
+def _with_cached_formula_value(path: Path) -> Path:
+    """openpyxl writes formulas without a result; Excel saves the result beside the formula.
+
+    Rewrite the sheet so G2 holds ``<f>1+2</f><v>3</v>`` as Excel would have saved it.
+    """
+    patched = path.with_name("patched-" + path.name)
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(patched, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data, count = re.subn(rb"<f>1\+2</f><v\s*/>", b"<f>1+2</f><v>3</v>", data)
+                assert count == 1
+            target.writestr(item, data)
+    patched.replace(path)
+    return path
+
+
+def test_xlsx_cells_read_as_a_person_sees_them(tmp_path: Path) -> None:
+    with open_table(write_leads(tmp_path / "leads.xlsx")) as table:
+        rows = list(table.rows())
+    assert table.description == "XLSX, sheet 'Leads'"
+    assert rows == [
+        Row(
+            2,
+            {
+                "Nome": "Ana",
+                "Celular": "11987654321",
+                "Nota": "7.5",
+                "Nasc": "2024-03-05",
+                "Quando": "2024-03-05T14:30:00",
+                "Ativo": "true",
+                "Soma": "3",
+                "CEP": "01310100",
+                "Big": "100000000000000000000",
+            },
+        ),
+        Row(
+            4,
+            {
+                "Nome": "Bia",
+                "Celular": "5511987654321",
+                "Nota": "0.3",
+                "Nasc": "",
+                "Quando": "",
+                "Ativo": "false",
+                "Soma": "",
+                "CEP": "00100",
+                "Big": "0.0000001",
+            },
+        ),
+    ]
+    assert table.blank_rows == 1
+
+
+@pytest.mark.parametrize("name", ["Outra", "outra", " OUTRA "])
+def test_sheet_by_name(tmp_path: Path, name: str) -> None:
+    with open_table(write_leads(tmp_path / "leads.xlsx"), sheet=name) as table:
+        assert table.description == "XLSX, sheet 'Outra'"
+        assert list(table.rows()) == [Row(2, {"email": "c@x.com"})]
+
+
+def test_missing_sheet_lists_the_sheets(tmp_path: Path) -> None:
+    path = write_leads(tmp_path / "leads.xlsx")
+    with pytest.raises(InputError) as error:
+        open_table(path, sheet="Contatos")
+    assert str(error.value) == (
+        f"{path} has no sheet 'Contatos': its sheets are 'Leads', 'Outra'; check --sheet"
+    )
+
+
+def test_header_row_and_offset_data_in_a_sheet(tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet["C1"] = "Relatório"
+    sheet["C3"], sheet["D3"] = "email", "nome"
+    sheet["C4"], sheet["D4"] = "a@x.com", "Ana"
+    sheet["C6"], sheet["D6"] = "b@x.com", "Bia"
+    sheet["F7"] = "solto"
+    path = tmp_path / "offset.xlsx"
+    book.save(path)
+    with open_table(path, header_row=3) as table:
+        rows = list(table.rows())
+    assert table.headers == ["email", "nome"]
+    assert rows == [
+        Row(4, {"email": "a@x.com", "nome": "Ana"}),
+        Row(6, {"email": "b@x.com", "nome": "Bia"}),
+        Row(
+            7,
+            {"email": "", "nome": ""},
+            "this row has a value in column F, which has no header: "
+            "give that column a header or clear the cell",
+        ),
+    ]
+
+
+def test_xlsx_named_csv_is_read_as_a_workbook(tmp_path: Path) -> None:
+    path = write_leads(tmp_path / "leads.xlsx").rename(tmp_path / "leads.csv")
+    with open_table(path, delimiter=";") as table:
+        assert table.description == "XLSX, sheet 'Leads'"
+        assert table.warnings == [f"--delimiter is ignored: {path} is a workbook, not a CSV"]
+
+
+def test_empty_sheet(tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    book.active.title = "Vazia"
+    path = tmp_path / "empty.xlsx"
+    book.save(path)
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    assert (
+        str(error.value) == f"sheet 'Vazia' of {path} is empty: choose another sheet with --sheet"
+    )
+
+
+# --- hostile and fake workbooks ---------------------------------------------------------------
+
+
+def test_zip_bomb_is_refused_from_its_directory(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.xlsx"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+        with archive.open("xl/worksheets/sheet1.xml", "w") as part:
+            zeros = b"\0" * (1 << 20)
+            for _ in range(40):
+                part.write(zeros)
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    assert re.fullmatch(
+        re.escape(f"{path} holds a part that unpacks ")
+        + r"[\d,]+"
+        + re.escape(
+            " times its packed size (a zip bomb?): it was refused; "
+            "save the data again from Excel or as CSV"
+        ),
+        str(error.value),
+    )
+
+
+def test_zip_declaring_more_than_a_gibibyte_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.xlsx"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+        archive.writestr("xl/worksheets/sheet1.xml", "<x/>")
+    data = bytearray(path.read_bytes())
+    # Claim 2 GiB in the central directory entry of the sheet (uncompressed size at offset 24).
+    entry = data.rfind(b"PK\x01\x02")
+    struct.pack_into("<I", data, entry + 24, 2 << 30)
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    assert str(error.value) == (
+        f"{path} would unpack to 2.0 GiB, over the 1 GiB limit (a zip bomb?): "
+        "split the data or save it as CSV"
+    )
+
+
+def test_two_stray_cells_far_apart_are_refused_before_loading(tmp_path: Path) -> None:
+    # calamine would allocate 1,048,576 x 16,384 cells and abort the process.
+    book = openpyxl.Workbook()
+    book.active["A1"] = "email"
+    book.active["XFD1048576"] = "x"
+    path = tmp_path / "corners.xlsx"
+    book.save(path)
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    assert str(error.value) == (
+        f"a sheet of {path} spans 1,048,576 rows x 16,384 columns (up to XFD1048576), too many "
+        "cells to load: delete the stray cells far from the data, or save the data as CSV"
+    )
+
+
+def test_zip_that_is_not_a_workbook(tmp_path: Path) -> None:
+    path = tmp_path / "fotos.xlsx"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("foto.txt", "not a sheet")
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    assert str(error.value) == (
+        f"{path} is a zip archive, not an XLSX workbook (it holds no xl/workbook.xml): "
+        "unzip it and import the spreadsheet inside, or save the data as XLSX or CSV"
+    )
+
+
+def test_damaged_zip(tmp_path: Path) -> None:
+    path = tmp_path / "cut.xlsx"
+    path.write_bytes(b"PK\x03\x04" + b"\x01" * 100)
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    assert str(error.value) == (
+        f"{path} is a damaged zip/XLSX file (File is not a zip file): save it again from Excel"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        (b"email,nome\na@x.com,Ana\n", "it looks like text"),
+        (b"<html><body><table><tr><td>1</td></tr></table>", "it is an HTML page"),
+    ],
+)
+def test_fake_xlsx_is_refused(tmp_path: Path, content: bytes, what: str) -> None:
+    path = tmp_path / "leads.xlsx"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    assert str(error.value) == (
+        f"{path} is named like a workbook but is not one ({what}): if it is a CSV, rename it to "
+        ".csv; otherwise open it in Excel and save it as XLSX"
+    )
+
+
+def test_password_protected_workbook(tmp_path: Path) -> None:
+    # Excel saves an encrypted workbook as an OLE compound file holding an EncryptedPackage
+    # stream; the directory entry's UTF-16 name is what the loader looks for.
+    path = tmp_path / "secret.xlsx"
+    path.write_bytes(
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+        + b"\0" * 1000
+        + "EncryptedPackage".encode("utf-16-le")
+        + b"\0" * 100
+    )
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    assert str(error.value) == (
+        f"{path} is protected with a password: open it in Excel, remove the password "
+        "(File > Info > Protect Workbook > Encrypt with Password), save, and import that file"
+    )
+
+
+def test_ole_file_calamine_cannot_read(tmp_path: Path) -> None:
+    path = tmp_path / "old.xls"
+    path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x07" * 600)
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    message = str(error.value)
+    assert message.startswith(f"{path} cannot be read as XLS (")
+    assert message.endswith("): open it in Excel, save it again as XLSX, and retry")
+    assert "\n" not in message
