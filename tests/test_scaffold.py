@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import openpyxl
 import pytest
 import yaml
 
+from importer.errors import InputError, RowError
+from importer.loader import open_table
+from importer.mapping import load_mapping
 from importer.scaffold import (
     brazilian_phone_kind,
     header_key,
     recognise,
     recognise_header,
     render_mapping,
+    scaffold_mapping,
     slug,
 )
 
@@ -209,3 +214,124 @@ def test_no_email_column_leaves_a_line_to_edit() -> None:
     found = recognise("x", ["Nome"], [{"Nome": "Ana"}])
     text = render_mapping(found, source_name="x.csv")
     assert "no column of e-mail addresses was found" in text
+
+
+# -- the whole thing on real files --------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DATA = ROOT / "sample_data"
+FILES = sorted(PRESET_DATA.glob("*.csv")) + sorted(SAMPLE_DATA.glob("*.*"))
+NO_EMAIL_ROWS = {"hubspot_contacts.csv": {16}, "pipedrive_people_export.csv": {16}}
+
+
+def run_mapping(mapping_path: Path, path: Path) -> tuple[dict[int, dict], dict[int, str]]:
+    mapping = load_mapping(mapping_path)
+    payloads: dict[int, dict] = {}
+    failures: dict[int, str] = {}
+    with open_table(path) as table:
+        mapping.check_columns(table.headers)
+        for row in table.rows():
+            try:
+                payloads[row.number] = mapping.apply(row)
+            except RowError as exc:
+                failures[row.number] = exc.message
+    return payloads, failures
+
+
+def map_with_scaffold(path: Path, tmp_path: Path) -> tuple[str, dict[int, dict], dict[int, str]]:
+    text = scaffold_mapping(path)
+    mapping_path = tmp_path / "mapping.yaml"
+    mapping_path.write_text(text, encoding="utf-8")
+    with open_table(path) as table:
+        assert load_mapping(mapping_path).check_columns(table.headers) == []
+    return text, *run_mapping(mapping_path, path)
+
+
+def bad_rows(path: Path) -> set[int]:
+    """The rows that are bad on purpose: no email, or one that is no address."""
+    if path.parent == SAMPLE_DATA:  # the project's example mapping knows them
+        return set(run_mapping(ROOT / "mappings" / "example.yaml", path)[1])
+    return NO_EMAIL_ROWS.get(path.name, set())
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
+def test_the_scaffold_of_every_sample_runs_as_is(path: Path, tmp_path: Path) -> None:
+    _, payloads, failures = map_with_scaffold(path, tmp_path)
+    assert set(failures) == bad_rows(path), failures
+    assert all("email" in message for message in failures.values())
+    assert payloads
+    for payload in payloads.values():
+        assert payload["conversion_identifier"] == path.stem
+        assert "@" in payload["email"]
+        assert payload.get("name")
+
+
+def test_a_brazilian_event_list_is_understood(tmp_path: Path) -> None:
+    text, payloads, _ = map_with_scaffold(PRESET_DATA / "feira_negocios_2025.csv", tmp_path)
+    ana = payloads[2]
+    assert ana == {
+        "conversion_identifier": "feira_negocios_2025",
+        "email": "ana.souza@example.com.br",  # from the column "Contato"
+        "name": "Ana Beatriz Souza",
+        "mobile_phone": "+5511987654321",
+        "personal_phone": "+551134567890",
+        "company_name": "Padaria Pão Quente",
+        "job_title": "Gerente de Compras",
+        "city": "São Paulo",
+        "state": "SP",
+    }
+    assert '  # cf_aceita_comunicacao: "Aceita comunicação?"' in text
+    assert '  # cf_cep: "CEP"' in text
+
+
+def test_uncommenting_the_suggestions_gives_a_mapping_that_runs(tmp_path: Path) -> None:
+    text = scaffold_mapping(PRESET_DATA / "feira_negocios_2025.csv")
+    text = text.replace("  # cf_", "  cf_").replace("# legal_bases:", "legal_bases:")
+    text = text.replace("#   - ", "  - ").replace("#     ", "    ")
+    mapping_path = tmp_path / "mapping.yaml"
+    mapping_path.write_text(text, encoding="utf-8")
+    mapping = load_mapping(mapping_path)
+    with open_table(PRESET_DATA / "feira_negocios_2025.csv") as table:
+        mapping.check_columns(table.headers)
+        rows = list(table.rows())
+    first, second = mapping.apply(rows[0]), mapping.apply(rows[1])
+    assert first["cf_cep"] == "00310-100"
+    assert first["legal_bases"][0]["status"] == "granted"  # Sim
+    assert second["legal_bases"][0]["status"] == "declined"  # Não
+
+
+def test_a_workbook_is_read_from_the_sheet_asked_for(tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    first = book.active
+    assert first is not None
+    first.title = "Resumo"
+    first.append(["Total", 2])
+    leads = book.create_sheet("Leads")
+    leads.append(["Nome", "E-mail", "Celular"])
+    leads.append(["Ana Souza", "ana@example.com.br", "(11) 98765-4321"])
+    leads.append(["João Silva", "joao@example.com", 21998765432])
+    path = tmp_path / "inscritos.xlsx"
+    book.save(path)
+    text = scaffold_mapping(path, sheet="Leads")
+    fields = yaml.safe_load(text)["fields"]
+    assert fields["email"]["column"] == "E-mail"
+    assert fields["mobile_phone"]["column"] == "Celular"
+    assert yaml.safe_load(text)["conversion_identifier"] == "inscritos"
+
+
+def test_only_the_sample_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    lines = ["Quem;Contato"] + [f"Pessoa {i};p{i}@example.com" for i in range(50)]
+    lines += [f"Pessoa {i};ligar depois" for i in range(200)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    in_sample = yaml.safe_load(scaffold_mapping(path, sample_rows=50))["fields"]
+    assert in_sample["email"]["column"] == "Contato"
+    # over 250 rows the column is mostly not emails: the user is asked to name one
+    assert yaml.safe_load(scaffold_mapping(path, sample_rows=250))["fields"]["email"] == "E-mail"
+
+
+def test_an_unreadable_file_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "leads.xlsx"
+    path.write_text("not a workbook", encoding="utf-8")
+    with pytest.raises(InputError):
+        scaffold_mapping(path)
