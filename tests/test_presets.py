@@ -15,6 +15,9 @@ import pytest
 from importer.errors import RowError
 from importer.loader import open_table
 from importer.mapping import load_mapping
+from importer.pipeline import ImportConfig, run_import
+from importer.sandbox import SandboxThread
+from tests.conftest import API_KEY, read_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPPINGS = ROOT / "mappings"
@@ -200,3 +203,31 @@ def test_salesforce_report_footer_is_not_data() -> None:
     assert (bruno["company_name"], bruno["city"]) == ("Porto Seguro Café", "Vitória")  # latin-1
     assert bruno["available_for_mailing"] is True
     assert payloads[4]["available_for_mailing"] is False  # Email Opt Out = 1
+
+
+# -- end to end: each preset imported into the sandbox --------------------------------------------
+
+
+@pytest.mark.parametrize(("preset", "sample"), CASES)
+def test_every_preset_imports_its_samples_into_the_sandbox(
+    preset: str, sample: str, tmp_path: Path, sandbox: SandboxThread
+) -> None:
+    expected, _ = map_file(preset, DATA / sample)
+    report = run_import(
+        ImportConfig(
+            input_path=DATA / sample,
+            mapping_path=MAPPINGS / f"{preset}.yaml",
+            out_dir=tmp_path / "out",
+            api_url=sandbox.url,
+            api_key=API_KEY,
+            rate=0,
+            concurrency=4,
+            retry_wait=False,
+        )
+    )
+    bad = SAMPLES[preset][sample]
+    assert (report.failed, report.succeeded) == (len(bad), len(expected)), report.failure_types
+    accepted = {e["payload"]["email"]: e["payload"] for e in sandbox.snapshot()["accepted"]}
+    assert accepted == {p["email"]: p for p in expected.values()}
+    failures = read_csv(tmp_path / "out" / "failures.csv")
+    assert {int(line["row"]) for line in failures} == bad

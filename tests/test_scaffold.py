@@ -11,6 +11,8 @@ import yaml
 from importer.errors import InputError, RowError
 from importer.loader import open_table
 from importer.mapping import load_mapping
+from importer.pipeline import ImportConfig, run_import
+from importer.sandbox import SandboxThread
 from importer.scaffold import (
     brazilian_phone_kind,
     header_key,
@@ -20,6 +22,7 @@ from importer.scaffold import (
     scaffold_mapping,
     slug,
 )
+from tests.conftest import API_KEY
 
 PRESET_DATA = Path(__file__).parent / "data" / "presets"
 
@@ -335,3 +338,25 @@ def test_an_unreadable_file_is_an_input_error(tmp_path: Path) -> None:
     path.write_text("not a workbook", encoding="utf-8")
     with pytest.raises(InputError):
         scaffold_mapping(path)
+
+
+def test_a_scaffolded_mapping_imports_into_the_sandbox(
+    tmp_path: Path, sandbox: SandboxThread
+) -> None:
+    source = PRESET_DATA / "feira_negocios_2025.csv"
+    mapping_path = tmp_path / "mapping.yaml"
+    mapping_path.write_text(scaffold_mapping(source), encoding="utf-8")
+    report = run_import(
+        ImportConfig(
+            input_path=source,
+            mapping_path=mapping_path,
+            out_dir=tmp_path / "out",
+            api_url=sandbox.url,
+            api_key=API_KEY,
+            rate=0,
+            retry_wait=False,
+        )
+    )
+    assert (report.rows, report.succeeded, report.failed) == (12, 12, 0)
+    accepted = sandbox.snapshot()["accepted"]
+    assert {e["payload"]["conversion_identifier"] for e in accepted} == {"feira_negocios_2025"}
