@@ -9,19 +9,22 @@ Pacing
     is as smooth as every later one (no burst that spends the minute in a second, then stalls),
     and a worker that wakes a little late does not push every later slot back (no drift). A
     wake-up later than ``credit`` restarts the timeline at now rather than catching up in a
-    burst, and a log of the last N send times makes N a hard ceiling over any window whatever
-    happens. N slots span the window plus a 1/120 guard, so jitter on the way to the server
-    does not put N+1 arrivals in the server's own window: the ceiling is N, the pace 99.2% of N.
+    burst. N slots span the window plus a 1/120 guard, so jitter on the way to the server does
+    not put N+1 arrivals in the server's window: the pace is 99.2% of N. On top of the
+    timeline, a log of the last sends keeps any window to the allowance (N at most), counted
+    as the server counts it, whatever happens.
 
 Adapting (AIMD, as TCP does)
-    A 429 says the server's window is full. The number of our requests it accepted during the
-    last window measures what it allows us now; the pace drops just below that (never by more
-    than half on one signal, since the measure is low right after a pause) and every waiter
-    pauses until the server's ``Retry-After``, or else until the oldest accepted request leaves
-    the window. Accepted answers then raise the pace slowly (2% of N per window) back to N.
-    Requests already in flight when the 429 arrives get 429 too: those are the same signal.
-    ``acquire`` tags each grant in the caller's context, so a 429 reported by the task that
-    acquired its slot before the last signal changes nothing; reported from elsewhere, 429s
+    A 429 says the server's window is full, and the answers it accepted during the last window
+    measure what it allows us now (other integrations may spend the rest). The allowance drops
+    to that (never by more than half on one signal: the measure is low right after a pause),
+    the pace to 3% below it, and every waiter pauses until the server's ``Retry-After``, or
+    else a short backoff; the window log then holds sends until the server's window, mirrored
+    by ours, has room. Accepted answers raise the pace slowly, 2% a window, a little faster for
+    each window without a 429 (as TCP CUBIC probes), up to N.
+    Requests already in flight when the 429 arrives get 429 too: the same signal, not news.
+    ``acquire`` tags each grant in the caller's context, so a 429 reported by the task whose
+    slot was granted before the last signal changes nothing; reported from elsewhere, 429s
     within a short grace after the pause count as the same burst.
 
 Call ``acquire()`` before every request (retries included), then from the same task report its
@@ -44,7 +47,8 @@ from importer.errors import InputError
 GUARD_SHARE = 1 / 120  # of the window, added to the span of N slots (0.5 s a minute)
 SAFETY_MARGIN = 0.03  # how far below the server's measured allowance the pace drops on a 429
 MAX_CUT = 0.5  # never more than halve the pace on one 429: the measure may be low
-RECOVERY_SHARE = 0.02  # of --rate, regained for each window's worth of accepted requests
+RECOVERY_SHARE = 0.02  # of the pace, regained per window's worth of accepted requests...
+MAX_QUIET_WINDOWS = 10.0  # ...times one more per window without a 429, up to this many
 MIN_SHARE = 0.01  # the pace never drops below this share of --rate (nor below 1 per window)
 STALE_GRACE = 2.0  # seconds after a pause during which 429s of unknown origin are one burst
 UNPACED_BACKOFF = 1.0  # seconds, doubled per 429 in a row, when unpaced and no Retry-After
@@ -87,12 +91,11 @@ class RateBudget:
         if self._unpaced:
             return
         self._span = window * (1 + GUARD_SHARE)
-        self._cap = max(1, math.floor(per_minute))
         self._floor = min(self._ceiling, max(1.0, self._ceiling * MIN_SHARE))
-        self._recovery = self._ceiling * RECOVERY_SHARE
         self._set_rate(self._ceiling)
         self._next = -math.inf  # the ideal time of the next slot
-        self._recent_sends: deque[float] = deque(maxlen=self._cap)
+        # The last sends, newest last: as many as any window may ever hold.
+        self._recent_sends: deque[float] = deque(maxlen=max(1, math.floor(per_minute)))
         self._accepted: deque[float] = deque()  # accepted answers within the last window
         self._grants = 0
         self._signal_grant = 0  # grants numbered from here on were made after the last signal
@@ -146,8 +149,11 @@ class RateBudget:
         self._accepted.append(now)
         self._forget_accepted_before(now - self._window)
         if self._rate < self._ceiling:
-            # +recovery per window's worth of accepted requests: additive increase.
-            self._set_rate(min(self._ceiling, self._rate + self._recovery / self._rate))
+            # Over one window's worth of accepted answers the pace grows by RECOVERY_SHARE of
+            # itself, times one more for every window without a 429: careful just after the
+            # server said no, quicker once it has stayed quiet (as TCP CUBIC probes).
+            quiet = min((now - self._signal_at) / self._window, MAX_QUIET_WINDOWS)
+            self._set_rate(min(self._ceiling, self._rate + RECOVERY_SHARE * (1 + quiet)))
 
     def on_rate_limited(self, retry_after: float | None) -> None:
         """The gateway answered 429: pause every waiter, and slow down once per burst."""
@@ -174,14 +180,21 @@ class RateBudget:
         # How late a slot may be taken and still count on the timeline: enough for a slow
         # wake-up, too little to let an idle spell turn into a burst.
         self._credit = min(self._interval, self._window / 60)
+        # The sends allowed in one window: the server's allowance as last measured, which the
+        # pace stays SAFETY_MARGIN below; --rate at most. (The epsilon undoes float rounding.)
+        allowance = math.floor(rate / (1 - SAFETY_MARGIN) + 1e-9)
+        self._cap = max(1, min(math.floor(self._ceiling), allowance))
 
     def _slot(self, now: float) -> float:
         slot = self._next
         if now - slot > self._credit:
             slot = now
         slot = max(slot, self._pause_until)
-        if len(self._recent_sends) == self._cap:
-            slot = max(slot, self._recent_sends[0] + self._window)
+        # No more sends in any window than the allowance: the server counts its window the
+        # same way, and this also keeps a catching-up timeline from bursting.
+        recent = self._recent_sends
+        if len(recent) >= self._cap:
+            slot = max(slot, recent[-self._cap] + self._window)
         return slot
 
     def _is_new_signal(self, now: float) -> bool:
@@ -200,10 +213,10 @@ class RateBudget:
         doubling = 2.0 ** min(self._strikes - 1, 16)
         if self._unpaced:
             return min(self._window, UNPACED_BACKOFF * doubling)
-        # A window frees room when the oldest request it counted leaves it; a repeated 429
-        # without an accepted answer between means others spend the budget: back off more.
-        frees = self._accepted[0] + self._window - now if self._accepted else 0.0
-        return min(self._window, max(frees, self._interval * doubling))
+        # Room in the server's window comes back as our own sends leave it, which the cap on
+        # sends per window already waits for; a repeated 429 without an accepted answer between
+        # means others spend the budget: back off more each time.
+        return min(self._window, self._interval * doubling)
 
     def _forget_accepted_before(self, horizon: float) -> None:
         accepted = self._accepted

@@ -93,16 +93,22 @@ class SlidingWindowServer:
         self.accepted_at: list[float] = []
         self.rejected = 0
 
-    def receive(self, now: float) -> tuple[bool, float | None]:
-        """A request arrives at ``now``: (accepted, retry_after seconds or None)."""
+    def receive(self, now: float, *, ours: bool = True) -> tuple[bool, float | None]:
+        """A request arrives at ``now``: (accepted, retry_after seconds or None).
+
+        ``ours=False``: another integration of the same account; it takes room in the window
+        but is left out of ``accepted_at`` and ``rejected``.
+        """
         counted = self._counted
         while counted and counted[0] <= now - self.window:
             counted.popleft()
         if len(counted) < self.limit:
             counted.append(now)
-            self.accepted_at.append(now)
+            if ours:
+                self.accepted_at.append(now)
             return True, None
-        self.rejected += 1
+        if ours:
+            self.rejected += 1
         if self.count_rejected:
             counted.append(now)
         wait = counted[0] + self.window - now if self.send_retry_after else None
@@ -112,7 +118,7 @@ class SlidingWindowServer:
 @dataclass
 class SimResult:
     rate: float  # --rate
-    allowed: int  # what the server accepts per window
+    allowed: float  # what the server accepts from us per window (its limit less the others')
     window: float
     sends: list[float] = field(default_factory=list)  # when the budget granted each slot
     accepted_at: list[float] = field(default_factory=list)  # arrivals the server accepted
@@ -166,19 +172,22 @@ def simulate(
     latency: tuple[float, float] = (0.05, 0.25),
     count_rejected: bool = False,
     retry_after: bool = False,
+    others: float = 0.0,
 ) -> SimResult:
     """Send ``rows`` rows through ``workers`` workers sharing one budget at ``rate``.
 
     Each worker, for each row: ``await budget.acquire()``, the request travels for a random
     one-way ``latency`` to a :class:`SlidingWindowServer` allowing ``allowed`` per window, the
     answer travels back, the worker reports it. A row answered 429 is sent again (never
-    dropped), so every row ends accepted.
+    dropped), so every row ends accepted. ``others``: another integration of the account spends
+    that many of the server's ``allowed`` per window, at random (Poisson) times.
     """
     server = SlidingWindowServer(
         allowed, window=window, count_rejected=count_rejected, retry_after=retry_after
     )
-    result = SimResult(rate=rate, allowed=allowed, window=window)
+    result = SimResult(rate=rate, allowed=allowed - others, window=window)
     rng = random.Random(seed)
+    others_rng = random.Random(seed + 1)
 
     async def main(loop: VirtualTimeLoop) -> SimResult:
         budget = RateBudget(rate, window=window, clock=loop.time)
@@ -199,7 +208,15 @@ def simulate(
                         break
                     budget.on_rate_limited(wait)
 
+        async def other_integration() -> None:
+            while True:
+                await asyncio.sleep(others_rng.expovariate(others / window))
+                server.receive(loop.time(), ours=False)
+
+        other = asyncio.ensure_future(other_integration()) if others > 0 else None
         await asyncio.gather(*(worker() for _ in range(workers)))
+        if other is not None:
+            other.cancel()
         result.accepted_at = server.accepted_at
         result.rejected = server.rejected
         result.final_rate = budget.current_rate
