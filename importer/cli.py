@@ -18,6 +18,7 @@ from importer import __version__
 from importer.errors import AbortError, ImporterError, InputError
 from importer.pipeline import DEFAULT_API_URL, ImportConfig, Listener, RunReport, run_import
 from importer.report import format_duration
+from importer.watch import WatchConfig, run_watch
 
 EXIT_OK, EXIT_FAILED_ROWS, EXIT_INPUT, EXIT_ABORTED = 0, 1, 2, 3
 
@@ -352,6 +353,127 @@ def sandbox_command(
     except InputError as exc:
         _err(f"Error: {exc}")
         sys.exit(EXIT_INPUT)
+
+
+@cli.command("watch")
+@click.argument("inbox", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--mapping",
+    "mapping_path",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="YAML column mapping, used for every file.",
+)
+@click.option(
+    "--out",
+    "out_root",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Reports root: each file's reports go to OUT/<file stem>/; watch.log is here.",
+)
+@click.option("--once", is_flag=True, help="Import what is in INBOX now, then exit.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=30,
+    show_default=True,
+    help="Seconds between looks at INBOX (without --once).",
+)
+@click.option(
+    "--settle",
+    type=click.FloatRange(min=0),
+    default=5,
+    show_default=True,
+    help="A file changed more recently than this many seconds is still being written.",
+)
+@click.option("--wait-lock", is_flag=True, help="Another watcher holds INBOX: wait, not skip.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=120,
+    show_default=True,
+    help="Requests per minute at most; 0 for unpaced.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1, max=256),
+    default=8,
+    show_default=True,
+    help="Requests in flight at once.",
+)
+@click.option(
+    "--api-url",
+    envvar="RDSTATION_API_URL",
+    default=DEFAULT_API_URL,
+    show_default=True,
+    help="RD Station API address (env RDSTATION_API_URL).",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File holding the API key [default: env RDSTATION_API_KEY].",
+)
+@click.option("--sheet", help="Worksheet name (Excel files) [default: the first].")
+@click.option("--sandbox", is_flag=True, help="Send to a built-in stand-in for RD Station.")
+@click.option("--quiet", "-q", is_flag=True, help="Only one line per file.")
+def watch_command(
+    inbox: Path,
+    mapping_path: Path,
+    out_root: Path,
+    once: bool,
+    interval: float,
+    settle: float,
+    wait_lock: bool,
+    rate: float,
+    concurrency: int,
+    api_url: str,
+    api_key_file: Path | None,
+    sheet: str | None,
+    sandbox: bool,
+    quiet: bool,
+) -> None:
+    """Import every spreadsheet dropped into INBOX, oldest first; move each to INBOX/processed/
+    (or INBOX/rejected/ when it cannot be read).
+
+    Exit status with --once: 0 every file imported with every row sent, 1 some rows or files
+    failed, 2 a usage, mapping or setting error, 3 a run was aborted (resumed by the next run).
+    """
+    try:
+        api_key = None if sandbox else read_api_key(api_key_file)
+    except InputError as exc:
+        _err(f"Error: {exc}")
+        sys.exit(EXIT_INPUT)
+    template = ImportConfig(
+        input_path=inbox,
+        mapping_path=mapping_path,
+        api_url=api_url,
+        api_key=api_key,
+        rate=rate,
+        concurrency=concurrency,
+        sandbox=sandbox,
+        sheet=sheet,
+    )
+    config = WatchConfig(
+        inbox=inbox,
+        out_root=out_root,
+        template=template,
+        once=once,
+        interval=interval,
+        settle=settle,
+        wait_lock=wait_lock,
+        handle_signals=True,
+    )
+    try:
+        result = run_watch(config, ConsoleListener(quiet=quiet), echo=_err)
+    except InputError as exc:
+        _err(f"Error: {exc}")
+        sys.exit(EXIT_INPUT)
+    except KeyboardInterrupt:
+        _err("Stopped: interrupted. Run the same command to resume.")
+        sys.exit(EXIT_ABORTED)
+    if result.stopped:
+        _err(f"Stopped: {result.stopped}.")
+    sys.exit(result.exit_code)
 
 
 def main() -> None:
