@@ -343,13 +343,14 @@ def render_mapping(found: Recognised, *, source_name: str) -> str:
         columns = found.fields.get(target)
         if target == "name" and not columns and found.first_name and found.last_name:
             template = "{" + found.first_name + "} {" + found.last_name + "}"
-            out.append(f"  name: {{template: {_q(template)}, transform: strip}}")
+            out.append(f"  name: {{template: {_q(template)}}}")
             continue
         if not columns:
             continue
         source = _column(columns)
         if target == "email":
-            out.append(f"  email: {{column: {source}, transform: [strip, lower]}}")
+            # trimmed, lower-cased and checked by the mapping whatever the entry says
+            out.append(f"  email: {source if len(columns) == 1 else '{column: ' + source + '}'}")
         elif target in ("mobile_phone", "personal_phone"):
             # keep: a cell that is not a phone goes as written rather than failing its row.
             out.append(f"  {target}: {{column: {source}, transform: phone_br, on_invalid: keep}}")
