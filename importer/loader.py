@@ -115,7 +115,7 @@ class Table:
         self,
         path: Path,
         *,
-        records: Iterator[tuple[list[str], str | None]],
+        records: Iterator[list[str]],
         header: _Header,
         header_row: int,
         description: str,
@@ -147,10 +147,10 @@ class Table:
         width = self._header.width
         unescape = self._header.is_report
         number = self._header_row
-        for cells, error in self._records:
+        for cells in self._records:
             number += 1
-            if error is not None:
-                yield Row(number, _fit(headers, cells), error)
+            if type(cells) is not list:
+                yield Row(number, _fit(headers, cells), cells.error)  # type: ignore[attr-defined]
                 continue
             count = len(cells)
             if count != width:
@@ -173,10 +173,11 @@ class Table:
                 continue
             if unescape:
                 yield Row(
-                    number, {h: unescape_formula(c) for h, c in zip(headers, cells, strict=False)}
+                    number,
+                    {h: unescape_formula(c) for h, c in zip(headers, cells)},  # noqa: B905
                 )
             else:
-                yield Row(number, dict(zip(headers, cells, strict=False)))
+                yield Row(number, dict(zip(headers, cells)))  # noqa: B905
 
     def close(self) -> None:
         """Release the file."""
@@ -405,6 +406,14 @@ def _detect_delimiter(path: Path, codec: str, header_row: int) -> str:
     return best
 
 
+class _Broken(list[str]):
+    """The cells that could be read of a record that could not, and why: one failed row."""
+
+    def __init__(self, cells: list[str], error: str) -> None:
+        super().__init__(cells)
+        self.error = error
+
+
 class _LineTooLong(Exception):
     pass
 
@@ -413,8 +422,8 @@ class _RecordTooLong(Exception):
     pass
 
 
-def _csv_records(text: IO[str], delimiter: str) -> Iterator[tuple[list[str], str | None]]:
-    """Yield (cells, None) per record, or (what could be read, reason) for a broken one.
+def _csv_records(text: IO[str], delimiter: str) -> Iterator[list[str]]:
+    """Yield each record's cells, or a ``_Broken`` for a record that cannot be read.
 
     After a broken record, reading resumes at the line after the record's first line: the
     lines the csv module swallowed looking for a closing quote are read again on their own.
@@ -432,14 +441,14 @@ def _csv_records(text: IO[str], delimiter: str) -> Iterator[tuple[list[str], str
         try:
             for cells in reader:
                 clear()
-                yield cells, None
+                yield cells
             return
         except _LineTooLong:
             error = (
                 f"a line of this row is longer than {MAX_LINE_CHARS:,} characters; "
                 "it was not read: shorten it in the file"
             )
-            yield [], error
+            yield _Broken([], error)
             pending.clear()
             continue
         except _RecordTooLong:
@@ -452,7 +461,7 @@ def _csv_records(text: IO[str], delimiter: str) -> Iterator[tuple[list[str], str
         first = pending[0] if pending else ""
         replay.extend(reversed(pending[1:]))
         pending.clear()
-        yield _lenient_cells(first, delimiter), error
+        yield _Broken(_lenient_cells(first, delimiter), error)
 
 
 def _feed(
@@ -538,18 +547,18 @@ class _Header:
 
 def _read_header(
     path: Path,
-    records: Iterator[tuple[list[str], str | None]],
+    records: Iterator[list[str]],
     header_row: int,
     where: str,
     first_column: int | None = None,
 ) -> _Header:
     number = 0
-    for cells, error in records:
+    for cells in records:
         number += 1
         if number < header_row:
             continue
-        if error is not None:
-            raise InputError(f"the header (row {number}) of {where} cannot be read: {error}")
+        if isinstance(cells, _Broken):
+            raise InputError(f"the header (row {number}) of {where} cannot be read: {cells.error}")
         header = _make_header(cells, where, first_column)
         if header is None:
             hint = _first_filled_row(records, number)
@@ -568,8 +577,8 @@ def _read_header(
     )
 
 
-def _first_filled_row(records: Iterator[tuple[list[str], str | None]], number: int) -> int | None:
-    for cells, _ in itertools.islice(records, 50):
+def _first_filled_row(records: Iterator[list[str]], number: int) -> int | None:
+    for cells in itertools.islice(records, 50):
         number += 1
         if "".join(cells).strip():
             return number
@@ -637,7 +646,7 @@ def _column_letter(index: int) -> str:
 
 
 def _fit(headers: list[str], cells: list[str]) -> dict[str, str]:
-    fitted = dict(zip(headers, cells, strict=False))
+    fitted = dict(zip(headers, cells))  # noqa: B905
     for h in headers[len(cells) :]:
         fitted[h] = ""
     return fitted
@@ -691,14 +700,12 @@ def _close_book(book: python_calamine.CalamineWorkbook) -> None:
         book.close()
 
 
-def _workbook_records(
-    raw_rows: Iterator[list[Any]], path: Path, kind: str
-) -> Iterator[tuple[list[str], str | None]]:
+def _workbook_records(raw_rows: Iterator[list[Any]], path: Path, kind: str) -> Iterator[list[str]]:
     # python-calamine yields the rows above the sheet's first filled one as empty rows, so the
     # position in this stream is the spreadsheet's row number.
     with _calamine_errors(path, kind):
         for raw in raw_rows:
-            yield [c if type(c) is str else _cell_text(c) for c in raw], None
+            yield [c if type(c) is str else _cell_text(c) for c in raw]
 
 
 def _cell_text(value: object) -> str:
