@@ -390,13 +390,11 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> tuple[KeyPath, str | No
 
 
 def _pydantic_problems(exc: ValidationError, data: Any, lines: dict[KeyPath, int]) -> Problems:
-    problems: Problems = []
-    seen: set[KeyPath] = set()
+    found: dict[KeyPath, tuple[int, str]] = {}
     for error in exc.errors():
         path, tag = _data_path(data, error["loc"])
-        if path in seen:
+        if path in found:
             continue  # one message per place: a union reports each member's complaint
-        seen.add(path)
         key = next((p for p in reversed(path) if isinstance(p, str)), "")
         kind = error["type"]
         value = error.get("input")
@@ -432,9 +430,14 @@ def _pydantic_problems(exc: ValidationError, data: Any, lines: dict[KeyPath, int
             message = f"{key} must be {_EXPECTS[key]}, not {_describe(value)}"
         else:
             message = f"{key or 'the mapping'}: {error['msg']}"
-        if (line, message) not in problems:
-            problems.append((line, message))
-    return problems
+        found[path] = (line, message)
+    # A union's members complain at several depths ("not text" about the whole list, "not
+    # text" about its third item): the deepest one says what to fix.
+    return [
+        problem
+        for path, problem in found.items()
+        if not any(len(other) > len(path) and other[: len(path)] == path for other in found)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -716,7 +719,8 @@ def load_mapping(path: Path) -> Mapping:
 
 Cells = dict[str, str]
 Getter = Callable[[Cells], Any]
-_SPACES = re.compile(r" {2,}")
+_GAP = "\ue000"  # a private-use character marks where an empty cell was
+_AROUND_GAPS = re.compile(" *(?:\ue000 *)+")
 _MISSING = object()
 
 
@@ -762,11 +766,12 @@ def _reader(entry: ColumnEntry | TemplateEntry, present: set[str] | None) -> Cal
                 out.append(value)
             else:
                 gaps = True
+                out.append(_GAP)
         if not filled:
             return ""
         joined = "".join(out)
-        # only the spaces that empty parts leave are collapsed: a cell's own text is kept
-        return (_SPACES.sub(" ", joined) if gaps else joined).strip()
+        # only the spaces around empty parts collapse: a cell's own text is kept as it is
+        return (_AROUND_GAPS.sub(" ", joined) if gaps else joined).strip()
 
     return read_template
 
@@ -839,6 +844,9 @@ def _converter(entry: _CellEntry, label: str, name: str) -> Callable[[str], Any]
 
 
 def _label(name: str, entry: Any, present: set[str] | None = None) -> str:
+    """How a message names a field: with its column(s) or template."""
+    if isinstance(entry, str) and name != "conversion_identifier":
+        return f"{name} (column {entry!r})"
     if isinstance(entry, ColumnEntry):
         columns = [c for c in entry.columns if present is None or c in present]
         return f"{name} (column {' or '.join(repr(c) for c in columns)})"
@@ -1110,13 +1118,15 @@ def _absent(cells: Cells) -> None:
 
 
 def _header_key(header: str) -> str:
-    return "".join(tf.fold(header).split())
+    """Headers that differ only in case, accents, spaces or punctuation share a key."""
+    return "".join(c for c in tf.fold(header) if c.isalnum())
 
 
 def _header_hint(column: str, folded: dict[str, str], headers: list[str]) -> str:
     """ " (did you mean 'X'?)" for a header differing only in case, accents or spaces."""
-    found = folded.get(_header_key(column))
+    key = _header_key(column)
+    found = folded.get(key)
     if found is None:
-        close = difflib.get_close_matches(column, headers, n=1, cutoff=0.8)
-        found = close[0] if close else None
+        close = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.85)
+        found = folded[close[0]] if close else None
     return f" (did you mean '{found}'?)" if found is not None else ""

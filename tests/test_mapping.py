@@ -1,0 +1,1127 @@
+"""The mapping file: loading with line-numbered errors, columns, and each row's payload."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from importer.errors import InputError, RowError
+from importer.mapping import (
+    Mapping,
+    load_mapping,
+    mapping_json_schema,
+    mapping_json_schema_text,
+    parse_template,
+)
+from importer.records import Row
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "mappings" / "example.yaml"
+SCHEMA_FILE = ROOT / "mappings" / "mapping.schema.json"
+SAMPLE_HEADERS = [
+    "Nome",
+    "Sobrenome",
+    "E-mail",
+    "Celular",
+    "Telefone",
+    "Empresa",
+    "Cargo",
+    "Cidade",
+    "UF",
+    "CEP",
+    "Interesses",
+    "Plano",
+    "Aceita comunicação?",
+    "Data de cadastro",
+]
+
+
+def write(tmp_path: Path, text: str, name: str = "mapping.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def load(tmp_path: Path, text: str) -> Mapping:
+    return load_mapping(write(tmp_path, text))
+
+
+def problems(tmp_path: Path, text: str) -> str:
+    with pytest.raises(InputError) as caught:
+        load(tmp_path, text)
+    return str(caught.value)
+
+
+def apply(mapping: Mapping, **cells: str) -> dict[str, Any]:
+    return mapping.apply(Row(2, cells))
+
+
+def row_error(mapping: Mapping, **cells: str) -> RowError:
+    with pytest.raises(RowError) as caught:
+        mapping.apply(Row(2, cells))
+    return caught.value
+
+
+BASIC = "conversion_identifier: feira-2026\nfields:\n  email: E-mail\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The shipped example and schema
+
+
+def example_row(**overrides: str) -> Row:
+    cells = dict.fromkeys(SAMPLE_HEADERS, "")
+    cells.update(
+        {
+            "Nome": "maria",
+            "Sobrenome": "DA SILVA",
+            "E-mail": " Maria.Silva@Exemplo.com.br ",
+            "Celular": "(11) 98765-4321",
+            "Telefone": "1234",
+            "Empresa": "Padaria Pão Quente",
+            "Cargo": "Gerente",
+            "Cidade": "São Paulo",
+            "UF": "sp",
+            "CEP": "01310-100",
+            "Interesses": "Marketing, Vendas ,,CRM",
+            "Plano": "AVANCADO",
+            "Aceita comunicação?": "Não",
+            "Data de cadastro": "15/03/2026",
+        }
+    )
+    cells.update(overrides)
+    return Row(2, cells)
+
+
+def test_example_mapping_maps_a_sample_row() -> None:
+    mapping = load_mapping(EXAMPLE)
+    warnings = mapping.check_columns(SAMPLE_HEADERS, "leads.csv")
+    assert warnings == ["line 51: column 'Site' is not in leads.csv; website is left out"]
+    assert mapping.apply(example_row()) == {
+        "conversion_identifier": "feira-2026",
+        "email": "maria.silva@exemplo.com.br",
+        "name": "Maria da Silva",
+        "mobile_phone": "+5511987654321",
+        "company_name": "Padaria Pão Quente",
+        "job_title": "Gerente",
+        "city": "São Paulo",
+        "state": "SP",
+        "cf_cep": "01310100",
+        "tags": ["marketing", "vendas", "crm"],
+        "cf_plano": "avancado",
+        "cf_data_de_cadastro": "2026-03-15",
+        "available_for_mailing": False,
+        "legal_bases": [{"category": "communications", "type": "consent", "status": "declined"}],
+    }
+
+
+def test_example_mapping_reads_every_sample_column() -> None:
+    mapping = load_mapping(EXAMPLE)
+    assert set(SAMPLE_HEADERS) <= set(mapping.columns)
+    assert mapping.columns[-1] == "Site"
+
+
+def test_shipped_schema_is_the_generated_one() -> None:
+    assert SCHEMA_FILE.read_text(encoding="utf-8") == mapping_json_schema_text(), (
+        "regenerate it: python -c 'from importer.mapping import mapping_json_schema_text; "
+        'open("mappings/mapping.schema.json", "w").write(mapping_json_schema_text())\''
+    )
+
+
+def test_example_is_valid_against_the_schema() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = mapping_json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    document = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    jsonschema.validate(document, schema)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mapping errors: every one, with its line
+
+
+def test_every_problem_is_reported_at_once_with_its_line(tmp_path: Path) -> None:
+    message = problems(
+        tmp_path,
+        """
+        conversion_identifier: feira-2026
+        fields:
+          email: E-mail
+          emial: E-mail
+          name: {template: "{Nome} {Sobrenome}"}
+          mobile_phone: {column: Celular, transform: phone}
+          tags: {column: Interesses, trasform: lower, split: ","}
+        legal_bases:
+          - {category: communications, type: consent, status: grantd}
+        """,
+    )
+    assert message == (
+        "mapping.yaml: 4 problems:\n"
+        "  line 4: unknown payload field 'emial' (did you mean 'email'?)\n"
+        "  line 6: unknown transform 'phone' (did you mean 'phone_br'?); "
+        "known: strip, lower, upper, title, digits, phone_br, date, bool\n"
+        "  line 7: unknown key 'trasform' (did you mean 'transform'?); known: column, split, "
+        "transform, format, map, default, required, optional, on_invalid\n"
+        "  line 9: 'grantd' is not a legal basis status; allowed: granted, declined"
+    )
+
+
+def test_one_problem_is_one_line(tmp_path: Path) -> None:
+    message = problems(
+        tmp_path,
+        """
+        conversion_identifier: feira-2026
+        fields:
+          email: E-mail
+          telefone: Telefone
+        """,
+    )
+    assert message == (
+        "mapping.yaml: line 4: unknown payload field 'telefone'; custom fields start with cf_"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ("nome: Nome", "unknown payload field 'nome' (did you mean 'name'?)"),
+        (
+            "birthdate: Nascimento",
+            "unknown payload field 'birthdate'; custom fields start with cf_",
+        ),
+        (
+            "cf_plano-x: Plano",
+            "custom field 'cf_plano-x': write cf_ then RD Station's API "
+            "identifier (letters, digits and _)",
+        ),
+        ("legal_bases: X", "'legal_bases' goes at the top level of the mapping, not under fields:"),
+        (
+            "name: 5",
+            "'name' needs a column header, or {column: ...}, {template: ...} or "
+            "{value: ...}, not the number 5",
+        ),
+        (
+            "name: {colum: Nome}",
+            "'name' needs a column header, or {column: ...}, {template: ...} "
+            "or {value: ...}, not a mapping",
+        ),
+        (
+            "name: {column: Nome, value: x}",
+            "an entry takes one of column:, template: or value:, not several",
+        ),
+        (
+            "name: {column: [Nome, 3]}",
+            "column must be a column header, or a list of headers, not the number 3",
+        ),
+        ("name: {column: ''}", "column must name a header, not be empty"),
+        ("name: {column: Nome, required: yes}", "required must be true or false, not 'yes'"),
+        (
+            "name: {column: Nome, on_invalid: skip}",
+            "on_invalid must be fail, drop or keep, not 'skip'",
+        ),
+        (
+            "name: {column: Nome, transform: [lower, titel]}",
+            "unknown transform 'titel' (did you mean 'title'?); "
+            "known: strip, lower, upper, title, digits, phone_br, date, bool",
+        ),
+        (
+            "name: {column: Nome, transform: [bool, lower]}",
+            "transform 'lower' cannot follow bool (bool gives true/false)",
+        ),
+        (
+            "name: {column: Nome, transform: bool}",
+            "name takes text, but this entry gives true/false",
+        ),
+        (
+            "state: {value: 12}",
+            "state takes text, but this entry gives a number: quote it to make it text",
+        ),
+        (
+            "city: {column: Cidade, split: ','}",
+            "city takes text, but this entry gives a list: remove split:",
+        ),
+        ("tags: Interesses", 'tags takes a list: add split: "," (or give value: [a, b])'),
+        (
+            "available_for_mailing: Aceita",
+            "available_for_mailing takes true or false: add transform: bool "
+            "(or map: to true/false)",
+        ),
+        (
+            "available_for_mailing: {value: 'sim'}",
+            "available_for_mailing takes true or false: add transform: bool "
+            "(or map: to true/false)",
+        ),
+        (
+            "linkedin: {value: 'https://x.com/a'}",
+            "linkedin may hold only letters, digits, '.', '-' and '_' (the handle, not a URL)",
+        ),
+        ("cf_d: {column: D, format: dd/mm/yyyy}", "format: applies to transform: date only"),
+        (
+            "cf_d: {column: D, transform: date, format: mm/yyyy}",
+            "date format 'mm/yyyy' has no day (use dd, mm and yyyy)",
+        ),
+        ("cf_p: {column: P, map: {}}", "map is empty"),
+        (
+            "cf_p: {column: P, map: {Sim: a, sim: b}}",
+            "map keys 'Sim' and 'sim' match the same cells",
+        ),
+        (
+            "cf_p: {column: P, required: true, default: x}",
+            "required: true and default: contradict: keep one",
+        ),
+        ("cf_p: {column: P, split: ''}", 'split needs a separator, e.g. ","'),
+        (
+            "tags: {column: P, split: ',', default: lead}",
+            "with split:, default must be a list, e.g. [lead]",
+        ),
+        (
+            "cf_p: {template: 'fixo'}",
+            "template has no {Column} placeholder: use value: for a constant",
+        ),
+    ],
+)
+def test_entry_problems(tmp_path: Path, fields: str, expected: str) -> None:
+    text = f"conversion_identifier: c\nfields:\n  email: E-mail\n  {fields}\n"
+    assert problems(tmp_path, text) == f"mapping.yaml: line 4: {expected}"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("fields:\n  email: E-mail\n", "line 1: the mapping needs 'conversion_identifier:'"),
+        ("conversion_identifier: c\n", "line 1: the mapping needs 'fields:'"),
+        (
+            "conversion_identifier: ''\nfields:\n  email: E-mail\n",
+            "line 1: conversion_identifier must not be empty",
+        ),
+        (
+            "conversion_identifier: c\nfields:\n  name: Nome\n",
+            "line 2: fields has no 'email': every conversion needs one",
+        ),
+        (
+            "conversion_identifier: c\nfields: [E-mail]\n",
+            "line 2: fields must be a list of payload field: column lines, not a list",
+        ),
+        (
+            "conversion_identifier: c\nfield:\n  email: E-mail\n",
+            "2 problems:\n  line 1: the mapping needs 'fields:'\n"
+            "  line 2: unknown key 'field' (did you mean 'fields'?); "
+            "known: conversion_identifier, fields, legal_bases",
+        ),
+        (
+            "conversion_identifier: c\nfields:\n  email: E-mail\n  email: Email\n",
+            "line 4: 'email' is given twice (also on line 3)",
+        ),
+        (
+            "conversion_identifier: c\nfields:\n  email: E-mail\nlegal_bases:\n"
+            "  - {type: consentt, status: granted, category: marketing}\n",
+            "2 problems:\n  line 5: category must be communications, not 'marketing'\n"
+            "  line 5: 'consentt' is not a legal basis type; allowed: "
+            "pre_existent_contract, consent, legitimate_interest, judicial_process, "
+            "vital_interest, public_interest",
+        ),
+        (
+            "conversion_identifier: c\nfields:\n  email: E-mail\nlegal_bases:\n"
+            "  - type: consent\n    status: {column: A, map: {Sim: yes, Não: declined}}\n",
+            "line 6: 'yes' is not a legal basis status; allowed: granted, declined",
+        ),
+        (
+            "conversion_identifier: c\nfields:\n  email: E-mail\nlegal_bases:\n"
+            "  - type: {column: T, transform: bool}\n    status: granted\n",
+            "line 5: legal basis type from a yes/no column needs map: to pre_existent_contract, "
+            "consent, legitimate_interest, judicial_process, vital_interest, public_interest",
+        ),
+        (
+            "conversion_identifier: c\nfields:\n  email: E-mail\n"
+            "legal_bases:\n  - {type: consent}\n",
+            "line 5: this entry needs 'status:'",
+        ),
+    ],
+)
+def test_document_problems(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(InputError) as caught:
+        load_mapping(write(tmp_path, text))
+    assert str(caught.value) == f"mapping.yaml: {expected}"
+
+
+def test_yaml_syntax_error_names_its_line(tmp_path: Path) -> None:
+    message = problems(tmp_path, "conversion_identifier: c\nfields:\n  email: {column: E-mail\n")
+    assert message.startswith("mapping.yaml: line 4: not valid YAML: ")
+    assert message.endswith("(check the indentation and the quotes)")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "mapping.yaml is empty: write a mapping (see mappings/example.yaml)"),
+        (
+            b"# only a comment\n",
+            "mapping.yaml is empty: write a mapping (see mappings/example.yaml)",
+        ),
+        (
+            b"- a\n- b\n",
+            "mapping.yaml: line 1: a mapping starts with conversion_identifier: and "
+            "fields: (see mappings/example.yaml)",
+        ),
+        (
+            "conversion_identifier: ação\n".encode("cp1252"),
+            "mapping.yaml is not UTF-8 text: save it as UTF-8",
+        ),
+        (
+            b"conversion_identifier: !!python/object:os.system x\n",
+            "mapping.yaml: line 1: not valid YAML: could not determine a constructor for the tag "
+            "'tag:yaml.org,2002:python/object:os.system' (check the indentation and the quotes)",
+        ),
+    ],
+)
+def test_unreadable_files(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "mapping.yaml"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as caught:
+        load_mapping(path)
+    assert str(caught.value) == expected
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"^mapping file .*nope\.yaml not found: check the "):
+        load_mapping(tmp_path / "nope.yaml")
+
+
+def test_a_bom_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "mapping.yaml"
+    path.write_bytes("\ufeffconversion_identifier: c\nfields:\n  email: E-mail\n".encode())
+    assert load_mapping(path).columns == ["E-mail"]
+
+
+def test_yes_and_no_stay_text(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+        conversion_identifier: c
+        fields:
+          email: E-mail
+          cf_resposta: {column: R, map: {yes: sim, no: nao, on: ligado}}
+          cf_data: {value: 2026-03-15}
+        """,
+    )
+    assert apply(mapping, **{"E-mail": "a@b.com", "R": "NO"})["cf_resposta"] == "nao"
+    assert apply(mapping, **{"E-mail": "a@b.com", "R": "on"})["cf_data"] == "2026-03-15"
+
+
+# ---------------------------------------------------------------------------------------------
+# Templates: only {Column} substitution
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{Nome.__class__}",
+        "{0}",
+        "{}",
+        "{ }",
+        "{Nome:>10}",
+        "{Nome!r}",
+        "{Nome[0]}",
+        "{Nome.__init__.__globals__}",
+        "{__import__}x{0}",
+    ],
+)
+def test_templates_refuse_format_syntax(tmp_path: Path, template: str) -> None:
+    message = problems(
+        tmp_path,
+        f"conversion_identifier: c\nfields:\n  email: E-mail\n  name: {{template: '{template}'}}\n",
+    )
+    assert message.startswith("mapping.yaml: line 4: template placeholder '{")
+    assert message.endswith(
+        "is not a column name: templates only substitute {Column Name} "
+        "(no positions, attributes, indexes or format specs)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        ("{Nome", "template has a '{' that is never closed (write '{{' for a brace)"),
+        ("Nome}", "template has a '}' without '{' (write '}}' for a literal brace)"),
+        ("{a{b}", "template placeholder '{a{b}' holds a '{'"),
+    ],
+)
+def test_template_braces(template: str, reason: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_template(template)
+    assert str(caught.value) == reason
+
+
+def test_template_parts() -> None:
+    assert parse_template("{{{Nome}}} - {Hora: início} {Nr.}") == [
+        ("{", None),
+        ("Nome", "Nome"),
+        ("} - ", None),
+        ("Hora: início", "Hora: início"),
+        (" ", None),
+        ("Nr.", "Nr."),
+    ]
+
+
+def test_template_output_never_evaluates(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+        conversion_identifier: c
+        fields:
+          email: E-mail
+          name: {template: "{Nome} {Sobrenome}"}
+        """,
+    )
+    payload = apply(
+        mapping, **{"E-mail": "a@b.com", "Nome": "{Sobrenome.__class__}", "Sobrenome": "{0}"}
+    )
+    assert payload["name"] == "{Sobrenome.__class__} {0}"
+
+
+@pytest.mark.parametrize(
+    ("nome", "sobrenome", "expected"),
+    [
+        ("Ana", "Souza", "Ana Souza"),
+        ("Ana", "", "Ana"),
+        ("", "Souza", "Souza"),
+        ("  Ana ", " Souza  ", "Ana Souza"),
+        ("Ana  Maria", "", "Ana  Maria"),  # a cell's own spaces are its own
+    ],
+)
+def test_template_collapses_what_empty_parts_leave(
+    tmp_path: Path, nome: str, sobrenome: str, expected: str
+) -> None:
+    mapping = load(
+        tmp_path,
+        """
+        conversion_identifier: c
+        fields:
+          email: E-mail
+          name: {template: "{Nome} {Meio} {Sobrenome}"}
+        """,
+    )
+    cells = {"E-mail": "a@b.com", "Nome": nome, "Meio": "", "Sobrenome": sobrenome}
+    assert apply(mapping, **cells)["name"] == expected
+
+
+def test_template_with_every_part_empty_is_left_out(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+        conversion_identifier: c
+        fields:
+          email: E-mail
+          company_address: {template: "Rua {Rua}, {Número} - {Cidade}"}
+        """,
+    )
+    cells = {"E-mail": "a@b.com", "Rua": "", "Número": " ", "Cidade": ""}
+    assert "company_address" not in apply(mapping, **cells)
+    cells["Cidade"] = "Recife"
+    assert apply(mapping, **cells)["company_address"] == "Rua , - Recife"
+
+
+# ---------------------------------------------------------------------------------------------
+# Each row
+
+
+def test_empty_cells_leave_fields_out(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+        conversion_identifier: c
+        fields:
+          email: E-mail
+          name: Nome
+          mobile_phone: {column: Celular, transform: phone_br}
+          tags: {column: Tags, split: ","}
+          available_for_mailing: {column: Aceita, transform: bool}
+          cf_plano: {column: Plano, map: {Pro: pro}}
+        """,
+    )
+    cells = {
+        "E-mail": " A@B.com ",
+        "Nome": "   ",
+        "Celular": "",
+        "Tags": " , ,",
+        "Aceita": "",
+        "Plano": "",
+    }
+    assert apply(mapping, **cells) == {"conversion_identifier": "c", "email": "a@b.com"}
+
+
+def test_column_list_takes_the_first_filled(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+        conversion_identifier: c
+        fields:
+          email: {column: ["Email - Work", "Email - Home"]}
+        """,
+    )
+    assert apply(mapping, **{"Email - Work": " ", "Email - Home": "b@c.com"})["email"] == "b@c.com"
+    assert apply(mapping, **{"Email - Work": "a@c.com", "Email - Home": "b@c.com"})["email"] == (
+        "a@c.com"
+    )
+
+
+def test_conversion_identifier_from_a_column(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+        conversion_identifier: {column: Origem, default: importacao}
+        fields:
+          email: E-mail
+        """,
+    )
+    assert apply(mapping, **{"E-mail": "a@b.com", "Origem": " feira "})[
+        "conversion_identifier"
+    ] == ("feira")
+    assert apply(mapping, **{"E-mail": "a@b.com", "Origem": ""})["conversion_identifier"] == (
+        "importacao"
+    )
+
+
+def test_empty_conversion_identifier_fails_the_row(tmp_path: Path) -> None:
+    mapping = load(tmp_path, "conversion_identifier: {column: Origem}\nfields:\n  email: E-mail\n")
+    error = row_error(mapping, **{"E-mail": "a@b.com", "Origem": ""})
+    assert (error.stage, error.field, error.message) == (
+        "validation",
+        "conversion_identifier",
+        "conversion_identifier (column 'Origem') is empty: every conversion needs a "
+        "conversion identifier",
+    )
+
+
+def test_constants(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+        conversion_identifier: c
+        fields:
+          email: E-mail
+          available_for_mailing: {value: true}
+          tags: {value: [feira, "2026"]}
+          cf_score: {value: 10}
+          traffic_source: {value: feira}
+        """,
+    )
+    assert apply(mapping, **{"E-mail": "a@b.com"}) == {
+        "conversion_identifier": "c",
+        "email": "a@b.com",
+        "available_for_mailing": True,
+        "tags": ["feira", "2026"],
+        "cf_score": 10,
+        "traffic_source": "feira",
+    }
+
+
+def test_split_then_transform_and_map_each_item(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+        conversion_identifier: c
+        fields:
+          email: E-mail
+          tags:
+            {column: Interesses, split: ";", transform: lower, map: {seo: busca}, on_invalid: keep}
+          cf_telefones: {column: Fones, split: "/", transform: phone_br, on_invalid: drop}
+        """,
+    )
+    payload = apply(
+        mapping,
+        **{
+            "E-mail": "a@b.com",
+            "Interesses": " SEO; Vendas;; ",
+            "Fones": "11987654321 / x / 1133334444",
+        },
+    )
+    assert payload["tags"] == ["busca", "Vendas"]  # keep: "vendas" not in the map, as written
+    assert payload["cf_telefones"] == ["+5511987654321", "+551133334444"]
+
+
+def test_map_compares_without_case_or_accents_and_defaults(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+        conversion_identifier: c
+        fields:
+          email: E-mail
+          cf_plano: {column: Plano, map: {Básico: basico, Avançado: avancado}, default: outro}
+          cf_sem_default: {column: Plano, map: {Básico: basico}, on_invalid: drop}
+        """,
+    )
+
+    def plano(value: str) -> tuple[object, object]:
+        payload = apply(mapping, **{"E-mail": "a@b.com", "Plano": value})
+        return payload.get("cf_plano"), payload.get("cf_sem_default")
+
+    assert plano("básico") == ("basico", "basico")
+    assert plano("BASICO") == ("basico", "basico")
+    assert plano(" Avançado ") == ("avancado", None)
+    assert plano("Premium") == ("outro", None)
+    assert plano("") == ("outro", None)
+
+
+def test_map_without_default_fails_the_row_on_an_unknown_value(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        "conversion_identifier: c\nfields:\n  email: E-mail\n"
+        "  cf_plano: {column: Plano, map: {Pro: pro, Básico: basico}}\n",
+    )
+    error = row_error(mapping, **{"E-mail": "a@b.com", "Plano": "Premium"})
+    assert (error.stage, error.field, error.message) == (
+        "mapping",
+        "cf_plano",
+        "cf_plano (column 'Plano'): 'Premium' is not in the map (Pro, Básico)",
+    )
+
+
+def test_bool_then_map(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+        conversion_identifier: c
+        fields:
+          email: E-mail
+          cf_consentimento: {column: Aceita, transform: bool, map: {true: aceitou, false: recusou}}
+        """,
+    )
+    assert apply(mapping, **{"E-mail": "a@b.com", "Aceita": "NÃO"})["cf_consentimento"] == "recusou"
+    assert apply(mapping, **{"E-mail": "a@b.com", "Aceita": "x"})["cf_consentimento"] == "aceitou"
+
+
+def test_default_and_required(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+        conversion_identifier: c
+        fields:
+          email: E-mail
+          country: {column: País, default: Brasil}
+          cf_cpf: {column: CPF, transform: digits, required: true}
+        """,
+    )
+    payload = apply(mapping, **{"E-mail": "a@b.com", "País": "", "CPF": "123.456.789-09"})
+    assert (payload["country"], payload["cf_cpf"]) == ("Brasil", "12345678909")
+    error = row_error(mapping, **{"E-mail": "a@b.com", "País": "", "CPF": " "})
+    assert (error.stage, error.field, error.message) == (
+        "mapping",
+        "cf_cpf",
+        "cf_cpf (column 'CPF') is empty, and the mapping requires it",
+    )
+    error = row_error(mapping, **{"E-mail": "a@b.com", "País": "", "CPF": "n/d"})
+    assert error.message == "cf_cpf (column 'CPF') is empty, and the mapping requires it"
+
+
+@pytest.mark.parametrize(
+    ("on_invalid", "expected"),
+    [("drop", None), ("keep", "1234")],
+)
+def test_on_invalid(tmp_path: Path, on_invalid: str, expected: str | None) -> None:
+    mapping = load(
+        tmp_path,
+        "conversion_identifier: c\nfields:\n  email: E-mail\n"
+        f"  mobile_phone: {{column: Celular, transform: phone_br, on_invalid: {on_invalid}}}\n",
+    )
+    assert apply(mapping, **{"E-mail": "a@b.com", "Celular": "1234"}).get("mobile_phone") == (
+        expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "cell", "message"),
+    [
+        (
+            "mobile_phone: {column: Celular, transform: phone_br}",
+            "1234",
+            "mobile_phone (column 'Celular'): '1234' is not a phone number",
+        ),
+        (
+            "cf_data: {column: Data, transform: date}",
+            "03/15/2026",
+            "cf_data (column 'Data'): '03/15/2026' is not a date in the form dd/mm/yyyy",
+        ),
+        (
+            "cf_data: {column: Data, transform: date, format: yyyy-mm-dd}",
+            "15/03/2026",
+            "cf_data (column 'Data'): '15/03/2026' is not a date in the form yyyy-mm-dd",
+        ),
+        (
+            "available_for_mailing: {column: Aceita, transform: bool}",
+            "talvez",
+            "available_for_mailing (column 'Aceita'): 'talvez' is not yes or no "
+            "(sim, não, true, false, 1, 0, x)",
+        ),
+        (
+            "name: {template: '{Nome} {Sobrenome}', transform: [title, bool]}",
+            "ana",
+            "name (template '{Nome} {Sobrenome}'): 'ana' is not yes or no "
+            "(sim, não, true, false, 1, 0, x)",
+        ),
+    ],
+)
+def test_transform_failures_name_field_and_column(
+    tmp_path: Path, field: str, cell: str, message: str
+) -> None:
+    if "title, bool" in field:
+        # bool ends the chain with true/false, which a text field cannot take: use cf_ instead
+        field = field.replace("name:", "cf_nome:")
+        message = message.replace("name (", "cf_nome (")
+    mapping = load(tmp_path, f"conversion_identifier: c\nfields:\n  email: E-mail\n  {field}\n")
+    cells = {
+        "E-mail": "a@b.com",
+        "Celular": cell,
+        "Data": cell,
+        "Aceita": cell,
+        "Nome": cell,
+        "Sobrenome": "",
+    }
+    error = row_error(mapping, **cells)
+    assert (error.stage, error.message) == ("mapping", message)
+
+
+def test_email_is_validated(tmp_path: Path) -> None:
+    mapping = load(tmp_path, BASIC)
+    assert apply(mapping, **{"E-mail": " JOAO@Exemplo.COM.br"})["email"] == "joao@exemplo.com.br"
+    error = row_error(mapping, **{"E-mail": "joao silva@exemplo.com.br"})
+    assert (error.stage, error.field) == ("validation", "email")
+    assert error.message.startswith(
+        "email (column 'E-mail'): 'joao silva@exemplo.com.br' is not a valid email address: "
+    )
+
+
+def test_a_row_without_email_fails_naming_the_column(tmp_path: Path) -> None:
+    mapping = load(tmp_path, BASIC + "  name: Nome\n")
+    error = row_error(mapping, **{"E-mail": " ", "Nome": "Ana"})
+    assert (error.stage, error.field, error.message) == (
+        "validation",
+        "email",
+        "email (column 'E-mail') is empty: every conversion needs an email address",
+    )
+
+
+def test_a_blank_row_says_so(tmp_path: Path) -> None:
+    mapping = load(tmp_path, BASIC + "  name: Nome\n  cf_x: {value: 1}\n")
+    error = row_error(mapping, **{"E-mail": "", "Nome": "  ", "Outra": "lixo"})
+    assert (error.stage, error.field, error.message) == (
+        "mapping",
+        None,
+        "the row has none of the mapped columns filled (a blank or leftover row)",
+    )
+
+
+def test_social_handles_are_checked_per_row(tmp_path: Path) -> None:
+    mapping = load(tmp_path, BASIC + "  linkedin: LinkedIn\n")
+    assert apply(mapping, **{"E-mail": "a@b.com", "LinkedIn": "ana-souza"})["linkedin"] == (
+        "ana-souza"
+    )
+    error = row_error(mapping, **{"E-mail": "a@b.com", "LinkedIn": "linkedin.com/in/ana"})
+    assert (error.stage, error.field, error.message) == (
+        "validation",
+        "linkedin",
+        "linkedin (column 'LinkedIn'): 'linkedin.com/in/ana' may hold only letters, digits, "
+        "'.', '-' and '_' (the handle, not a URL)",
+    )
+
+
+def test_legal_bases_per_row(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+        conversion_identifier: c
+        fields:
+          email: E-mail
+        legal_bases:
+          - {type: legitimate_interest, status: granted}
+          - type: consent
+            status: {column: "Aceita comunicação?", map: {Sim: granted, S: granted, Não: declined}}
+          - type: {column: Base, optional: true}
+            status: {column: "Aceita comunicação?", transform: bool}
+        """,
+    )
+    mapping.check_columns(["E-mail", "Aceita comunicação?"])
+    cells = {"E-mail": "a@b.com", "Aceita comunicação?": "nao"}
+    assert apply(mapping, **cells)["legal_bases"] == [
+        {"category": "communications", "type": "legitimate_interest", "status": "granted"},
+        {"category": "communications", "type": "consent", "status": "declined"},
+    ]
+    cells["Aceita comunicação?"] = ""
+    assert apply(mapping, **cells)["legal_bases"] == [
+        {"category": "communications", "type": "legitimate_interest", "status": "granted"},
+    ]
+    cells["Aceita comunicação?"] = "talvez"
+    error = row_error(mapping, **cells)
+    assert error.message == (
+        "legal_bases[1].status (column 'Aceita comunicação?'): 'talvez' is not in the map "
+        "(Sim, S, Não)"
+    )
+
+
+def test_legal_basis_status_from_an_unmapped_column_is_checked(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        BASIC + "legal_bases:\n  - {type: consent, status: {column: Status}}\n",
+    )
+    assert apply(mapping, **{"E-mail": "a@b.com", "Status": "granted"})["legal_bases"] == [
+        {"category": "communications", "type": "consent", "status": "granted"}
+    ]
+    error = row_error(mapping, **{"E-mail": "a@b.com", "Status": "sim"})
+    assert (error.stage, error.field, error.message) == (
+        "validation",
+        "legal_bases[0].status",
+        "legal_bases[0].status (column 'Status'): 'sim' is not a legal basis status "
+        "(granted, declined); add a map:",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Columns the file lacks
+
+
+COLUMNS_MAPPING = """
+    conversion_identifier: c
+    fields:
+      email: E-mail
+      mobile_phone: {column: Celular, transform: phone_br}
+      name: {template: "{Nome} {Sobrenome}"}
+      personal_phone: {column: WhatsApp, optional: true}
+      company_name: {column: [Empresa, Organização]}
+      job_title: {column: [Cargo, Função]}
+    legal_bases:
+      - {type: consent, status: {column: "Aceita comunicação?", transform: bool}}
+"""
+
+
+def test_columns_lists_every_column_read(tmp_path: Path) -> None:
+    mapping = load(tmp_path, COLUMNS_MAPPING)
+    assert mapping.columns == [
+        "E-mail",
+        "Celular",
+        "Nome",
+        "Sobrenome",
+        "WhatsApp",
+        "Empresa",
+        "Organização",
+        "Cargo",
+        "Função",
+        "Aceita comunicação?",
+    ]
+
+
+def test_check_columns_lists_every_missing_column_with_suggestions(tmp_path: Path) -> None:
+    mapping = load(tmp_path, COLUMNS_MAPPING)
+    headers = ["email", "celular", "Nome", "Organização", "Aceita Comunicacao?"]
+    with pytest.raises(InputError) as caught:
+        mapping.check_columns(headers, "leads.csv")
+    assert str(caught.value) == (
+        "mapping.yaml: 6 problems:\n"
+        "  line 3: column 'E-mail' is not in leads.csv (did you mean 'email'?)\n"
+        "  line 4: column 'Celular' is not in leads.csv (did you mean 'celular'?)\n"
+        "  line 5: column 'Sobrenome' is not in leads.csv\n"
+        "  line 8: column 'Cargo' is not in leads.csv\n"
+        "  line 8: column 'Função' is not in leads.csv\n"
+        "  line 10: column 'Aceita comunicação?' is not in leads.csv "
+        "(did you mean 'Aceita Comunicacao?'?)"
+    )
+
+
+def test_check_columns_warns_of_optional_columns_and_prunes(tmp_path: Path) -> None:
+    mapping = load(tmp_path, COLUMNS_MAPPING)
+    headers = [
+        "E-mail",
+        "Celular",
+        "Nome",
+        "Sobrenome",
+        "Organização",
+        "Função",
+        "Aceita comunicação?",
+    ]
+    assert mapping.check_columns(headers, "leads.csv") == [
+        "line 6: column 'WhatsApp' is not in leads.csv; personal_phone is left out"
+    ]
+    cells = dict.fromkeys(headers, "")
+    cells.update({"E-mail": "a@b.com", "Organização": "ACME", "Função": "CEO"})
+    assert apply(mapping, **cells) == {
+        "conversion_identifier": "c",
+        "email": "a@b.com",
+        "company_name": "ACME",
+        "job_title": "CEO",
+    }
+
+
+def test_check_columns_optional_email_must_still_exist(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path, "conversion_identifier: c\nfields:\n  email: {column: E, optional: true}\n"
+    )
+    with pytest.raises(InputError) as caught:
+        mapping.check_columns(["Nome"])
+    assert str(caught.value) == (
+        "mapping.yaml: line 3: column 'E' is not in the file, and every conversion needs an email"
+    )
+
+
+def test_check_columns_warns_of_a_likely_typo_among_candidates(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path, "conversion_identifier: c\nfields:\n  email: {column: [E-mail, Email2]}\n"
+    )
+    assert mapping.check_columns(["E-mail", "email2"], "x.csv") == [
+        "line 3: column 'Email2' is not in x.csv (did you mean 'email2'?)"
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties
+
+_HEADER = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_characters="{}\x00", exclude_categories=["Cs"]),
+    min_size=1,
+    max_size=12,
+).filter(lambda h: h.strip() == h and h.strip() and not h.startswith(("#", "&", "*", "!")))
+
+
+def _placeholder_ok(header: str) -> bool:
+    try:
+        parse_template("{" + header + "}")
+    except ValueError:
+        return False
+    return True
+
+
+_PLACEHOLDER = _HEADER.filter(_placeholder_ok)
+_TEXT_FIELDS = ["name", "job_title", "city", "state", "company_name", "website", "country"]
+_CELL_ENTRY = st.fixed_dictionaries(
+    {"column": _HEADER},
+    optional={
+        "transform": st.sampled_from(["lower", "upper", "title", "digits", "phone_br", "date"])
+        | st.lists(st.sampled_from(["strip", "lower", "upper"]), min_size=1, max_size=3),
+        "default": st.text(max_size=5),
+        "on_invalid": st.sampled_from(["fail", "drop", "keep"]),
+        "optional": st.booleans(),
+        "map": st.dictionaries(
+            st.sampled_from(["a", "b", "Sim", "Não", "x1"]), st.text(max_size=4), min_size=1
+        ),
+    },
+)
+_ENTRY = (
+    _HEADER
+    | _CELL_ENTRY
+    | st.builds(lambda a, b: {"template": f"{{{a}}} {{{b}}}"}, _PLACEHOLDER, _PLACEHOLDER)
+    | st.builds(lambda v: {"value": v}, st.text(min_size=1, max_size=8))
+)
+_MAPPING = st.fixed_dictionaries(
+    {
+        "conversion_identifier": st.text(min_size=1, max_size=10).filter(str.strip)
+        | st.builds(lambda c: {"column": c}, _HEADER),
+        "fields": st.builds(
+            lambda email, rest: {"email": email, **rest},
+            _HEADER,
+            st.dictionaries(st.sampled_from(_TEXT_FIELDS), _ENTRY, max_size=5),
+        ),
+    },
+    optional={
+        "legal_bases": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "type": st.sampled_from(["consent", "legitimate_interest"]),
+                    "status": st.sampled_from(["granted", "declined"])
+                    | st.builds(lambda c: {"column": c, "transform": "bool"}, _HEADER),
+                }
+            ),
+            min_size=1,
+            max_size=2,
+        )
+    },
+)
+
+
+def _without_bad_maps(document: dict[str, Any]) -> bool:
+    # map keys that fold to the same text are a (tested) mapping error, not a valid mapping
+    for entry in document["fields"].values():
+        if isinstance(entry, dict) and "map" in entry:
+            return len({k.casefold() for k in entry["map"]}) == len(entry["map"])
+    return True
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(_MAPPING.filter(_without_bad_maps))
+def test_a_valid_mapping_round_trips_through_its_schema_and_yaml(document: dict[str, Any]) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(document, mapping_json_schema())
+    path = _tmp_dir() / "mapping.yaml"
+    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    mapping = load_mapping(path)
+    dumped = mapping.spec.model_dump(mode="json", exclude_unset=True)
+    assert dumped == document
+    jsonschema.validate(dumped, mapping_json_schema())
+
+
+_TMP: list[Path] = []
+
+
+def _tmp_dir() -> Path:
+    return _TMP[0]
+
+
+@pytest.fixture(autouse=True)
+def _hypothesis_tmp(tmp_path: Path) -> None:
+    _TMP[:] = [tmp_path]
+
+
+FULL = """
+    conversion_identifier: {column: Origem, default: x}
+    fields:
+      email: E-mail
+      name: {template: "{Nome} {Sobrenome}", transform: title}
+      mobile_phone: {column: Celular, transform: phone_br}
+      personal_phone: {column: Telefone, transform: phone_br, on_invalid: keep}
+      linkedin: LinkedIn
+      tags: {column: Tags, split: ",", transform: lower}
+      available_for_mailing: {column: Aceita, transform: bool}
+      cf_data: {column: Data, transform: date}
+      cf_plano: {column: Plano, map: {Pro: pro}, default: outro}
+      cf_cep: {column: CEP, transform: digits, required: true}
+    legal_bases:
+      - {type: consent, status: {column: Aceita, transform: bool}}
+      - {type: consent, status: {column: Status}}
+"""
+_FULL_COLUMNS = [
+    "Origem",
+    "E-mail",
+    "Nome",
+    "Sobrenome",
+    "Celular",
+    "Telefone",
+    "LinkedIn",
+    "Tags",
+    "Aceita",
+    "Data",
+    "Plano",
+    "CEP",
+    "Status",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({c: st.text(max_size=20) for c in _FULL_COLUMNS}))
+def test_apply_raises_nothing_but_row_errors(cells: dict[str, str]) -> None:
+    path = _tmp_dir() / "full.yaml"
+    if not path.exists():
+        path.write_text(textwrap.dedent(FULL), encoding="utf-8")
+    mapping = load_mapping(path)
+    try:
+        payload = mapping.apply(Row(2, cells))
+    except RowError as exc:
+        assert exc.stage in ("mapping", "validation")
+        assert "\n" not in exc.message
+        return
+    assert payload["email"] == payload["email"].strip().lower()
+    assert all(value not in ("", [], None) for value in payload.values())
+    json.dumps(payload)

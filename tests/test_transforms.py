@@ -1,0 +1,195 @@
+"""Each transform on the formats people and Excel actually produce."""
+
+from __future__ import annotations
+
+import phonenumbers
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from importer import transforms as tf
+from importer.transforms import TransformError
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("strip", "  Ana  ", "Ana"),
+        ("lower", "ANA Souza", "ana souza"),
+        ("upper", "sp", "SP"),
+        ("title", "MARIA DA SILVA", "Maria da Silva"),
+        ("title", "joão dos santos e souza", "João dos Santos e Souza"),
+        ("title", "ana   das   dores", "Ana das Dores"),
+        ("title", "de souza", "De Souza"),  # the first word is always capitalized
+        ("title", "maria-clara DE oliveira", "Maria-Clara de Oliveira"),
+        ("digits", "01310-100", "01310100"),
+        ("digits", "123.456.789-09", "12345678909"),
+        ("digits", "1310100.0", "1310100"),  # an Excel number cell
+        ("digits", "abc", ""),
+    ],
+)
+def test_text_transforms(name: str, value: str, expected: str) -> None:
+    assert tf.get_transform(name)(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "(11) 98765-4321",
+        "011 98765-4321",
+        "+55 11 98765 4321",
+        "+55 (11) 98765-4321",
+        "11987654321",
+        "5511987654321",
+        "5511987654321.0",
+        "5.511987654321E+12",
+        "11 9 8765 4321",
+        "11.98765.4321",
+    ],
+)
+def test_phone_br_reads_every_common_way_to_write_a_mobile(value: str) -> None:
+    assert tf.phone_br(value) == "+5511987654321"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("(11) 3333-4444", "+551133334444"),
+        ("(21) 2555-0101", "+552125550101"),
+        ("1133334444", "+551133334444"),
+        ("0800 123 4567", "+558001234567"),  # toll free: the slow path
+        ("+1 650 253 0000", "+16502530000"),  # another country's number, written with +
+        ("(55) 99123-4567", "+5555991234567"),  # area code 55 (Rio Grande do Sul)
+    ],
+)
+def test_phone_br_landlines_and_others(value: str, expected: str) -> None:
+    assert tf.phone_br(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["1234", "98765-4321", "(00) 98765-4321", "n/a", "+", "telefone", "11 98765-43210000"]
+)
+def test_phone_br_refuses_what_is_not_a_phone(value: str) -> None:
+    with pytest.raises(TransformError, match=r"^is not a phone number$"):
+        tf.phone_br(value)
+
+
+def _slow(national: str) -> str | None:
+    try:
+        number = phonenumbers.parse(national, "BR")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@given(
+    st.text(alphabet="0123456789", min_size=10, max_size=13),
+    st.sampled_from(["", "0", "55", "+55"]),
+)
+def test_phone_fast_path_agrees_with_phonenumbers(digits: str, prefix: str) -> None:
+    text = prefix + digits
+    try:
+        ours = tf.phone_br(text)
+    except TransformError:
+        ours = None
+    reference = _slow("+" + text[1:] if prefix == "+55" else text)
+    if reference is None and not prefix.startswith("+") and text.startswith("55"):
+        reference = _slow("+" + text)
+    assert ours == reference
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("15/03/2026", "2026-03-15"),
+        ("5/3/2026", "2026-03-05"),
+        ("15-03-2026", "2026-03-15"),
+        ("15.03.2026", "2026-03-15"),
+        ("15/03/2026 10:30", "2026-03-15"),
+        ("2026-03-15", "2026-03-15"),  # ISO, as Excel date cells arrive
+        ("2026-03-15 00:00:00", "2026-03-15"),
+        ("2026-03-15T08:00:00", "2026-03-15"),
+        ("46096", "2026-03-15"),  # an Excel serial number
+        ("46096.5", "2026-03-15"),
+        ("29/02/2024", "2024-02-29"),
+    ],
+)
+def test_date_default_is_day_first(value: str, expected: str) -> None:
+    assert tf.make_date()(value) == expected
+
+
+@pytest.mark.parametrize("value", ["03/15/2026", "31/02/2026", "29/02/2025", "ontem", "15/03/26"])
+def test_date_never_guesses(value: str) -> None:
+    with pytest.raises(TransformError, match=r"^is not a date in the form dd/mm/yyyy$"):
+        tf.make_date()(value)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "value", "expected"),
+    [
+        ("yyyy/mm/dd", "2026/03/15", "2026-03-15"),
+        ("dd/mm/yy", "15/03/26", "2026-03-15"),
+        ("mm/dd/yyyy", "03/15/2026", "2026-03-15"),  # month-first only when the mapping says so
+        ("%d %b %Y", "15 Mar 2026", "2026-03-15"),
+        ("yyyymmdd", "20260315", "2026-03-15"),
+        ("yyyymmdd", "2026-03-15", "2026-03-15"),  # ISO passes whatever the format
+    ],
+)
+def test_date_with_format(fmt: str, value: str, expected: str) -> None:
+    assert tf.make_date(fmt)(value) == expected
+
+
+def test_date_with_format_names_it_in_the_reason() -> None:
+    with pytest.raises(TransformError, match=r"^is not a date in the form yyyy/mm/dd$"):
+        tf.make_date("yyyy/mm/dd")("15/03/2026")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "reason"),
+    [
+        ("mm/yyyy", "date format 'mm/yyyy' has no day (use dd, mm and yyyy)"),
+        ("dd/yyyy", "date format 'dd/yyyy' has no month (use dd, mm and yyyy)"),
+        ("dd/mm", "date format 'dd/mm' has no year (use dd, mm and yyyy)"),
+    ],
+)
+def test_bad_date_formats(fmt: str, reason: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        tf.strptime_format(fmt)
+    assert str(caught.value) == reason
+
+
+@pytest.mark.parametrize(
+    "value", ["sim", "SIM", "Sim", "s", "S", "yes", "Y", "true", "TRUE", "1", "1.0", "x", "X"]
+)
+def test_bool_true(value: str) -> None:
+    assert tf.to_bool(value) is True
+
+
+@pytest.mark.parametrize(
+    "value", ["não", "NÃO", "nao", "Nao", "n", "N", "no", "false", "False", "0", "0.0"]
+)
+def test_bool_false(value: str) -> None:
+    assert tf.to_bool(value) is False
+
+
+@pytest.mark.parametrize("value", ["talvez", "2", "sim!", "-"])
+def test_bool_refuses_other_words(value: str) -> None:
+    with pytest.raises(TransformError, match=r"^is not yes or no \(sim, não"):
+        tf.to_bool(value)
+
+
+def test_every_transform_has_a_function() -> None:
+    for name in tf.TRANSFORMS:
+        assert callable(tf.get_transform(name))
+
+
+@given(st.text(max_size=30))
+def test_transforms_raise_only_transform_errors(value: str) -> None:
+    for name in tf.TRANSFORMS:
+        try:
+            result = tf.get_transform(name)(value)
+        except TransformError:
+            continue
+        assert isinstance(result, str | bool)
