@@ -131,14 +131,14 @@ class Ledger:
         self,
         new: Iterable[tuple[str, int, bytes, bytes, str, str]],
         seen: Iterable[tuple[int, bytes, str]],
-        resend: Iterable[str],
+        resend: Iterable[tuple[str, bytes]],
         failed: Iterable[tuple[str, int, bytes, str, str, str, str | None]],
     ) -> None:
         """Write one chunk of the reader's decisions in a single transaction.
 
         new:    (key, row, body, cells, email, conversion_identifier) -> pending
         seen:   (row, cells, key) known rows whose state stays as it is
-        resend: keys to put back to pending (their row and cells are in ``seen`` too)
+        resend: (key, body) to put back to pending (their row and cells are in ``seen`` too)
         failed: (key, row, cells, stage, error_type, message, conversion_identifier) rows that
                 fail before sending; replaces whatever the key held
         """
@@ -156,10 +156,10 @@ class Ledger:
                 [(run, r, c, k) for r, c, k in seen],
             )
             db.executemany(
-                "UPDATE rows SET state = 'pending', attempts = 0, error_stage = NULL,"
+                "UPDATE rows SET state = 'pending', body = ?, attempts = 0, error_stage = NULL,"
                 " http_status = NULL, error_type = NULL, error_message = NULL,"
                 " failure_kind = NULL WHERE key = ?",
-                [(k,) for k in resend],
+                [(b, k) for k, b in resend],
             )
             db.executemany(
                 "INSERT OR REPLACE INTO rows (key, row, state, seen_run, cells, error_stage,"

@@ -322,7 +322,7 @@ class _Run:
         known = self.ledger.lookup([p[2] for p in prepared])
         new: list[tuple[str, int, bytes, bytes, str, str]] = []
         seen: list[tuple[int, bytes, str]] = []
-        resend: list[str] = []
+        resend: list[tuple[str, bytes]] = []
         keys_this_chunk: dict[str, int] = {}
         run = self.ledger.run_id
         for row, body, key, cells, payload in prepared:
@@ -364,7 +364,7 @@ class _Run:
             elif status == "in_flight":
                 self.report.in_flight_found += 1
                 if self.config.in_flight == "resend":
-                    resend.append(key)
+                    resend.append((key, body))
                     self.to_send += 1
                 else:
                     failed.append(
@@ -380,7 +380,7 @@ class _Run:
                         )
                     )
             elif status == "failed" and (kind in RESENDABLE_KINDS or self.config.retry_rejected):
-                resend.append(key)
+                resend.append((key, body))
                 self.to_send += 1
         self.ledger.record_chunk(new, seen, resend, failed)
         self.more_pending.set()
@@ -420,15 +420,14 @@ class _Run:
                 asyncio.create_task(self._worker(queue, client))
                 for _ in range(self.config.concurrency)
             ]
+            dispatcher = asyncio.create_task(self._dispatch(queue, len(workers)))
             try:
-                await self._dispatch(queue)
-                for _ in workers:
-                    await queue.put(None)
-                await self._wait_for_workers(workers)
+                await self._wait_for_workers(workers, dispatcher)
             finally:
+                dispatcher.cancel()
                 for task in workers:
                     task.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
+                await asyncio.gather(dispatcher, *workers, return_exceptions=True)
         if not reader.done():  # stopped early: the reader still records, so reports are whole
             if self.stopping:
                 reader.cancel()
@@ -437,32 +436,38 @@ class _Run:
         elif reader.exception() is not None:
             raise reader.exception()  # type: ignore[misc]
 
-    async def _dispatch(self, queue: asyncio.Queue[Pending | None]) -> None:
+    async def _dispatch(self, queue: asyncio.Queue[Pending | None], workers: int) -> None:
+        """Feed pending rows to the workers in file order, then tell each worker to stop."""
         after = 0
         while not self.stopping:
             batch = self.ledger.next_pending(after, 256)
             if not batch:
                 if self.reader_done.is_set():
-                    return
+                    break
                 self.more_pending.clear()
                 await self.more_pending.wait()
                 continue
             for item in batch:
                 if self.stopping:
-                    return
+                    break
                 await queue.put(item)
                 after = item.row
+        for _ in range(workers):
+            await queue.put(None)
 
-    async def _wait_for_workers(self, workers: list[asyncio.Task[None]]) -> None:
+    async def _wait_for_workers(
+        self, workers: list[asyncio.Task[None]], dispatcher: asyncio.Task[None]
+    ) -> None:
         pending = set(workers)
         while pending:
             done, pending = await asyncio.wait(pending, timeout=0.2)
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
+            for task in [*done, dispatcher]:
+                if task.done() and not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
             if self.stopping:
                 # Workers waiting for a slot or a backoff hold no request: stop them now;
                 # requests already sent get a grace period to bring their answers home.
+                dispatcher.cancel()
                 for task in pending:
                     if task not in self.requesting:
                         task.cancel()
