@@ -1,0 +1,426 @@
+"""rd-importer watch: real inboxes in tmp_path, the real pipeline, the sandbox on loopback.
+
+The in-process tests call run_watch; the last ones start real `python -m importer watch`
+processes to race two watchers on one inbox, kill one mid-import and stop one with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from importer.errors import InputError
+from importer.pipeline import ImportConfig, run_import_async
+from importer.watch import (
+    LOG_NAME,
+    FolderIndex,
+    InboxLock,
+    WatchConfig,
+    WatchResult,
+    is_spreadsheet_name,
+    move_aside,
+    run_watch,
+    scan_inbox,
+)
+from tests.conftest import API_KEY, ROOT, read_csv, read_summary, write_csv, write_mapping
+
+MAPPING = """\
+conversion_identifier: "watch-test"
+fields:
+  email: "email"
+  name: "nome"
+"""
+
+
+def emails(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}{i}@exemplo.com.br" for i in range(1, n + 1)]
+
+
+def drop(inbox: Path, name: str, addresses: list[str], age: float | None = 300) -> Path:
+    """A CSV in the inbox, last modified ``age`` seconds ago (None: now)."""
+    path = write_csv(inbox / name, ["email", "nome"], [[a, f"Pessoa {a[:3]}"] for a in addresses])
+    if age is not None:
+        past = time.time() - age
+        os.utime(path, (past, past))
+    return path
+
+
+def accepted(box) -> list[str]:
+    return [e["payload"]["email"] for e in box.snapshot()["accepted"]]
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+class Watch:
+    """An inbox, an output root and a mapping in tmp_path, and run_watch with test settings."""
+
+    def __init__(self, tmp_path: Path, url: str):
+        self.inbox = tmp_path / "inbox"
+        self.inbox.mkdir()
+        self.out = tmp_path / "out"
+        self.mapping = write_mapping(tmp_path / "mapping.yaml", MAPPING)
+        self.url = url
+        self.echoed: list[str] = []
+
+    def run(self, *, key: str = API_KEY, runner=None, **kw) -> WatchResult:
+        kw.setdefault("once", True)
+        kw.setdefault("settle", 30)
+        template = ImportConfig(
+            input_path=self.inbox,
+            mapping_path=self.mapping,
+            api_url=self.url,
+            api_key=key,
+            rate=0,
+            concurrency=4,
+            retry_wait=False,
+        )
+        config = WatchConfig(self.inbox, self.out, template, **kw)
+        extra = {"runner": runner} if runner else {}
+        return run_watch(config, echo=self.echoed.append, **extra)
+
+    def log(self) -> list[str]:
+        return (self.out / LOG_NAME).read_text(encoding="utf-8").splitlines()
+
+    def left(self) -> set[str]:
+        return {p.name for p in self.inbox.iterdir() if p.is_file()} - {".rd-importer.lock"}
+
+
+@pytest.fixture
+def watch(tmp_path: Path, sandbox) -> Watch:
+    return Watch(tmp_path, sandbox.url)
+
+
+# -- one pass, in process ------------------------------------------------------------------------
+
+
+def test_once_imports_settled_spreadsheets_oldest_first_and_leaves_the_rest(watch, sandbox):
+    inbox = watch.inbox
+    drop(inbox, "a.csv", emails("a", 5), age=300)
+    drop(inbox, "b.csv", [*emails("b", 3), "not-an-email"], age=200)
+    (inbox / "broken.csv").write_bytes(b"\x00\x01\x02\xff\xfe PK\x03\x04 not a spreadsheet \x00")
+    os.utime(inbox / "broken.csv", (time.time() - 250,) * 2)
+    drop(inbox, "half.csv.part", emails("p", 2))
+    drop(inbox, ".hidden.csv", emails("h", 2))
+    drop(inbox, "~$a.xlsx", [])
+    drop(inbox, "notes.txt", emails("n", 2))
+    drop(inbox, "fresh.csv", emails("f", 2), age=None)  # still within the settle time
+
+    result = watch.run()
+
+    assert result.exit_code == 1  # a bad row and a rejected file
+    assert sorted(accepted(sandbox)) == sorted(emails("a", 5) + emails("b", 3))
+    assert watch.left() == {"half.csv.part", ".hidden.csv", "~$a.xlsx", "notes.txt", "fresh.csv"}
+    assert {p.name for p in (inbox / "processed").iterdir()} == {"a.csv", "b.csv"}
+    rejected = inbox / "rejected"
+    assert {p.name for p in rejected.iterdir()} == {"broken.csv", "broken.csv.reason.txt"}
+    reason = (rejected / "broken.csv.reason.txt").read_text(encoding="utf-8")
+    assert reason.endswith("\n") and reason.count("\n") == 1 and len(reason) > 10
+
+    assert (
+        read_summary(watch.out / "a")["succeeded"],
+        read_summary(watch.out / "a")["failed"],
+    ) == (
+        5,
+        0,
+    )
+    summary_b = read_summary(watch.out / "b")
+    assert (summary_b["rows"], summary_b["succeeded"], summary_b["failed"]) == (4, 3, 1)
+    assert [f["row"] for f in read_csv(watch.out / "b" / "failures.csv")] == ["5"]
+
+    log = watch.log()
+    assert [line.split(" ")[1] for line in log] == ["a.csv:", "broken.csv:", "b.csv:"]
+    assert "processed, 5 rows, 5 sent, 0 failed, 0 skipped" in log[0]
+    assert "rejected" in log[1] and "rejected/broken.csv.reason.txt" in log[1]
+    assert "processed, 4 rows, 3 sent, 1 failed, 0 skipped" in log[2]
+    assert "reports in b/" in log[2] and "processed/b.csv" in log[2]
+    assert "@" not in "\n".join(log)  # no email, nothing from a cell
+    assert all(line in watch.echoed for line in log)
+    assert any(line.startswith("fresh.csv: changed less than 30 s ago") for line in watch.echoed)
+
+    assert mode(watch.out / LOG_NAME) == 0o600
+    for folder in (watch.out, watch.out / "a", inbox / "processed", rejected):
+        assert mode(folder) == 0o700
+
+    # Again: the settling file still waits, nothing is sent twice.
+    assert watch.run().exit_code == 0
+    assert len(accepted(sandbox)) == 8
+
+    past = time.time() - 60
+    os.utime(inbox / "fresh.csv", (past, past))
+    assert watch.run().exit_code == 0
+    assert sorted(accepted(sandbox)) == sorted(emails("a", 5) + emails("b", 3) + emails("f", 2))
+    assert "fresh.csv" not in watch.left()
+    assert len(watch.log()) == 4
+
+
+def test_a_file_with_a_stem_seen_before_gets_its_own_folder_and_name(watch, sandbox):
+    drop(watch.inbox, "leads.csv", emails("one", 2))
+    assert watch.run().exit_code == 0
+    drop(watch.inbox, "leads.csv", emails("two", 2), age=200)  # tomorrow's file, same name
+    drop(watch.inbox, "leads.CSV", emails("three", 2), age=100)  # same stem, suffix in capitals
+
+    assert watch.run().exit_code == 0
+
+    def sent_from(folder: str) -> list[str]:
+        return [s["email"] for s in read_csv(watch.out / folder / "successes.csv")]
+
+    assert sent_from("leads") == emails("one", 2)
+    assert sent_from("leads-2") == emails("two", 2)
+    assert sent_from("leads-3") == emails("three", 2)
+    processed = watch.inbox / "processed"
+    assert "one1@" in (processed / "leads.csv").read_text()
+    assert "two1@" in (processed / "leads-2.csv").read_text()
+    assert (processed / "leads.CSV").exists()
+    assert sorted(accepted(sandbox)) == sorted(
+        emails("one", 2) + emails("two", 2) + emails("three", 2)
+    )
+    index = FolderIndex.load(watch.out).entries
+    assert [(e["file"], e["folder"], e["state"]) for e in index] == [
+        ("leads.csv", "leads", "processed"),
+        ("leads.csv", "leads-2", "processed"),
+        ("leads.CSV", "leads-3", "processed"),
+    ]
+
+
+def test_an_aborted_file_stays_stops_the_pass_and_resumes_into_its_folder(watch, sandbox):
+    drop(watch.inbox, "a.csv", emails("a", 3), age=300)
+    drop(watch.inbox, "b.csv", emails("b", 3), age=200)
+
+    result = watch.run(key="revoked-key")  # RD Station refuses the key: the run aborts
+
+    assert result.exit_code == 3
+    assert watch.left() == {"a.csv", "b.csv"}
+    assert accepted(sandbox) == []
+    [line] = watch.log()  # b.csv was not tried: the same key would be refused again
+    assert "a.csv: aborted (" in line and "stays in the inbox, resumes from a/" in line
+
+    result = watch.run()
+
+    assert result.exit_code == 0
+    assert watch.left() == set()
+    assert sorted(accepted(sandbox)) == sorted(emails("a", 3) + emails("b", 3))
+    assert sorted(p.name for p in watch.out.iterdir() if p.is_dir()) == ["a", "b"]
+
+
+def test_a_file_rewritten_during_its_import_stays_and_only_its_new_rows_follow(watch, sandbox):
+    path = drop(watch.inbox, "a.csv", emails("a", 3))
+
+    async def rewriting_runner(config, listener):
+        report = await run_import_async(config, listener)
+        with path.open("a", encoding="utf-8") as handle:  # the partner appends meanwhile
+            handle.write("late1@exemplo.com.br,Tarde\r\n")
+        return report
+
+    result = watch.run(runner=rewriting_runner)
+
+    assert result.exit_code == 1
+    assert result.files[0].outcome == "changed"
+    assert watch.left() == {"a.csv"}
+    assert "a.csv: changed while being imported" in watch.log()[0]
+
+    past = time.time() - 60
+    os.utime(path, (past, past))
+    assert watch.run().exit_code == 0
+    assert sorted(accepted(sandbox)) == sorted([*emails("a", 3), "late1@exemplo.com.br"])
+    summary = read_summary(watch.out / "a")  # the same folder, resumed
+    assert (summary["rows"], summary["succeeded"], summary["skipped"]) == (4, 1, 3)
+
+
+def test_a_bad_mapping_stops_the_watcher_before_any_file_moves(watch, sandbox):
+    drop(watch.inbox, "a.csv", emails("a", 2))
+    write_mapping(watch.mapping, 'conversion_identifier: "x"\nfields:\n  emial: "email"\n')
+
+    with pytest.raises(InputError):
+        watch.run()
+
+    assert watch.left() == {"a.csv"}
+    assert not (watch.inbox / "rejected").exists()
+    assert accepted(sandbox) == []
+
+
+def test_a_missing_api_key_stops_the_watcher_before_any_file_moves(watch):
+    drop(watch.inbox, "a.csv", emails("a", 2))
+    with pytest.raises(InputError, match="no API key"):
+        watch.run(key="")
+    assert watch.left() == {"a.csv"}
+
+
+def test_a_second_watcher_skips_a_held_inbox_or_waits_for_it(watch, sandbox):
+    drop(watch.inbox, "a.csv", emails("a", 2))
+    lock = InboxLock(watch.inbox)
+    assert lock.try_acquire()
+
+    assert watch.run().exit_code == 0
+    assert watch.left() == {"a.csv"}
+    assert any(f"another watcher (pid {os.getpid()}); skipping it" in m for m in watch.echoed)
+
+    threading.Timer(0.3, lock.release).start()
+    assert watch.run(wait_lock=True).exit_code == 0
+    assert watch.left() == set()
+    assert sorted(accepted(sandbox)) == emails("a", 2)
+
+
+# -- the small pieces ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "taken"),
+    [
+        ("leads.csv", True),
+        ("LEADS.XLSX", True),
+        ("a.xls", True),
+        ("a.ods", True),
+        ("a.csv.part", False),
+        ("a.xlsx.tmp", False),
+        ("a.csv.crdownload", False),
+        (".a.csv", False),
+        ("~$a.xlsx", False),
+        ("a.txt", False),
+        ("csv", False),
+    ],
+)
+def test_which_names_are_imported(name: str, taken: bool):
+    assert is_spreadsheet_name(name) is taken
+
+
+def test_scan_lists_settled_files_oldest_first_and_ignores_links_and_folders(tmp_path):
+    now = time.time()
+    for name, age in [("new.csv", 1), ("old.csv", 100), ("mid.csv", 50)]:
+        (tmp_path / name).write_text("email\n")
+        os.utime(tmp_path / name, (now - age, now - age))
+    (tmp_path / "link.csv").symlink_to(tmp_path / "old.csv")
+    (tmp_path / "dir.csv").mkdir()
+
+    ready, waiting = scan_inbox(tmp_path, settle=5, now=now)
+
+    assert [d.path.name for d in ready] == ["old.csv", "mid.csv"]
+    assert [d.path.name for d in waiting] == ["new.csv"]
+
+
+def test_move_aside_never_replaces_a_file(tmp_path):
+    target = tmp_path / "processed"
+    for n in range(3):
+        (tmp_path / "a.csv").write_text(f"version {n}")
+        move_aside(tmp_path / "a.csv", target)
+    assert sorted(p.name for p in target.iterdir()) == ["a-2.csv", "a-3.csv", "a.csv"]
+    assert (target / "a-3.csv").read_text() == "version 2"
+
+
+def test_the_index_never_hands_out_a_folder_that_exists(tmp_path):
+    (tmp_path / "leads").mkdir()  # left by an import the index does not know
+    index = FolderIndex(tmp_path, [])
+    assert index.folder_for("leads.csv") == "leads-2"
+    assert index.folder_for("leads.csv") == "leads-2"  # still importing: the same folder
+    assert index.folder_for("leads.xlsx") == "leads-3"
+
+
+def test_a_damaged_index_stops_the_watcher(tmp_path):
+    (tmp_path / "watch-index.json").write_text("{not json")
+    with pytest.raises(InputError, match=r"watch-index\.json"):
+        FolderIndex.load(tmp_path)
+
+
+# -- real processes ------------------------------------------------------------------------------
+
+
+def start_watcher(inbox: Path, out: Path, mapping: Path, url: str, *flags: str) -> subprocess.Popen:
+    env = {**os.environ, "RDSTATION_API_KEY": API_KEY, "PYTHONPATH": str(ROOT)}
+    env.pop("RDSTATION_API_URL", None)
+    args = [sys.executable, "-m", "importer", "watch", str(inbox), "--mapping", str(mapping)]
+    args += ["--out", str(out), "--api-url", url, "--settle", "0", "--rate", "0", *flags]
+    return subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_until(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_two_watchers_started_at_once_send_each_row_once(tmp_path, make_sandbox):
+    box = make_sandbox(latency=0.02)
+    watch = Watch(tmp_path, box.url)
+    sent = []
+    for n in range(3):
+        sent += emails(f"f{n}-", 10)
+        drop(watch.inbox, f"f{n}.csv", emails(f"f{n}-", 10), age=300 - n)
+
+    procs = [start_watcher(watch.inbox, watch.out, watch.mapping, box.url, "--once") for _ in "ab"]
+    outputs = [p.communicate(timeout=60) for p in procs]
+
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert sorted(accepted(box)) == sorted(sent)
+    assert watch.left() == set()
+    assert len(watch.log()) == 3
+
+
+@pytest.mark.slow
+def test_a_watcher_killed_mid_import_and_started_again_sends_every_row(tmp_path, make_sandbox):
+    box = make_sandbox(latency=0.1)
+    watch = Watch(tmp_path, box.url)
+    sent = emails("k", 60)
+    drop(watch.inbox, "big.csv", sent)
+    flags = ("--once", "--concurrency", "4")
+
+    first = start_watcher(watch.inbox, watch.out, watch.mapping, box.url, *flags)
+    wait_until(lambda: len(accepted(box)) >= 8)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=10)
+    assert watch.left() == {"big.csv"}
+
+    second = start_watcher(watch.inbox, watch.out, watch.mapping, box.url, *flags)
+    _, err = second.communicate(timeout=60)
+
+    assert second.returncode == 0, err
+    counts = collections.Counter(accepted(box))
+    assert set(counts) == set(sent)
+    assert sum(c - 1 for c in counts.values()) <= 4  # at most --concurrency were in flight
+    assert watch.left() == set()
+    summary = read_summary(watch.out / "big")
+    assert summary["rows"] == 60 and summary["failed"] == 0
+    assert [line.split(" ")[1] for line in watch.log()] == ["big.csv:"]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_watching_watcher_gracefully(tmp_path, make_sandbox):
+    box = make_sandbox(latency=0.1)
+    watch = Watch(tmp_path, box.url)
+
+    idle = start_watcher(watch.inbox, watch.out, watch.mapping, box.url, "--interval", "0.2")
+    wait_until(lambda: (watch.inbox / ".rd-importer.lock").exists())
+    idle.send_signal(signal.SIGTERM)
+    _, err = idle.communicate(timeout=10)
+    assert idle.returncode == 0, err  # nothing was being imported
+
+    drop(watch.inbox, "big.csv", emails("t", 60))
+    busy = start_watcher(
+        watch.inbox, watch.out, watch.mapping, box.url, "--interval", "0.2", "--concurrency", "2"
+    )
+    wait_until(lambda: len(accepted(box)) >= 4)
+    busy.send_signal(signal.SIGTERM)
+    _, err = busy.communicate(timeout=20)
+
+    assert busy.returncode == 3, err
+    assert "Stopped: interrupted (SIGTERM)" in err
+    assert watch.left() == {"big.csv"}
+    [line] = watch.log()
+    assert "big.csv: aborted (interrupted (SIGTERM))" in line
+    counts = collections.Counter(accepted(box))
+    assert max(counts.values()) == 1 and len(counts) < 60
+    assert read_summary(watch.out / "big")["succeeded"] == len(counts)
