@@ -204,11 +204,26 @@ class FolderIndex:
     and after it was rejected (a fixed copy dropped under the same name resumes that ledger too,
     so no row is sent twice). Once a file is processed its name is free: the next file by that
     name is another file (tomorrow's drop) and gets a folder of its own: ``leads-2``, ``leads-3``.
+    Files are known by their path, so watchers of two inboxes can share one ``OUTROOT``.
     """
 
     def __init__(self, out_root: Path, entries: list[dict[str, Any]]):
         self.out_root = out_root
         self.entries = entries
+
+    @classmethod
+    @contextlib.contextmanager
+    def editing(cls, out_root: Path) -> Iterator[FolderIndex]:
+        """Load, change and save the index under an flock, held for milliseconds: a watcher of
+        another inbox may share ``out_root`` and must never be handed the same folder."""
+        fd = os.open(out_root / f".{INDEX_NAME}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            index = cls.load(out_root)
+            yield index
+            index.save()
+        finally:
+            os.close(fd)
 
     @classmethod
     def load(cls, out_root: Path) -> FolderIndex:
@@ -227,25 +242,29 @@ class FolderIndex:
             ) from None
         return cls(out_root, entries)
 
-    def folder_for(self, name: str) -> str:
+    def folder_for(self, file: Path) -> str:
+        """The file's folder under ``out_root`` (created 0700), the one it had if it has one."""
+        key = str(file.absolute())
         for entry in self.entries:
-            if entry.get("file") == name and entry.get("state") in ("importing", REJECTED):
+            if entry.get("file") == key and entry.get("state") in ("importing", REJECTED):
                 entry["state"] = "importing"
                 return str(entry["folder"])
         taken = {str(e.get("folder")) for e in self.entries}
-        stem = Path(name).stem
+        stem = file.stem
         for n in itertools.count(1):
             folder = stem if n == 1 else f"{stem}-{n}"
             if folder not in taken and not (self.out_root / folder).exists():
                 break
+        private_dir(self.out_root / folder)  # on disk at once: nothing else takes this name
         self.entries.append(
-            {"file": name, "folder": folder, "state": "importing", "since": utc_now()}
+            {"file": key, "folder": folder, "state": "importing", "since": utc_now()}
         )
         return folder
 
-    def finish(self, name: str, state: str, moved_to: str) -> None:
+    def finish(self, file: Path, state: str, moved_to: str) -> None:
+        key = str(file.absolute())
         for entry in self.entries:
-            if entry.get("file") == name and entry.get("state") == "importing":
+            if entry.get("file") == key and entry.get("state") == "importing":
                 entry.update(state=state, moved_to=moved_to, finished=utc_now())
 
     def save(self) -> None:
@@ -482,8 +501,8 @@ class _Watcher:
         if not await self._take(lock):
             return False
         try:
-            index = FolderIndex.load(config.out_root)
             ready, waiting = scan_inbox(config.inbox, settle=config.settle, now=config.clock())
+            self.told &= {(d.path.name, d.mtime_ns) for d in waiting}
             for dropped in waiting:
                 self._tell_waiting(dropped)
             if not ready and not waiting and config.once:
@@ -491,7 +510,7 @@ class _Watcher:
             for dropped in ready:
                 if self.stop_reason:
                     break
-                outcome = await self._import(dropped, index)
+                outcome = await self._import(dropped)
                 if outcome is None:
                     continue
                 self.result.files.append(outcome)
@@ -536,21 +555,22 @@ class _Watcher:
             f"written; {later}."
         )
 
-    async def _import(self, dropped: Dropped, index: FolderIndex) -> FileOutcome | None:
+    async def _import(self, dropped: Dropped) -> FileOutcome | None:
         config = self.config
         path, name = dropped.path, dropped.path.name
         if not _looks_the_same(dropped):  # changed (or gone) since it was listed
             if path.exists():
                 self.echo(f"{name}: changed since it was listed; it is taken once it settles.")
             return None
-        folder = index.folder_for(name)
+        # Saved before sending: a watcher killed during the import finds this folder again.
+        with FolderIndex.editing(config.out_root) as index:
+            folder = index.folder_for(path)
         out_dir = config.out_root / folder
         if _folder_in_use(out_dir):
             self.echo(
                 f"{name}: {out_dir} is in use by another rd-importer run; leaving it for now."
             )
             return None
-        index.save()  # before sending: a watcher killed now finds this folder again
         file_config = dataclasses.replace(
             config.template,
             input_path=path,
@@ -574,7 +594,7 @@ class _Watcher:
             return base
         exc = task.exception()
         if exc is not None:
-            return self._failed_run(dropped, index, base, exc)
+            return self._failed_run(dropped, base, exc)
         report = task.result()
         base = dataclasses.replace(
             base,
@@ -596,13 +616,11 @@ class _Watcher:
             return base
         moved = move_aside(path, config.inbox / PROCESSED)
         base.outcome, base.moved_to = "processed", f"{PROCESSED}/{moved.name}"
-        index.finish(name, PROCESSED, base.moved_to)
-        index.save()
+        with FolderIndex.editing(config.out_root) as index:
+            index.finish(path, PROCESSED, base.moved_to)
         return base
 
-    def _failed_run(
-        self, dropped: Dropped, index: FolderIndex, base: FileOutcome, exc: BaseException
-    ) -> FileOutcome:
+    def _failed_run(self, dropped: Dropped, base: FileOutcome, exc: BaseException) -> FileOutcome:
         if isinstance(exc, InputError):
             check_settings(self.config.template)  # the mapping broke meanwhile: stop, keep files
             moved = move_aside(dropped.path, self.config.inbox / REJECTED)
@@ -614,8 +632,8 @@ class _Watcher:
                 f"{REJECTED}/{moved.name}",
                 reason,
             )
-            index.finish(dropped.path.name, REJECTED, base.moved_to)
-            index.save()
+            with FolderIndex.editing(self.config.out_root) as index:
+                index.finish(dropped.path, REJECTED, base.moved_to)
             return base
         if isinstance(exc, ImporterError):
             base.reason = str(exc)

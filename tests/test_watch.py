@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,7 @@ class Watch:
 
     def __init__(self, tmp_path: Path, url: str):
         self.inbox = tmp_path / "inbox"
-        self.inbox.mkdir()
+        self.inbox.mkdir(parents=True)
         self.out = tmp_path / "out"
         self.mapping = write_mapping(tmp_path / "mapping.yaml", MAPPING)
         self.url = url
@@ -115,6 +116,8 @@ def test_once_imports_settled_spreadsheets_oldest_first_and_leaves_the_rest(watc
     drop(inbox, "~$a.xlsx", [])
     drop(inbox, "notes.txt", emails("n", 2))
     drop(inbox, "fresh.csv", emails("f", 2), age=None)  # still within the settle time
+    wrong = write_csv(inbox / "wrong.csv", ["correio", "nome"], [["w1@exemplo.com.br", "W"]])
+    os.utime(wrong, (time.time() - 100,) * 2)  # a file without the mapping's columns
 
     result = watch.run()
 
@@ -123,9 +126,15 @@ def test_once_imports_settled_spreadsheets_oldest_first_and_leaves_the_rest(watc
     assert watch.left() == {"half.csv.part", ".hidden.csv", "~$a.xlsx", "notes.txt", "fresh.csv"}
     assert {p.name for p in (inbox / "processed").iterdir()} == {"a.csv", "b.csv"}
     rejected = inbox / "rejected"
-    assert {p.name for p in rejected.iterdir()} == {"broken.csv", "broken.csv.reason.txt"}
+    assert {p.name for p in rejected.iterdir()} == {
+        "broken.csv",
+        "broken.csv.reason.txt",
+        "wrong.csv",
+        "wrong.csv.reason.txt",
+    }
     reason = (rejected / "broken.csv.reason.txt").read_text(encoding="utf-8")
     assert reason.endswith("\n") and reason.count("\n") == 1 and len(reason) > 10
+    assert "'email'" in (rejected / "wrong.csv.reason.txt").read_text(encoding="utf-8")
 
     assert (
         read_summary(watch.out / "a")["succeeded"],
@@ -139,7 +148,7 @@ def test_once_imports_settled_spreadsheets_oldest_first_and_leaves_the_rest(watc
     assert [f["row"] for f in read_csv(watch.out / "b" / "failures.csv")] == ["5"]
 
     log = watch.log()
-    assert [line.split(" ")[1] for line in log] == ["a.csv:", "broken.csv:", "b.csv:"]
+    assert [line.split(" ")[1] for line in log] == ["a.csv:", "broken.csv:", "b.csv:", "wrong.csv:"]
     assert "processed, 5 rows, 5 sent, 0 failed, 0 skipped" in log[0]
     assert "rejected" in log[1] and "rejected/broken.csv.reason.txt" in log[1]
     assert "processed, 4 rows, 3 sent, 1 failed, 0 skipped" in log[2]
@@ -161,7 +170,7 @@ def test_once_imports_settled_spreadsheets_oldest_first_and_leaves_the_rest(watc
     assert watch.run().exit_code == 0
     assert sorted(accepted(sandbox)) == sorted(emails("a", 5) + emails("b", 3) + emails("f", 2))
     assert "fresh.csv" not in watch.left()
-    assert len(watch.log()) == 4
+    assert len(watch.log()) == 5
 
 
 def test_a_file_with_a_stem_seen_before_gets_its_own_folder_and_name(watch, sandbox):
@@ -186,7 +195,7 @@ def test_a_file_with_a_stem_seen_before_gets_its_own_folder_and_name(watch, sand
         emails("one", 2) + emails("two", 2) + emails("three", 2)
     )
     index = FolderIndex.load(watch.out).entries
-    assert [(e["file"], e["folder"], e["state"]) for e in index] == [
+    assert [(Path(e["file"]).name, e["folder"], e["state"]) for e in index] == [
         ("leads.csv", "leads", "processed"),
         ("leads.csv", "leads-2", "processed"),
         ("leads.CSV", "leads-3", "processed"),
@@ -319,10 +328,30 @@ def test_move_aside_never_replaces_a_file(tmp_path):
 
 def test_the_index_never_hands_out_a_folder_that_exists(tmp_path):
     (tmp_path / "leads").mkdir()  # left by an import the index does not know
-    index = FolderIndex(tmp_path, [])
-    assert index.folder_for("leads.csv") == "leads-2"
-    assert index.folder_for("leads.csv") == "leads-2"  # still importing: the same folder
-    assert index.folder_for("leads.xlsx") == "leads-3"
+    inbox = tmp_path / "inbox"
+    with FolderIndex.editing(tmp_path) as index:
+        assert index.folder_for(inbox / "leads.csv") == "leads-2"
+        assert index.folder_for(inbox / "leads.csv") == "leads-2"  # still importing: the same
+        assert index.folder_for(inbox / "leads.xlsx") == "leads-3"
+        assert index.folder_for(tmp_path / "other-inbox" / "leads.csv") == "leads-4"
+    assert (tmp_path / "leads-4").is_dir()
+    assert len(FolderIndex.load(tmp_path).entries) == 3
+
+
+def test_two_inboxes_share_one_output_root_without_sharing_folders(tmp_path, sandbox):
+    first, second = Watch(tmp_path / "1", sandbox.url), Watch(tmp_path / "2", sandbox.url)
+    second.out = first.out
+    drop(first.inbox, "leads.csv", emails("one", 2))
+    drop(second.inbox, "leads.csv", emails("two", 2))
+    assert first.run(key="revoked-key").exit_code == 3  # stays in its inbox, owns leads/
+
+    assert second.run().exit_code == 0
+    assert first.run().exit_code == 0
+
+    assert [s["email"] for s in read_csv(first.out / "leads" / "successes.csv")] == emails("one", 2)
+    assert [s["email"] for s in read_csv(first.out / "leads-2" / "successes.csv")] == emails(
+        "two", 2
+    )
 
 
 def test_a_damaged_index_stops_the_watcher(tmp_path):
@@ -334,14 +363,27 @@ def test_a_damaged_index_stops_the_watcher(tmp_path):
 # -- real processes ------------------------------------------------------------------------------
 
 
-def start_watcher(inbox: Path, out: Path, mapping: Path, url: str, *flags: str) -> subprocess.Popen:
-    env = {**os.environ, "RDSTATION_API_KEY": API_KEY, "PYTHONPATH": str(ROOT)}
-    env.pop("RDSTATION_API_URL", None)
-    args = [sys.executable, "-m", "importer", "watch", str(inbox), "--mapping", str(mapping)]
-    args += ["--out", str(out), "--api-url", url, "--settle", "0", "--rate", "0", *flags]
-    return subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+@pytest.fixture
+def start_watcher() -> Iterator:
+    """Starts `python -m importer watch` processes; kills any still running at the end."""
+    procs: list[subprocess.Popen] = []
+
+    def start(inbox: Path, out: Path, mapping: Path, url: str, *flags: str) -> subprocess.Popen:
+        env = {**os.environ, "RDSTATION_API_KEY": API_KEY, "PYTHONPATH": str(ROOT)}
+        env.pop("RDSTATION_API_URL", None)
+        args = [sys.executable, "-m", "importer", "watch", str(inbox), "--mapping", str(mapping)]
+        args += ["--out", str(out), "--api-url", url, "--settle", "0", "--rate", "0", *flags]
+        proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 def wait_until(condition, timeout: float = 20.0) -> None:
@@ -353,7 +395,7 @@ def wait_until(condition, timeout: float = 20.0) -> None:
 
 
 @pytest.mark.slow
-def test_two_watchers_started_at_once_send_each_row_once(tmp_path, make_sandbox):
+def test_two_watchers_started_at_once_send_each_row_once(tmp_path, make_sandbox, start_watcher):
     box = make_sandbox(latency=0.02)
     watch = Watch(tmp_path, box.url)
     sent = []
@@ -371,7 +413,9 @@ def test_two_watchers_started_at_once_send_each_row_once(tmp_path, make_sandbox)
 
 
 @pytest.mark.slow
-def test_a_watcher_killed_mid_import_and_started_again_sends_every_row(tmp_path, make_sandbox):
+def test_a_watcher_killed_mid_import_and_started_again_sends_every_row(
+    tmp_path, make_sandbox, start_watcher
+):
     box = make_sandbox(latency=0.1)
     watch = Watch(tmp_path, box.url)
     sent = emails("k", 60)
@@ -398,7 +442,7 @@ def test_a_watcher_killed_mid_import_and_started_again_sends_every_row(tmp_path,
 
 
 @pytest.mark.slow
-def test_sigterm_stops_a_watching_watcher_gracefully(tmp_path, make_sandbox):
+def test_sigterm_stops_a_watching_watcher_gracefully(tmp_path, make_sandbox, start_watcher):
     box = make_sandbox(latency=0.1)
     watch = Watch(tmp_path, box.url)
 
