@@ -175,6 +175,57 @@ def _reading_options(func):
     return func
 
 
+def _refuse_key_argument(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        raise click.UsageError(
+            "the API key is never taken on the command line, where ps and shell history would "
+            "show it: set RDSTATION_API_KEY or use --api-key-file PATH",
+            ctx,
+        )
+
+
+def _sending_options(func):
+    """Flags of the commands that send: pace, concurrency, where, and the key's source."""
+    for option in reversed(
+        [
+            click.option(
+                "--rate",
+                type=click.FloatRange(min=0),
+                default=120,
+                show_default=True,
+                help="Requests per minute at most; 0 for unpaced.",
+            ),
+            click.option(
+                "--concurrency",
+                type=click.IntRange(min=1, max=256),
+                default=8,
+                show_default=True,
+                help="Requests in flight at once.",
+            ),
+            click.option(
+                "--api-url",
+                envvar="RDSTATION_API_URL",
+                default=DEFAULT_API_URL,
+                show_default=True,
+                help="RD Station API address (env RDSTATION_API_URL).",
+            ),
+            click.option(
+                "--api-key-file",
+                type=click.Path(path_type=Path, dir_okay=False),
+                help="File holding the API key [default: env RDSTATION_API_KEY].",
+            ),
+            click.option(
+                "--api-key",
+                hidden=True,
+                expose_value=False,
+                callback=_refuse_key_argument,
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rd-importer")
 def cli() -> None:
@@ -184,32 +235,7 @@ def cli() -> None:
 @cli.command("import")
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False))
 @_reading_options
-@click.option(
-    "--rate",
-    type=click.FloatRange(min=0),
-    default=120,
-    show_default=True,
-    help="Requests per minute at most; 0 for unpaced.",
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1, max=256),
-    default=8,
-    show_default=True,
-    help="Requests in flight at once.",
-)
-@click.option(
-    "--api-url",
-    envvar="RDSTATION_API_URL",
-    default=DEFAULT_API_URL,
-    show_default=True,
-    help="RD Station API address (env RDSTATION_API_URL).",
-)
-@click.option(
-    "--api-key-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="File holding the API key [default: env RDSTATION_API_KEY].",
-)
+@_sending_options
 @click.option("--dry-run", is_flag=True, help="Read, map and validate; send nothing.")
 @click.option("--sandbox", is_flag=True, help="Send to a built-in stand-in for RD Station.")
 @click.option(
@@ -387,32 +413,7 @@ def sandbox_command(
     help="A file changed more recently than this many seconds is still being written.",
 )
 @click.option("--wait-lock", is_flag=True, help="Another watcher holds INBOX: wait, not skip.")
-@click.option(
-    "--rate",
-    type=click.FloatRange(min=0),
-    default=120,
-    show_default=True,
-    help="Requests per minute at most; 0 for unpaced.",
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1, max=256),
-    default=8,
-    show_default=True,
-    help="Requests in flight at once.",
-)
-@click.option(
-    "--api-url",
-    envvar="RDSTATION_API_URL",
-    default=DEFAULT_API_URL,
-    show_default=True,
-    help="RD Station API address (env RDSTATION_API_URL).",
-)
-@click.option(
-    "--api-key-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="File holding the API key [default: env RDSTATION_API_KEY].",
-)
+@_sending_options
 @click.option("--sheet", help="Worksheet name (Excel files) [default: the first].")
 @click.option("--sandbox", is_flag=True, help="Send to a built-in stand-in for RD Station.")
 @click.option("--quiet", "-q", is_flag=True, help="Only one line per file.")
