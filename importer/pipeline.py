@@ -521,6 +521,7 @@ class _Run:
                 ledger.mark_in_flight(item.key, attempts)
                 self.report.requests += 1
                 self.requesting.add(me)
+                answered = False  # cancelled before the answer: the request may be recorded
                 try:
                     result = await client.post_conversion(item.body)
                 finally:
