@@ -477,6 +477,50 @@ def watch_command(
     sys.exit(result.exit_code)
 
 
+@cli.group("mapping")
+def mapping_group() -> None:
+    """Write and check column mappings."""
+
+
+@mapping_group.command("init")
+@click.argument("input_path", metavar="FILE", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the mapping here [default: print it].",
+)
+@click.option("--sheet", help="Worksheet name (Excel files) [default: the first].")
+@click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
+def mapping_init_command(
+    input_path: Path, output: Path | None, sheet: str | None, force: bool
+) -> None:
+    """Write a first mapping for FILE from its header and a sample of its rows."""
+    from importer.scaffold import scaffold_mapping
+
+    try:
+        text = scaffold_mapping(input_path, sheet=sheet)
+    except InputError as exc:
+        _err(f"Error: {exc}")
+        sys.exit(EXIT_INPUT)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with output.open("w" if force else "x", encoding="utf-8") as handle:
+            handle.write(text)
+    except FileExistsError:
+        _err(f"Error: {output} exists: choose another -o, or add --force to overwrite it")
+        sys.exit(EXIT_INPUT)
+    except OSError as exc:
+        _err(f"Error: cannot write {output}: {exc.strerror}")
+        sys.exit(EXIT_INPUT)
+    _err(
+        f'Wrote {output}: edit the conversion identifier (marked "# <- edit"), then check it '
+        f"with: rd-importer validate {input_path} --mapping {output}"
+    )
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)
