@@ -185,7 +185,9 @@ class ConversionsClient:
             ) as resp:
                 status, headers = resp.status, resp.headers
                 raw = await resp.read()
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except Exception as exc:
+            # Not only ClientError: aiohttp also raises ValueError, RuntimeError... whose
+            # text may hold the URL, key included. None of them may reach the caller.
             if status is None:
                 return self._failure_from_exception(exc, None)
             if 200 <= status < 300:
