@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -526,4 +527,15 @@ def main() -> None:
         cli(standalone_mode=True)
     except KeyboardInterrupt:
         _err("Stopped: interrupted.")
+        sys.exit(EXIT_ABORTED)
+    except Exception as exc:
+        # A bug. Its text and traceback may quote a URL or a setting, and with it the API key:
+        # show only its type and where it happened.
+        last = traceback.extract_tb(exc.__traceback__)[-1:]
+        where = f" in {Path(last[0].filename).name} line {last[0].lineno}" if last else ""
+        _err(
+            f"Stopped: unexpected error ({type(exc).__name__}{where}); its details are not "
+            "shown, as they may hold the API key. Run the same command to resume, and please "
+            "report this error."
+        )
         sys.exit(EXIT_ABORTED)
