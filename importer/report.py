@@ -8,6 +8,7 @@ accents right, and a cell a spreadsheet would run as a formula is written as tex
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 from collections.abc import Iterable, Sequence
@@ -25,7 +26,12 @@ FAILURE_COLUMNS = ["row", "error_stage", "http_status", "error_type", "error_mes
 def private_dir(path: Path) -> Path:
     """Create ``path`` (and parents) as 0700 where the importer creates it."""
     if not path.exists():
-        path.mkdir(parents=True, mode=0o700)
+        if not path.parent.exists():
+            # Parents too: one left 0777 by umask 000 would let anyone swap the reports folder
+            # for a link to a folder of theirs.
+            with contextlib.suppress(FileExistsError):
+                private_dir(path.parent)
+        path.mkdir(mode=0o700)
         path.chmod(0o700)  # mkdir's mode is filtered by the umask
     return path
 
