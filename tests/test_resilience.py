@@ -184,7 +184,6 @@ def test_killed_at_random_moments_every_row_arrives_and_only_rows_in_flight_twic
                 proc.communicate(timeout=10)
                 kills += 1
                 in_flight = rows_in_state(out, "in_flight")
-                assert len(in_flight) <= CONCURRENCY
                 in_flight_at_kills |= in_flight
                 in_flight_after_last_kill = len(in_flight)
                 continue
