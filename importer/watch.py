@@ -12,7 +12,8 @@ folder under ``out_root``. Then each file moves:
 
 ``once`` makes one pass; otherwise passes repeat every ``interval`` seconds until SIGTERM or
 Ctrl-C. One line per file goes to ``echo`` and to ``out_root/watch.log``; it names the file and
-counts rows, never a cell.
+counts rows, never a cell. What else the watcher sees (a file still being written, a busy lock)
+goes to the listener's ``info``, so a quiet cron job mails only when a file was imported.
 """
 
 from __future__ import annotations
@@ -406,7 +407,8 @@ class _Watcher:
         runner: Runner,
     ):
         self.config = config
-        self.echo = echo
+        self.echo = echo  # the per-file lines
+        self.notice = listener.info  # what the watcher sees; silent when --quiet
         self.runner = runner
         self.run_listener = _RunListener(listener, self._run_finishing)
         self.result = WatchResult()
@@ -435,7 +437,7 @@ class _Watcher:
                     break
                 wait = config.interval
                 if aborted:
-                    self.echo(f"Trying again in {wait:g} s.")
+                    self.notice(f"Trying again in {wait:g} s.")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), wait)
                 if self.stop_reason:
@@ -506,7 +508,7 @@ class _Watcher:
             for dropped in waiting:
                 self._tell_waiting(dropped)
             if not ready and not waiting and config.once:
-                self.echo(f"Nothing to import in {config.inbox}.")
+                self.notice(f"Nothing to import in {config.inbox}.")
             for dropped in ready:
                 if self.stop_reason:
                     break
@@ -531,12 +533,12 @@ class _Watcher:
         if not self.config.wait_lock:
             if not self.told_lock:
                 later = "skipping it" if self.config.once else "looking again later"
-                self.echo(
+                self.notice(
                     f"{inbox} is being imported by another watcher ({lock.holder()}); {later}."
                 )
                 self.told_lock = not self.config.once
             return False
-        self.echo(f"{inbox} is being imported by another watcher ({lock.holder()}); waiting.")
+        self.notice(f"{inbox} is being imported by another watcher ({lock.holder()}); waiting.")
         while not self.stop_reason:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), LOCK_POLL)
@@ -550,7 +552,7 @@ class _Watcher:
             return
         self.told.add(key)
         later = "the next run takes it" if self.config.once else "it is taken once it settles"
-        self.echo(
+        self.notice(
             f"{dropped.path.name}: changed less than {self.config.settle:g} s ago, still being "
             f"written; {later}."
         )
@@ -560,14 +562,14 @@ class _Watcher:
         path, name = dropped.path, dropped.path.name
         if not _looks_the_same(dropped):  # changed (or gone) since it was listed
             if path.exists():
-                self.echo(f"{name}: changed since it was listed; it is taken once it settles.")
+                self.notice(f"{name}: changed since it was listed; it is taken once it settles.")
             return None
         # Saved before sending: a watcher killed during the import finds this folder again.
         with FolderIndex.editing(config.out_root) as index:
             folder = index.folder_for(path)
         out_dir = config.out_root / folder
         if _folder_in_use(out_dir):
-            self.echo(
+            self.notice(
                 f"{name}: {out_dir} is in use by another rd-importer run; leaving it for now."
             )
             return None

@@ -18,9 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from importer.cli import cli
 from importer.errors import InputError
-from importer.pipeline import ImportConfig, run_import_async
+from importer.pipeline import ImportConfig, Listener, run_import_async
 from importer.watch import (
     LOG_NAME,
     FolderIndex,
@@ -63,6 +65,14 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+class Recorder(Listener):
+    def __init__(self, lines: list[str]):
+        self.lines = lines
+
+    def info(self, message: str) -> None:
+        self.lines.append(message)
+
+
 class Watch:
     """An inbox, an output root and a mapping in tmp_path, and run_watch with test settings."""
 
@@ -88,7 +98,7 @@ class Watch:
         )
         config = WatchConfig(self.inbox, self.out, template, **kw)
         extra = {"runner": runner} if runner else {}
-        return run_watch(config, echo=self.echoed.append, **extra)
+        return run_watch(config, Recorder(self.echoed), echo=self.echoed.append, **extra)
 
     def log(self) -> list[str]:
         return (self.out / LOG_NAME).read_text(encoding="utf-8").splitlines()
@@ -278,6 +288,21 @@ def test_a_second_watcher_skips_a_held_inbox_or_waits_for_it(watch, sandbox):
     assert watch.run(wait_lock=True).exit_code == 0
     assert watch.left() == set()
     assert sorted(accepted(sandbox)) == emails("a", 2)
+
+
+def test_the_cli_is_silent_when_quiet_and_there_is_nothing_to_do(tmp_path, monkeypatch):
+    monkeypatch.delenv("RDSTATION_API_KEY", raising=False)
+    watch = Watch(tmp_path, "http://127.0.0.1:9")
+    args = ["watch", str(watch.inbox), "--mapping", str(watch.mapping), "--out", str(watch.out)]
+
+    quiet = CliRunner().invoke(cli, [*args, "--once", "--quiet", "--sandbox"])
+    assert (quiet.exit_code, quiet.output) == (0, "")
+
+    drop(watch.inbox, "a.csv", emails("a", 1))
+    no_key = CliRunner().invoke(cli, [*args, "--once"])
+    assert no_key.exit_code == 2
+    assert no_key.output.startswith("Error: no API key")
+    assert watch.left() == {"a.csv"}
 
 
 # -- the small pieces ----------------------------------------------------------------------------
