@@ -35,9 +35,10 @@ A column or template entry takes these keys too, applied in this order:
 
 - ``split: ","``: the cell becomes a list; items trimmed, empty items dropped; what follows
   applies to each item.
-- ``transform: NAME`` or ``transform: [NAME, ...]``: see ``importer.transforms`` (strip, lower,
-  upper, title, digits, phone_br, date, bool). ``format: "yyyy-mm-dd"`` sets the ``date`` format
-  (``dd``, ``mm``, ``yyyy``, ``yy``, or ``strptime`` codes); the default is ``dd/mm/yyyy``.
+- ``transform: NAME`` or ``transform: [NAME, ...]``: see ``importer.transforms`` (strip,
+  unquote, lower, upper, title, digits, phone_br, date, bool). ``format: "yyyy-mm-dd"`` sets the
+  ``date`` format (``dd``, ``mm``, ``yyyy``, ``yy``, or ``strptime`` codes); the default is
+  ``dd/mm/yyyy``.
 - ``map: {cell value: payload value}``: keys compare without case or accents (``Não`` matches
   ``nao``); after ``bool`` the keys are ``true``/``false``. A value missing from the map takes
   ``default:`` when there is one, else ``on_invalid`` applies.

@@ -8,6 +8,7 @@ number"). The mapping decides what a failure does to the row (``on_invalid``).
 name       what it does                                                example
 =========  ==========================================================  ===================
 strip      trims spaces (cells are trimmed already; useful after map)  ``" a "`` -> ``"a"``
+unquote    takes off one pair of surrounding quotes                    ``'"a"'`` -> ``"a"``
 lower      lower case                                                  ``"ANA"`` -> ``"ana"``
 upper      upper case                                                  ``"sp"`` -> ``"SP"``
 title      names, Brazilian style: da/de/do/das/dos/e stay lower       ``"MARIA DA SILVA"``
@@ -59,6 +60,17 @@ class TransformInfo:
 
 def strip(value: str) -> str:
     return value.strip()
+
+
+_QUOTE_PAIRS = {'"': '"', "'": "'", "\u201c": "\u201d"}
+
+
+def unquote(value: str) -> str:
+    """Takes off one pair of surrounding quotes: Mailchimp writes tags as "a","b"."""
+    text = value.strip()
+    if len(text) >= 2 and _QUOTE_PAIRS.get(text[0]) == text[-1]:
+        return text[1:-1].strip()
+    return text
 
 
 def lower(value: str) -> str:
@@ -246,6 +258,7 @@ TRANSFORMS: dict[str, TransformInfo] = {
     info.name: info
     for info in (
         TransformInfo("strip", "text", False, "trims surrounding spaces"),
+        TransformInfo("unquote", "text", False, "takes off one pair of surrounding quotes"),
         TransformInfo("lower", "text", False, "lower case"),
         TransformInfo("upper", "text", False, "upper case"),
         TransformInfo("title", "text", False, "capitalized names; da/de/do/das/dos/e stay lower"),
@@ -255,10 +268,13 @@ TRANSFORMS: dict[str, TransformInfo] = {
         TransformInfo("bool", "bool", True, "sim/não/yes/no/true/false/1/0/x to true/false"),
     )
 }
-TransformName = Literal["strip", "lower", "upper", "title", "digits", "phone_br", "date", "bool"]
+TransformName = Literal[
+    "strip", "unquote", "lower", "upper", "title", "digits", "phone_br", "date", "bool"
+]
 
 _SIMPLE: dict[str, TransformFunc] = {
     "strip": strip,
+    "unquote": unquote,
     "lower": lower,
     "upper": upper,
     "title": title,

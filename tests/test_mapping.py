@@ -166,7 +166,7 @@ def test_every_problem_is_reported_at_once_with_its_line(tmp_path: Path) -> None
         "mapping.yaml: 4 problems:\n"
         "  line 4: unknown payload field 'emial' (did you mean 'email'?)\n"
         "  line 6: unknown transform 'phone' (did you mean 'phone_br'?); "
-        "known: strip, lower, upper, title, digits, phone_br, date, bool\n"
+        "known: strip, unquote, lower, upper, title, digits, phone_br, date, bool\n"
         "  line 7: unknown key 'trasform' (did you mean 'transform'?); known: column, split, "
         "transform, format, map, default, required, optional, on_invalid\n"
         "  line 9: 'grantd' is not a legal basis status; allowed: granted, declined"
@@ -229,7 +229,7 @@ def test_one_problem_is_one_line(tmp_path: Path) -> None:
         (
             "name: {column: Nome, transform: [lower, titel]}",
             "unknown transform 'titel' (did you mean 'title'?); "
-            "known: strip, lower, upper, title, digits, phone_br, date, bool",
+            "known: strip, unquote, lower, upper, title, digits, phone_br, date, bool",
         ),
         (
             "name: {column: Nome, transform: [bool, lower]}",
@@ -647,6 +647,15 @@ def test_split_then_transform_and_map_each_item(tmp_path: Path) -> None:
     assert payload["cf_telefones"] == ["+5511987654321", "+551133334444"]
 
 
+def test_mailchimp_style_quoted_tags(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        BASIC + '  tags: {column: TAGS, split: ",", transform: [unquote, lower]}\n',
+    )
+    payload = apply(mapping, **{"E-mail": "a@b.com", "TAGS": '"Clientes","Leads quentes",""'})
+    assert payload["tags"] == ["clientes", "leads quentes"]
+
+
 def test_map_compares_without_case_or_accents_and_defaults(tmp_path: Path) -> None:
     mapping = load(
         tmp_path,
@@ -980,8 +989,12 @@ def test_check_columns_warns_of_a_likely_typo_among_candidates(tmp_path: Path) -
 # ---------------------------------------------------------------------------------------------
 # Properties
 
+# YAML folds line breaks (NEL and friends) inside plain scalars: keep them out of the texts
+_CHARS = st.characters(codec="utf-8", exclude_categories=["Cs", "Cc", "Zl", "Zp"])
 _HEADER = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_characters="{}\x00", exclude_categories=["Cs"]),
+    alphabet=st.characters(
+        codec="utf-8", exclude_characters="{}", exclude_categories=["Cs", "Cc", "Zl", "Zp"]
+    ),
     min_size=1,
     max_size=12,
 ).filter(lambda h: h.strip() == h and h.strip() and not h.startswith(("#", "&", "*", "!")))
@@ -1002,11 +1015,11 @@ _CELL_ENTRY = st.fixed_dictionaries(
     optional={
         "transform": st.sampled_from(["lower", "upper", "title", "digits", "phone_br", "date"])
         | st.lists(st.sampled_from(["strip", "lower", "upper"]), min_size=1, max_size=3),
-        "default": st.text(max_size=5),
+        "default": st.text(_CHARS, max_size=5),
         "on_invalid": st.sampled_from(["fail", "drop", "keep"]),
         "optional": st.booleans(),
         "map": st.dictionaries(
-            st.sampled_from(["a", "b", "Sim", "Não", "x1"]), st.text(max_size=4), min_size=1
+            st.sampled_from(["a", "b", "Sim", "Não", "x1"]), st.text(_CHARS, max_size=4), min_size=1
         ),
     },
 )
@@ -1014,11 +1027,11 @@ _ENTRY = (
     _HEADER
     | _CELL_ENTRY
     | st.builds(lambda a, b: {"template": f"{{{a}}} {{{b}}}"}, _PLACEHOLDER, _PLACEHOLDER)
-    | st.builds(lambda v: {"value": v}, st.text(min_size=1, max_size=8))
+    | st.builds(lambda v: {"value": v}, st.text(_CHARS, min_size=1, max_size=8))
 )
 _MAPPING = st.fixed_dictionaries(
     {
-        "conversion_identifier": st.text(min_size=1, max_size=10).filter(str.strip)
+        "conversion_identifier": st.text(_CHARS, min_size=1, max_size=10).filter(str.strip)
         | st.builds(lambda c: {"column": c}, _HEADER),
         "fields": st.builds(
             lambda email, rest: {"email": email, **rest},

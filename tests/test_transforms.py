@@ -15,6 +15,11 @@ from importer.transforms import TransformError
     ("name", "value", "expected"),
     [
         ("strip", "  Ana  ", "Ana"),
+        ("unquote", '"Clientes"', "Clientes"),
+        ("unquote", "' leads quentes '", "leads quentes"),
+        ("unquote", "\u201cVIP\u201d", "VIP"),
+        ("unquote", '"a', '"a'),
+        ("unquote", '"', '"'),
         ("lower", "ANA Souza", "ana souza"),
         ("upper", "sp", "SP"),
         ("title", "MARIA DA SILVA", "Maria da Silva"),
