@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import random
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,8 +122,14 @@ class Listener:
     def finished(self) -> None: ...
 
 
+_stamp: list[Any] = [None, ""]  # (second, its text): a run stamps thousands of rows a second
+
+
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    second = int(time.time())
+    if second != _stamp[0]:
+        _stamp[:] = [second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")]
+    return _stamp[1]
 
 
 def run_import(config: ImportConfig, listener: Listener | None = None) -> RunReport:
@@ -193,6 +200,62 @@ def _row_failure(stage: str, error_type: str, message: str) -> tuple[str, str, s
     return stage, error_type, message
 
 
+class _Marks:
+    """The workers' ledger writes, committed together once per event-loop turn.
+
+    A commit costs more than the few updates a row needs, and unpaced, many workers move in the
+    same turn. ``now`` returns only once its write is committed: a request never leaves before
+    its row is durably in flight. ``later`` writes behind, at the end of the same turn (so an
+    answer is on disk a moment after it arrived), in the order the writes were made.
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._writes: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._scheduled = False
+        self._error: Exception | None = None
+
+    def later(self, write: Callable[..., None], *args: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._writes.append((write, args))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_soon)
+
+    async def now(self, write: Callable[..., None], *args: Any) -> None:
+        self.later(write, *args)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    def flush(self) -> None:
+        """Commit what is waiting; raise what went wrong in this or an earlier commit."""
+        self._flush_soon()
+        if self._error is not None:
+            raise self._error
+
+    def _flush_soon(self) -> None:
+        # Called by the event loop: an error is kept for the writers, not raised into the loop.
+        self._scheduled = False
+        writes, self._writes = self._writes, []
+        waiters, self._waiters = self._waiters, []
+        if writes and self._error is None:
+            try:
+                with self._ledger.transaction():
+                    for write, args in writes:
+                        write(*args)
+            except Exception as exc:
+                self._error = exc
+        for waiter in waiters:
+            if not waiter.done():
+                if self._error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(self._error)
+
+
 class _Run:
     def __init__(
         self,
@@ -226,6 +289,7 @@ class _Run:
             rng=random.Random(),
         )
         self.requesting: set[asyncio.Task[Any]] = set()
+        self.marks = _Marks(ledger)
 
     # -- the whole run -------------------------------------------------------------------------
 
@@ -428,6 +492,7 @@ class _Run:
                 for task in workers:
                     task.cancel()
                 await asyncio.gather(dispatcher, *workers, return_exceptions=True)
+                self.marks.flush()
         if not reader.done():  # stopped early: the reader still records, so reports are whole
             if self.stopping:
                 reader.cancel()
@@ -493,7 +558,7 @@ class _Run:
     async def _send_row(
         self, item: Pending, client: ConversionsClient, me: asyncio.Task[Any]
     ) -> None:
-        ledger = self.ledger
+        ledger, marks = self.ledger, self.marks
         if item.email in self.lead_limited:
             self._row_failed(
                 item,
@@ -518,7 +583,10 @@ class _Run:
                     return
                 attempts += 1
                 tries += 1
-                ledger.mark_in_flight(item.key, attempts)
+                await marks.now(ledger.mark_in_flight, item.key, attempts)
+                if self.stopping:  # stopped while the mark was committed: nothing left
+                    marks.later(ledger.mark_pending, item.key)
+                    return
                 self.report.requests += 1
                 self.requesting.add(me)
                 answered = False  # cancelled before the answer: the request may be recorded
@@ -527,7 +595,7 @@ class _Run:
                 finally:
                     self.requesting.discard(me)
                 if isinstance(result, Sent):
-                    ledger.mark_sent(item.key, result.event_uuid, utc_now(), attempts)
+                    marks.later(ledger.mark_sent, item.key, result.event_uuid, utc_now(), attempts)
                     self.budget.on_accepted()
                     self.consecutive_unreachable = 0
                     self._row_done()
@@ -537,7 +605,7 @@ class _Run:
                 if kind is FailureKind.RATE_LIMITED:
                     self.report.rate_limited_answers += 1
                     self.budget.on_rate_limited(result.retry_after)
-                    ledger.mark_pending(item.key)
+                    marks.later(ledger.mark_pending, item.key)
                     tries -= 1
                     continue
                 self.budget.on_accepted()
@@ -546,14 +614,14 @@ class _Run:
                     if self.retry.should_retry(tries, elapsed) and not self.stopping:
                         self.report.retries += 1
                         if answered:
-                            ledger.mark_pending(item.key)
+                            marks.later(ledger.mark_pending, item.key)
                         await asyncio.sleep(self.retry.delay(tries))
                         continue
                     self._row_failed(item, result, attempts)
                     self._count_unreachable(result)
                     return
                 if kind in (FailureKind.AUTH_REFUSED, FailureKind.FATAL):
-                    ledger.mark_pending(item.key)  # refused: nothing was recorded
+                    marks.later(ledger.mark_pending, item.key)  # refused: nothing recorded
                     self.abort(result.message)
                     return
                 if kind is FailureKind.LEAD_LIMITED:
@@ -563,17 +631,20 @@ class _Run:
                 return
         except asyncio.CancelledError:
             if answered:
-                ledger.mark_pending(item.key)
+                marks.later(ledger.mark_pending, item.key)
             raise
 
     def _row_failed(self, item: Pending, failed: Failed, attempts: int) -> None:
-        self.ledger.mark_failed(
-            item.key,
-            http_status=failed.http_status,
-            error_type=failed.error_type,
-            message=failed.message,
-            attempts=attempts,
-            kind=failed.kind.value,
+        self.marks.later(
+            functools.partial(
+                self.ledger.mark_failed,
+                item.key,
+                http_status=failed.http_status,
+                error_type=failed.error_type,
+                message=failed.message,
+                attempts=attempts,
+                kind=failed.kind.value,
+            )
         )
         self._row_done()
 
