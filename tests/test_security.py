@@ -20,6 +20,7 @@ import ipaddress
 import json
 import os
 import random
+import signal
 import socket
 import ssl
 import stat
@@ -31,6 +32,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 
 import pytest
@@ -139,9 +141,13 @@ def run_cli(
     inject: str = "",
     umask: int = -1,
     watch_during: Callable[[], None] | None = None,
+    kill_when: Callable[[], bool] | None = None,
     timeout: float = 120,
 ) -> Run:
-    """``rd-importer ARGS`` in a child process; its exit status, output and peak memory."""
+    """``rd-importer ARGS`` in a child process; its exit status, output and peak memory.
+
+    ``watch_during`` is called every 20 ms while it runs; ``kill_when`` too, and the child gets
+    SIGKILL once it returns true."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RDSTATION_")}
     env["PYTHONPATH"] = str(ROOT)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -172,6 +178,9 @@ def run_cli(
             pytest.fail(f"rd-importer {' '.join(map(str, args))} ran past {timeout} s")
         if watch_during is not None:
             watch_during()
+        if kill_when is not None and kill_when():
+            proc.kill()
+            kill_when = None
         time.sleep(0.02)
     proc.returncode = os.waitstatus_to_exitcode(status)
     run = Run(proc.returncode, out.read_bytes(), err.read_bytes(), usage.ru_maxrss / 1024)
@@ -267,12 +276,32 @@ def echo_server(
 
 
 @contextlib.contextmanager
-def silent_server() -> Iterator[str]:
-    """Takes connections (the kernel's backlog) and never answers: every request times out."""
+def hanging_server() -> Iterator[tuple[str, threading.Event]]:
+    """Takes connections and never answers; ``connected`` is set once the first one arrives."""
+    connected, stop = threading.Event(), threading.Event()
+    held: list[socket.socket] = []
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen(64)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        sock.settimeout(0.05)
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    held.append(sock.accept()[0])
+                except TimeoutError:
+                    continue
+                connected.set()
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}", connected
+        finally:
+            stop.set()
+            thread.join()
+            for conn in held:
+                conn.close()
 
 
 def free_port() -> int:
@@ -345,106 +374,101 @@ class Scenario:
     inject: str = ""
 
 
-def _failure_paths(
-    stack: contextlib.ExitStack, tmp_path: Path
-) -> dict[str, Callable[[], Scenario]]:
-    enter = stack.enter_context
-    json_500 = '{{"errors": {{"error_type": "INTERNAL", "error_message": "failed for {key}"}}}}'
-    json_401 = '{{"errors": {{"error_type": "UNAUTHORIZED", "error_message": "bad token {key}"}}}}'
-    return {
-        "5xx proxy page echoing the URL": lambda: Scenario(
-            enter(echo_server(502)), 1, "RD Station answered HTTP 502"
-        ),
-        "5xx JSON echoing the key": lambda: Scenario(
-            enter(echo_server(500, json_500, "application/json")), 1, "failed for ***"
-        ),
-        "5xx from the sandbox": lambda: Scenario(
-            enter(SandboxThread(SandboxConfig(api_keys=frozenset({KEY}), fail_ratio=1.0))).url,
-            1,
-            "RD Station answered HTTP 5",
-        ),
-        "connection refused": lambda: (
-            lambda port: Scenario(
-                f"http://127.0.0.1:{port}", 1, f"could not connect to 127.0.0.1:{port}"
-            )
-        )(free_port()),
-        "DNS failure": lambda: Scenario(
-            "https://nonexistent.invalid", 1, "could not resolve the host nonexistent.invalid"
-        ),
-        "timeout": lambda: Scenario(
-            enter(silent_server()), 1, "no answer from 127.0.0.1", config=", timeout=0.5"
-        ),
-        "TLS certificate not trusted": lambda: Scenario(
-            enter(echo_server(200, tls=self_signed_context(tmp_path))),
-            3,
-            "TLS certificate of 127.0.0.1",
-        ),
-        "aiohttp raises its own error holding the URL": lambda: Scenario(
-            enter(echo_server(200)),
-            1,
-            "failed (ClientConnectionError)",
-            inject=_RAISE_IN_AIOHTTP.format(exc="aiohttp.ClientConnectionError"),
-        ),
-        "aiohttp raises an unexpected error holding the URL": lambda: Scenario(
-            enter(echo_server(200)),
-            1,
-            "failed (ValueError)",
-            inject=_RAISE_IN_AIOHTTP.format(exc="ValueError"),
-        ),
-        "401 echoing the key": lambda: Scenario(
-            enter(echo_server(401, json_401, "application/json")),
-            3,
-            "RD Station refused the API key",
-        ),
-        "401 from the sandbox": lambda: Scenario(
-            enter(SandboxThread(SandboxConfig(api_keys=frozenset({"another-key"})))).url,
-            3,
-            "RD Station refused the API key",
-        ),
-        "404 page echoing the URL": lambda: Scenario(
-            enter(echo_server(404)), 1, "RD Station answered HTTP 404"
-        ),
-        "redirect repeating the query": lambda: Scenario(
-            enter(echo_server(301, "", headers={"Location": "https://rd.example{path}"})),
-            3,
-            "redirect (HTTP 301 to https://rd.example/platform/conversions)",
-        ),
-        "a bug inside the pipeline": lambda: Scenario(
-            enter(echo_server(200)), 3, "unexpected", inject=_BUG_IN_PIPELINE
-        ),
-    }
+Enter = Callable[[contextlib.AbstractContextManager[Any]], Any]
+_JSON_500 = '{{"errors": {{"error_type": "INTERNAL", "error_message": "failed for {key}"}}}}'
+_JSON_401 = '{{"errors": {{"error_type": "UNAUTHORIZED", "error_message": "bad token {key}"}}}}'
 
 
-FAILURE_PATHS = [
-    "5xx proxy page echoing the URL",
-    "5xx JSON echoing the key",
-    "5xx from the sandbox",
-    "connection refused",
-    "DNS failure",
-    "timeout",
-    "TLS certificate not trusted",
-    "aiohttp raises its own error holding the URL",
-    "aiohttp raises an unexpected error holding the URL",
-    "401 echoing the key",
-    "401 from the sandbox",
-    "404 page echoing the URL",
-    "redirect repeating the query",
-    "a bug inside the pipeline",
-]
+def _refused(enter: Enter, tmp_path: Path) -> Scenario:
+    port = free_port()
+    return Scenario(f"http://127.0.0.1:{port}", 1, f"could not connect to 127.0.0.1:{port}")
 
 
-@pytest.mark.parametrize("name", FAILURE_PATHS)
+def _sandbox(enter: Enter, **config: Any) -> str:
+    return enter(SandboxThread(SandboxConfig(**config))).url
+
+
+FAILURES: dict[str, Callable[[Enter, Path], Scenario]] = {
+    "5xx proxy page echoing the URL": lambda enter, _: Scenario(
+        enter(echo_server(502)), 1, "RD Station answered HTTP 502"
+    ),
+    "5xx JSON echoing the key": lambda enter, _: Scenario(
+        enter(echo_server(500, _JSON_500, "application/json")), 1, "failed for ***"
+    ),
+    "5xx from the sandbox": lambda enter, _: Scenario(
+        _sandbox(enter, api_keys=frozenset({KEY}), fail_ratio=1.0),
+        1,
+        "RD Station answered HTTP 5",
+    ),
+    "connection refused": _refused,
+    "DNS failure": lambda enter, _: Scenario(
+        "https://nonexistent.invalid", 1, "could not resolve the host nonexistent.invalid"
+    ),
+    "timeout": lambda enter, _: Scenario(
+        enter(hanging_server())[0], 1, "no answer from 127.0.0.1", config=", timeout=0.5"
+    ),
+    "TLS certificate not trusted": lambda enter, tmp_path: Scenario(
+        enter(echo_server(200, tls=self_signed_context(tmp_path))),
+        3,
+        "TLS certificate of 127.0.0.1",
+    ),
+    "aiohttp raises its own error holding the URL": lambda enter, _: Scenario(
+        enter(echo_server(200)),
+        1,
+        "failed (ClientConnectionError)",
+        inject=_RAISE_IN_AIOHTTP.format(exc="aiohttp.ClientConnectionError"),
+    ),
+    "aiohttp raises an unexpected error holding the URL": lambda enter, _: Scenario(
+        enter(echo_server(200)),
+        1,
+        "failed (ValueError)",
+        inject=_RAISE_IN_AIOHTTP.format(exc="ValueError"),
+    ),
+    "401 echoing the key": lambda enter, _: Scenario(
+        enter(echo_server(401, _JSON_401, "application/json")),
+        3,
+        "RD Station refused the API key",
+    ),
+    "401 from the sandbox": lambda enter, _: Scenario(
+        _sandbox(enter, api_keys=frozenset({"another-key"})), 3, "RD Station refused the API key"
+    ),
+    "404 page echoing the URL": lambda enter, _: Scenario(
+        enter(echo_server(404)), 1, "RD Station answered HTTP 404"
+    ),
+    "redirect repeating the query": lambda enter, _: Scenario(
+        enter(echo_server(301, "", headers={"Location": "https://rd.example{path}"})),
+        3,
+        "redirect (HTTP 301 to https://rd.example/platform/conversions)",
+    ),
+    "a bug inside the pipeline": lambda enter, _: Scenario(
+        enter(echo_server(200)),
+        3,
+        "Stopped: unexpected error (RuntimeError",
+        inject=_BUG_IN_PIPELINE,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(FAILURES))
 def test_the_key_is_in_no_output_and_no_file_whatever_fails(
     tmp_path: Path, files: tuple[Path, Path], name: str
 ) -> None:
     out = tmp_path / "out"
+    ledger_leaks: list[str] = []
+
+    def scan_ledger() -> None:  # the -wal and -shm exist only while the run does
+        for part in ("ledger.sqlite-wal", "ledger.sqlite-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                ledger_leaks.extend(f"{part}: {p!r}" for p in leaks((out / part).read_bytes()))
+
     with contextlib.ExitStack() as stack:
-        case = _failure_paths(stack, tmp_path)[name]()
+        case = FAILURES[name](stack.enter_context, tmp_path)
         run = run_cli(
             *import_args(files, out, case.url),
             cwd=tmp_path,
             config=case.config,
             inject=case.inject,
+            watch_during=scan_ledger,
         )
     assert run.code == case.code, run.text
     told = run.text
@@ -454,8 +478,26 @@ def test_the_key_is_in_no_output_and_no_file_whatever_fails(
         told += (out / "summary.json").read_text(encoding="utf-8")
     assert case.says in told, told
     assert_no_key(run, out)
-    if (out / "ledger.sqlite").exists():
-        assert (out / "ledger.sqlite").stat().st_size > 0
+    assert not ledger_leaks
+
+
+def test_the_key_is_not_in_a_ledger_left_by_a_killed_run(
+    tmp_path: Path, files: tuple[Path, Path]
+) -> None:
+    """SIGKILL while a request hangs: the -wal and -shm stay on disk, and hold no key either."""
+    out = tmp_path / "out"
+    with hanging_server() as (url, connected):
+        run = run_cli(
+            *import_args(files, out, url),
+            cwd=tmp_path,
+            config=", timeout=60",
+            kill_when=connected.is_set,
+        )
+    assert run.code == -signal.SIGKILL
+    assert {"ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert_no_key(run, out)
 
 
 def test_a_bug_stops_the_run_with_one_line_and_resumes_cleanly(
@@ -532,7 +574,7 @@ def test_an_unsafe_api_url_is_refused_before_connecting(
     tmp_path: Path, files: tuple[Path, Path], url: str, says: str
 ) -> None:
     out = tmp_path / "out"
-    run = invoke(*import_args(files, out, url))
+    run = run_cli(*import_args(files, out, url), cwd=tmp_path)  # guarded: it must not resolve
     assert run.code == 2, run.text
     assert len(run.error_lines) == 1 and says in run.error_lines[0], run.text
     assert_no_key(run)
@@ -760,7 +802,7 @@ def test_formula_cells_show_as_text_and_round_trip_through_failures_csv(tmp_path
 
 # --- 5. hostile input -------------------------------------------------------------------------
 
-MAX_RSS_MB = 400  # the importer idles at ~100 MB; a file read whole would blow far past this
+MAX_RSS_MB = 200  # measured: 62-63 MB for each of these, as for --help; a file read whole: more
 
 
 def _deflated_zero_bomb(path: Path, size: int = 64 << 20) -> Path:
