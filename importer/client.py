@@ -322,6 +322,10 @@ def failure_from_response(
     seconds) is the clock for a ``Retry-After`` given as an HTTP date.
     """
     data = _json_or_none(body)
+    if data is None and secret:
+        # A page that is not JSON is quoted as a short snippet: mask the key before that cut,
+        # which could otherwise keep the part of the key in front of it.
+        body = redact(body.decode("utf-8", "replace"), secret).encode()
     errors = list(_rd_errors(data)) if data is not None else []
     rd_type = next((t for _, t, _ in errors if t), None)
     retry_after = _retry_after(headers, now)
