@@ -376,6 +376,9 @@ class Scenario:
 
 Enter = Callable[[contextlib.AbstractContextManager[Any]], Any]
 _JSON_500 = '{{"errors": {{"error_type": "INTERNAL", "error_message": "failed for {key}"}}}}'
+# The client quotes 120 characters of a page that is not JSON: this title puts the key across
+# that cut, with no "api_key=" in front of it.
+_LONG_TITLE = "<html><title>" + "Erro no gateway: " * 6 + "token {key}</title></html>"
 _JSON_401 = '{{"errors": {{"error_type": "UNAUTHORIZED", "error_message": "bad token {key}"}}}}'
 
 
@@ -431,6 +434,9 @@ FAILURES: dict[str, Callable[[Enter, Path], Scenario]] = {
     ),
     "401 from the sandbox": lambda enter, _: Scenario(
         _sandbox(enter, api_keys=frozenset({"another-key"})), 3, "RD Station refused the API key"
+    ),
+    "502 page whose title is clipped inside the key": lambda enter, _: Scenario(
+        enter(echo_server(502, _LONG_TITLE)), 1, "token ***"
     ),
     "404 page echoing the URL": lambda enter, _: Scenario(
         enter(echo_server(404)), 1, "RD Station answered HTTP 404"
