@@ -72,9 +72,12 @@ def write_failures(
         out.writerow([escape_formula(h) for h in source_headers] + FAILURE_COLUMNS)
         for number, cells, stage, status, etype, message, attempts in rows:
             cells = (list(cells) + [""] * width)[:width]
+            status_text = "" if status is None else status
+            # The error's type and words may be the server's own: escaped like the cells.
             out.writerow(
                 [escape_formula(c) for c in cells]
-                + [number, stage, "" if status is None else status, etype, message, attempts]
+                + [number, stage, status_text, escape_formula(etype), escape_formula(message)]
+                + [attempts]
             )
 
     _replace_atomically(path, write)
