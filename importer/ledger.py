@@ -95,6 +95,12 @@ class Ledger:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
+            # A checkpoint fsyncs: at SQLite's default (every 4 MB of WAL) they set the pace of
+            # recording a large file (400,000 rows write ~250 MB). Fewer, larger checkpoints
+            # halve that; a bigger page cache saves re-reading the key index, which content
+            # keys fill in random order.
+            self._db.execute("PRAGMA wal_autocheckpoint=10000")  # pages: 40 MB of WAL
+            self._db.execute("PRAGMA cache_size=-16000")  # KiB
             self._db.executescript(SCHEMA)
         except (sqlite3.DatabaseError, OSError) as exc:
             raise InputError(
