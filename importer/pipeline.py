@@ -60,7 +60,7 @@ class ImportConfig:
     mapping_path: Path
     out_dir: Path | None = None
     api_url: str = DEFAULT_API_URL
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # a secret: kept out of any repr
     rate: float = 120.0
     concurrency: int = 8
     dry_run: bool = False
