@@ -50,6 +50,7 @@ MAX_BODY_BYTES = 200_000  # RD Station's documented 0.2 MB per request
 LEAD_DAILY_LIMIT = 24  # the stricter of the per-lead limits RD Station documents
 CHUNK = 500  # rows the reader maps and records per ledger transaction
 PLAN_WAIT = 1.0  # seconds sending may wait for the reader, to print the plan first
+PROGRESS_EVERY = 0.1  # seconds between progress reports: a terminal redraw costs more than a row
 
 
 @dataclass
@@ -290,6 +291,7 @@ class _Run:
         )
         self.requesting: set[asyncio.Task[Any]] = set()
         self.marks = _Marks(ledger)
+        self.next_progress = 0.0  # monotonic time of the next progress report
 
     # -- the whole run -------------------------------------------------------------------------
 
@@ -661,6 +663,11 @@ class _Run:
 
     def _row_done(self) -> None:
         self.done += 1
+        now = time.monotonic()
+        last = self.done >= self.to_send and self.reader_done.is_set()
+        if now < self.next_progress and not last:
+            return
+        self.next_progress = now + PROGRESS_EVERY
         total = self.to_send if self.reader_done.is_set() else None
         remaining = max(0, self.to_send - self.done)
         eta = self.budget.eta_seconds(remaining) if self.config.rate > 0 else None
