@@ -533,6 +533,10 @@ class _Checker:
         if isinstance(entry, str):
             return {"text"}
         if isinstance(entry, ValueEntry):
+            if entry.value in ("", []) or (
+                isinstance(entry.value, str) and not entry.value.strip()
+            ):
+                self.add((*path, "value"), "value is empty: leave the field out instead")
             problem = rd.check_value(name, entry.value)
             if problem is not None and problem.error_type == "INVALID_FORMAT":
                 self.add((*path, "value"), f"{name} {problem.message}")
@@ -891,7 +895,7 @@ def _compile_entry(
                     return None  # on_invalid: drop
         if value == "" or value == []:
             if default is not None:
-                return default
+                return default if check is None else check(default, label)
             if required:
                 raise RowError(
                     f"{label} is empty, and the mapping requires it", stage="mapping", field=name

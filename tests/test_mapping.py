@@ -268,6 +268,7 @@ def test_one_problem_is_one_line(tmp_path: Path) -> None:
             "date format 'mm/yyyy' has no day (use dd, mm and yyyy)",
         ),
         ("cf_p: {column: P, map: {}}", "map is empty"),
+        ("cf_p: {value: ' '}", "value is empty: leave the field out instead"),
         (
             "cf_p: {column: P, map: {Sim: a, sim: b}}",
             "map keys 'Sim' and 'sim' match the same cells",
@@ -827,6 +828,13 @@ def test_a_blank_row_says_so(tmp_path: Path) -> None:
     )
 
 
+def test_a_default_is_checked_like_a_cell(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path, "conversion_identifier: c\nfields:\n  email: {column: E, default: X@Y.com}\n"
+    )
+    assert apply(mapping, E="")["email"] == "x@y.com"
+
+
 def test_social_handles_are_checked_per_row(tmp_path: Path) -> None:
     mapping = load(tmp_path, BASIC + "  linkedin: LinkedIn\n")
     assert apply(mapping, **{"E-mail": "a@b.com", "LinkedIn": "ana-souza"})["linkedin"] == (
@@ -1027,7 +1035,7 @@ _ENTRY = (
     _HEADER
     | _CELL_ENTRY
     | st.builds(lambda a, b: {"template": f"{{{a}}} {{{b}}}"}, _PLACEHOLDER, _PLACEHOLDER)
-    | st.builds(lambda v: {"value": v}, st.text(_CHARS, min_size=1, max_size=8))
+    | st.builds(lambda v: {"value": v}, st.text(_CHARS, min_size=1, max_size=8).filter(str.strip))
 )
 _MAPPING = st.fixed_dictionaries(
     {
