@@ -7,9 +7,10 @@ real retry waits) against ``rd-importer sandbox`` in its own process, and counts
 sandbox recorded: a row lost is one the sandbox never recorded, a row sent twice one it recorded
 more than once. Medians over ``--runs`` runs.
 
-1. 10% of requests fail: 5% answered 5xx and 5% dropped connections, all before the server
-   records (rows sent twice should be 0); then half of the drops after the server recorded (each
-   is a duplicate the client cannot tell from a drop before recording).
+1. No faults (the baseline); then 10% of requests fail: 5% answered 5xx and 5% dropped
+   connections, all before the server records (rows sent twice should be 0); then half of the
+   drops after the server recorded (each is a duplicate the client cannot tell from a drop
+   before recording).
 2. SIGKILL at seeded random moments while rows are being sent, started again until it exits 0.
 3. SIGINT with 8 requests in flight (each answered after ``--latency-sigint`` seconds): time
    from the signal to the process's exit.
@@ -138,6 +139,7 @@ def main() -> None:
 
     common = ("--key", API_KEY, "--seed", str(args.seed), "--latency", str(args.latency))
     faults = {
+        "no faults (for comparison)": (),
         "5% 5xx + 5% drops before recording": ("--fail-ratio", "0.05", "--drop-ratio", "0.05"),
         "5% 5xx + 2.5% drops before + 2.5% after recording": (
             "--fail-ratio", "0.05", "--drop-ratio", "0.025", "--accept-then-drop-ratio", "0.025",

@@ -46,6 +46,10 @@ def email_of(row: int) -> str:
     return f"lead{row}@exemplo.com.br"
 
 
+def row_of(email: str) -> int:
+    return int(email.removeprefix("lead").split("@")[0])
+
+
 def leads(tmp_path: Path, count: int) -> tuple[Path, Path]:
     """A CSV of ``count`` distinct leads (spreadsheet rows 2..count+1) and its mapping."""
     rows = [[email_of(n), f"Pessoa {n}"] for n in range(2, count + 2)]
@@ -196,7 +200,7 @@ def test_killed_at_random_moments_every_row_arrives_and_only_rows_in_flight_twic
 
     counts = accepted_counts(box)
     assert set(counts) == {email_of(n) for n in range(2, rows + 2)}  # no row lost
-    twice = {int(e.removeprefix("lead").split("@")[0]) for e, c in counts.items() if c > 1}
+    twice = {row_of(e) for e, c in counts.items() if c > 1}
     assert sum(counts.values()) - rows <= kills * CONCURRENCY
     assert twice <= in_flight_at_kills  # only rows the ledger held in doubt were sent again
     assert_successes_match_the_sandbox(out, box, rows)
@@ -273,13 +277,15 @@ def test_a_second_ctrl_c_leaves_the_abandoned_requests_in_doubt_not_pending(tmp_
     status, output = finish(proc)
     assert status == 3, output
 
-    recorded = {int(e.removeprefix("lead").split("@")[0]) for e in accepted_counts(box)}
+    recorded = {row_of(e) for e in accepted_counts(box)}
     assert recorded <= rows_in_state(out, "sent") | rows_in_state(out, "in_flight")
     doubtful = rows_in_state(out, "in_flight")
 
     reconfigure(box, latency=0.0)
     status, output = finish(start_cli(data, mapping, box.url, out, "--in-flight", "skip"))
-    assert status == 1, output  # the doubtful rows are reported as failed, not sent
+    # The doubtful rows are reported as failed, not sent. (Had the two signals arrived as one,
+    # the answers would have come home and none would be in doubt.)
+    assert status == (1 if doubtful else 0), output
     counts = accepted_counts(box)
     assert len(counts) == rows and max(counts.values()) == 1
     summary = assert_reports_whole(out, rows)
