@@ -241,7 +241,7 @@ def fold(text: str) -> str:
 
 
 _TRUE = frozenset({"sim", "s", "yes", "y", "true", "verdadeiro", "v", "1", "1.0", "x"})
-_FALSE = frozenset({"nao", "n", "no", "false", "falso", "f", "0", "0.0"})
+_FALSE = frozenset({"nao", "não", "n", "no", "false", "falso", "f", "0", "0.0"})
 _BOOLS: dict[str, bool] = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
 
 
