@@ -75,12 +75,12 @@ def read_api_key(api_key_file: Path | None) -> str | None:
     if api_key_file is not None:
         try:
             mode = api_key_file.stat().st_mode
-            key = api_key_file.read_text(encoding="utf-8").strip()
+            key = api_key_file.read_text(encoding="utf-8-sig").strip()  # Notepad adds a BOM
         except OSError as exc:
             raise InputError(f"--api-key-file {api_key_file}: {exc.strerror}") from None
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             _err(
-                f"Warning: {api_key_file} can be read by other users; "
+                f"Warning: {api_key_file} can be read or changed by other users; "
                 f"run 'chmod 600 {api_key_file}'"
             )
         if not key:

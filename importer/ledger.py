@@ -59,6 +59,9 @@ CREATE TABLE IF NOT EXISTS runs (
 
 # Failures that a later run sends again: the cause was on the way, not in the row.
 RESENDABLE_KINDS = ("transient", "rate_limited", "lead_limited", "fatal", "auth_refused")
+# A row that failed after an attempt that got no answer: RD Station may have recorded it, so a
+# later run treats it like a row that was in flight when a run died (--in-flight decides).
+UNCERTAIN = "uncertain"
 
 
 @dataclass(frozen=True, slots=True)

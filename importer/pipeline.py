@@ -31,7 +31,7 @@ import orjson
 
 from importer.client import ConversionsClient, check_api_url, conversion_body
 from importer.errors import InputError, RowError
-from importer.ledger import RESENDABLE_KINDS, Ledger, Pending
+from importer.ledger import RESENDABLE_KINDS, UNCERTAIN, Ledger, Pending
 from importer.loader import Table, open_table
 from importer.mapping import Mapping, load_mapping
 from importer.pacing import RateBudget
@@ -185,6 +185,7 @@ def _exclusive(out_dir: Path) -> Iterator[None]:
     """One run per output folder: two at once would send the same rows twice."""
     fd = os.open(out_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        os.fchmod(fd, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -427,7 +428,7 @@ class _Run:
             seen.append((row.number, cells, key))
             if status == "pending":
                 self.to_send += 1
-            elif status == "in_flight":
+            elif status == "in_flight" or (status == "failed" and kind == UNCERTAIN):
                 self.report.in_flight_found += 1
                 if self.config.in_flight == "resend":
                     resend.append((key, body))
@@ -578,6 +579,7 @@ class _Run:
         tries = 0  # attempts that count against the retry policy (429s do not)
         first_at = time.monotonic()
         answered = True  # did the last attempt get an answer? (else it may have been recorded)
+        maybe_recorded = False  # did any attempt go unanswered?
         try:
             while True:
                 await self.budget.acquire()
@@ -603,6 +605,7 @@ class _Run:
                     self._row_done()
                     return
                 answered = result.http_status is not None
+                maybe_recorded = maybe_recorded or not answered
                 kind = result.kind
                 if kind is FailureKind.RATE_LIMITED:
                     self.report.rate_limited_answers += 1
@@ -619,7 +622,7 @@ class _Run:
                             marks.later(ledger.mark_pending, item.key)
                         await asyncio.sleep(self.retry.delay(tries))
                         continue
-                    self._row_failed(item, result, attempts)
+                    self._row_failed(item, result, attempts, maybe_recorded=maybe_recorded)
                     self._count_unreachable(result)
                     return
                 if kind in (FailureKind.AUTH_REFUSED, FailureKind.FATAL):
@@ -636,16 +639,23 @@ class _Run:
                 marks.later(ledger.mark_pending, item.key)
             raise
 
-    def _row_failed(self, item: Pending, failed: Failed, attempts: int) -> None:
+    def _row_failed(
+        self, item: Pending, failed: Failed, attempts: int, *, maybe_recorded: bool = False
+    ) -> None:
+        # A row whose unanswered attempt may have been recorded is, for the next run, like a row
+        # in flight when a run died: counted as such, and not resent under --in-flight skip.
+        message = failed.message
+        if maybe_recorded:
+            message += "; an attempt got no answer, so RD Station may have recorded it"
         self.marks.later(
             functools.partial(
                 self.ledger.mark_failed,
                 item.key,
                 http_status=failed.http_status,
                 error_type=failed.error_type,
-                message=failed.message,
+                message=message,
                 attempts=attempts,
-                kind=failed.kind.value,
+                kind=UNCERTAIN if maybe_recorded else failed.kind.value,
             )
         )
         self._row_done()

@@ -289,3 +289,26 @@ def test_reports_are_private(tmp_path, sandbox, simple):
     assert out.stat().st_mode & 0o777 == 0o700
     for name in ("successes.csv", "failures.csv", "summary.json", "ledger.sqlite"):
         assert (out / name).stat().st_mode & 0o777 == 0o600, name
+
+
+def test_a_row_whose_unanswered_attempt_may_be_recorded_counts_as_in_flight_next_time(
+    tmp_path, simple
+):
+    import aiohttp
+
+    _, mapping = simple
+    one = write_csv(tmp_path / "one.csv", ["email", "nome", "plano"], [["x@exemplo.com", "X", ""]])
+    with aioresponses() as mocked:
+        for _ in range(6):
+            mocked.post(ENDPOINT, exception=aiohttp.ServerDisconnectedError())
+        first = run_import(config(tmp_path, one, mapping, RD))
+    assert (first.failed, first.requests) == (1, 6)
+    failure = read_csv(tmp_path / "out" / "failures.csv")[0]
+    assert failure["error_message"].endswith(
+        "; an attempt got no answer, so RD Station may have recorded it"
+    )
+
+    with aioresponses() as mocked:  # nothing scripted: a request would fail the test
+        skipped = run_import(config(tmp_path, one, mapping, RD, in_flight="skip"))
+    assert (skipped.in_flight_found, skipped.requests, skipped.failed) == (1, 0, 1)
+    assert read_csv(tmp_path / "out" / "failures.csv")[0]["error_type"] == "IN_FLIGHT_UNKNOWN"
