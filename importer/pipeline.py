@@ -95,6 +95,7 @@ class RunReport:
     out_dir: Path = Path(".")
     dry_run: bool = False
     aborted: str | None = None
+    interrupted: bool = False  # stopped by SIGINT/SIGTERM (a kind of abort)
     already_sent: int = 0
     left_to_send: int = 0
     in_flight_found: int = 0
@@ -338,6 +339,7 @@ class _Run:
                 task.cancel()
             return
         name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+        self.report.interrupted = True
         self.abort(f"interrupted ({name})")
 
     def abort(self, reason: str) -> None:

@@ -369,8 +369,7 @@ def _folder_in_use(out_dir: Path) -> bool:
 
 
 def _interrupted(report: RunReport) -> bool:
-    # The pipeline's own words when a signal stopped it (pipeline._Run._on_signal).
-    return report.aborted in ("interrupted (Ctrl-C)", "interrupted (SIGTERM)")
+    return report.interrupted
 
 
 # -- the watcher ---------------------------------------------------------------------------------
