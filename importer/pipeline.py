@@ -160,7 +160,7 @@ async def run_import_async(config: ImportConfig, listener: Listener | None = Non
         sheet=config.sheet,
         header_row=config.header_row,
     ) as table:
-        for warning in mapping.check_columns(table.headers):
+        for warning in mapping.check_columns(table.headers, source=config.input_path.name):
             listener.warning(warning)
         for warning in table.warnings:
             listener.warning(warning)

@@ -157,7 +157,7 @@ def test_a_column_the_file_lacks_is_named_with_a_suggestion(runner, tmp_path, fi
     bad = write_mapping(tmp_path / "bad.yaml", MAPPING.replace('"nome"', '"Nome"'))
     result = runner.invoke(cli, ["validate", str(data), "--mapping", str(bad)])
     assert result.exit_code == 2
-    assert "line 4: column 'Nome' is not in the file (did you mean 'nome'?)" in result.stderr
+    assert "line 4: column 'Nome' is not in leads.csv (did you mean 'nome'?)" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -133,10 +133,6 @@ def test_hubspot_view_without_optional_columns_leaves_those_fields_out() -> None
     assert not {"mobile_phone", "company_name", "city"} & set(payloads[2])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='the mapping language cannot yet take the quotes off Mailchimp\'s "a","b" tags',
-)
 def test_mailchimp_tags_lose_their_quotes() -> None:
     subscribed, _ = map_file("mailchimp", DATA / "mailchimp_subscribed_members_export_3f9c2a.csv")
     assert subscribed[2]["tags"] == ["clientes", "newsletter"]

@@ -632,9 +632,10 @@ def test_api_key_file_readable_by_others_warns_and_still_works(
         key="not-this-one",  # the file wins over the environment
     )  # fmt: skip
     assert run.code == 0, run.text
-    assert f"Warning: {key_file} can be read or changed by other users; run 'chmod 600 {key_file}'" in (
-        run.error_lines
+    warning = (
+        f"Warning: {key_file} can be read or changed by other users; run 'chmod 600 {key_file}'"
     )
+    assert warning in run.error_lines
     assert_no_key(run, tmp_path / "out")
 
 
