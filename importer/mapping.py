@@ -56,8 +56,10 @@ through ``bool`` needs no map (true is ``granted``, false ``declined``). An entr
 empty is left out of that row's payload.
 
 YAML details: only ``true``/``false`` are booleans (``yes``, ``no``, ``on``, ``off`` stay text,
-so ``map: {no: declined}`` means the word "no"), dates stay text, and a key given twice is an
-error.
+so ``map: {no: declined}`` means the word "no"), dates stay text, a key given twice is an
+error, and a mapping is plain data: a tag other than YAML's core ``!!str``, ``!!int``,
+``!!float``, ``!!bool``, ``!!null``, ``!!seq`` and ``!!map`` (``!!python/...``, ``!!binary``,
+``!!set``, a local ``!tag``), on a text, a list or a mapping, is an error naming its line.
 
 Errors: :func:`load_mapping` reports every problem of the file at once, each with its line;
 :meth:`Mapping.check_columns` every column the spreadsheet lacks; :meth:`Mapping.apply` raises
@@ -258,6 +260,33 @@ _LineLoader.yaml_implicit_resolvers = {
 _LineLoader.add_implicit_resolver(
     _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
+# "<<" and "=" resolve to YAML 1.1's merge and value tags, which nothing here constructs: as
+# keys or values they are plain text
+_LineLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if not tag.endswith((":merge", ":value"))]
+    for first, resolvers in _LineLoader.yaml_implicit_resolvers.items()
+}
+
+_CORE = "tag:yaml.org,2002:"
+# A mapping is plain data: any other tag (python/..., binary, set, a local !tag) is refused
+# by name, whether it sits on a text, a list or a mapping, before anything is constructed.
+_PLAIN_TAGS: dict[type[yaml.Node], frozenset[str]] = {
+    yaml.ScalarNode: frozenset(_CORE + name for name in ("str", "int", "float", "bool", "null")),
+    yaml.SequenceNode: frozenset({_CORE + "seq"}),
+    yaml.MappingNode: frozenset({_CORE + "map"}),
+}
+
+
+def _tag_problem(node: yaml.Node) -> str | None:
+    """Why the node's tag is refused, None for a plain one."""
+    if node.tag in _PLAIN_TAGS[type(node)]:
+        return None
+    shown = "!!" + node.tag.removeprefix(_CORE) if node.tag.startswith(_CORE) else node.tag
+    return (
+        f"the YAML tag '{shown}' is not allowed: a mapping holds plain texts, numbers, "
+        "true/false, lists and key: value pairs; remove the tag"
+    )
+
 
 KeyPath = tuple[str | int, ...]
 Problems = list[tuple[int, str]]
@@ -274,8 +303,14 @@ def _read_yaml(text: str, name: str) -> tuple[Any, dict[KeyPath, int], Problems]
     loader = _LineLoader(text)
     lines: dict[KeyPath, int] = {}
     problems: Problems = []
+    refused: Problems = []  # tags that are not plain data: reported alone, before any other check
 
     def build(node: yaml.Node, path: KeyPath) -> Any:
+        tag_problem = _tag_problem(node)
+        if tag_problem is not None:
+            refused.append((node.start_mark.line + 1, tag_problem))
+            if isinstance(node, yaml.ScalarNode):
+                return node.value  # never constructed: the load fails on the problem anyway
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -283,7 +318,7 @@ def _read_yaml(text: str, name: str) -> tuple[Any, dict[KeyPath, int], Problems]
                 if not isinstance(key_node, yaml.ScalarNode):
                     problems.append((line, "a key must be plain text"))
                     continue
-                key = _key_text(loader.construct_object(key_node))
+                key = _key_text(build(key_node, path))
                 if key in out:
                     first = lines[(*path, key)]
                     problems.append((line, f"'{key}' is given twice (also on line {first})"))
@@ -297,7 +332,11 @@ def _read_yaml(text: str, name: str) -> tuple[Any, dict[KeyPath, int], Problems]
                 lines[(*path, index)] = item.start_mark.line + 1
                 items.append(build(item, (*path, index)))
             return items
-        return loader.construct_object(node)
+        try:
+            return loader.construct_object(node)
+        except (ValueError, KeyError):  # "!!int abc": PyYAML's int() or its bool table refuses
+            refused.append((node.start_mark.line + 1, f"{node.value!r} is not {_tag_name(node)}"))
+            return node.value
 
     try:
         root = loader.get_single_node()
@@ -316,7 +355,13 @@ def _read_yaml(text: str, name: str) -> tuple[Any, dict[KeyPath, int], Problems]
         raise InputError(f"{name}: not valid YAML: {exc}") from None
     finally:
         loader.dispose()
+    _raise_problems(name, refused)
     return data, lines, problems
+
+
+def _tag_name(node: yaml.Node) -> str:
+    kinds = {"int": "a whole number", "float": "a number", "bool": "true or false"}
+    return kinds.get(node.tag.removeprefix(_CORE), "a value")
 
 
 def _line_of(lines: dict[KeyPath, int], path: KeyPath) -> int:

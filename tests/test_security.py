@@ -1017,11 +1017,6 @@ def test_a_yaml_python_tag_never_runs_and_the_mapping_is_refused(
     assert not out.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mapping._read_yaml builds lists and mappings itself and drops their tags unread: "
-    "a python tag on a valid mapping is ignored (never run), not refused",
-)
 def test_a_yaml_python_tag_on_a_valid_mapping_is_refused_by_name(
     tmp_path: Path, files: tuple[Path, Path]
 ) -> None:
