@@ -1081,9 +1081,7 @@ class Mapping:
         ``source`` names the spreadsheet in messages (e.g. ``leads.csv``).
         """
         present = set(headers)
-        folded: dict[str, str] = {}
-        for header in headers:
-            folded.setdefault(_header_key(header), header)
+        keyed = [(_header_key(header), header) for header in headers]
         problems: Problems = []
         warnings: list[str] = []
         for path, name, entry in self._references():
@@ -1096,10 +1094,14 @@ class Mapping:
             line = _line_of(self._lines, path) if self._lines else 0
             optional = isinstance(entry, ColumnEntry | TemplateEntry) and entry.optional
             candidates = isinstance(entry, ColumnEntry) and len(entry.columns) > 1
+            # a suggestion of another column the entry reads already misleads (Pipedrive's
+            # "Person - Label" is not a typo of "Person - Labels"): only other headers are offered
+            others: dict[str, str] = {}
+            for key, header in keyed:
+                if header not in needed:
+                    others.setdefault(key, header)
             for column in missing:
-                text = (
-                    f"column '{column}' is not in {source}{_header_hint(column, folded, headers)}"
-                )
+                text = f"column '{column}' is not in {source}{_header_hint(column, others)}"
                 if candidates and len(missing) < len(needed):
                     if "did you mean" in text:  # another candidate is there; this one a typo?
                         warnings.append(f"line {line}: {text}")
@@ -1205,7 +1207,7 @@ def _header_key(header: str) -> str:
     return "".join(c for c in tf.fold(header) if c.isalnum())
 
 
-def _header_hint(column: str, folded: dict[str, str], headers: list[str]) -> str:
+def _header_hint(column: str, folded: dict[str, str]) -> str:
     """ " (did you mean 'X'?)" for a header differing only in case, accents or spaces."""
     key = _header_key(column)
     found = folded.get(key)

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from importer.errors import InputError, RowError
+from importer.loader import open_table
 from importer.mapping import (
     Mapping,
     load_mapping,
@@ -1061,6 +1062,33 @@ def test_check_columns_warns_of_a_likely_typo_among_candidates(tmp_path: Path) -
     assert mapping.check_columns(["E-mail", "email2"], "x.csv") == [
         "line 3: column 'Email2' is not in x.csv (did you mean 'email2'?)"
     ]
+
+
+def test_check_columns_suggests_no_other_candidate_of_the_same_entry(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        "conversion_identifier: c\nfields:\n  email: {column: [Email, E-mail2]}\n"
+        "  tags: {column: [Labels, Label], split: ',', optional: true}\n"
+        "  name: {column: [Nome, Nomes], optional: true}\n",
+    )
+    # "Label" is no typo of "Labels": both are read; "Nomes" still has a better header to offer
+    assert mapping.check_columns(["Email", "Labels", "Nome", "NOMES "], "x.csv") == [
+        "line 5: column 'Nomes' is not in x.csv (did you mean 'NOMES '?)"
+    ]
+    assert mapping.check_columns(["Email", "Label"], "x.csv") == [
+        "line 5: column 'Nome' is not in x.csv; name is left out",
+        "line 5: column 'Nomes' is not in x.csv; name is left out",
+    ]
+
+
+@pytest.mark.parametrize(
+    "sample", sorted(p.name for p in (ROOT / "tests/data/presets").glob("pipedrive_*"))
+)
+def test_pipedrive_preset_warns_of_no_typo_among_its_candidates(sample: str) -> None:
+    mapping = load_mapping(ROOT / "mappings" / "pipedrive.yaml")
+    with open_table(ROOT / "tests/data/presets" / sample) as table:
+        warnings = mapping.check_columns(table.headers, sample)
+    assert not [w for w in warnings if "did you mean" in w], warnings
 
 
 # ---------------------------------------------------------------------------------------------
