@@ -41,8 +41,12 @@ A column or template entry takes these keys too, applied in this order:
   ``dd/mm/yyyy``.
 - ``map: {cell value: payload value}``: keys compare without case or accents (``Não`` matches
   ``nao``); after ``bool`` the keys are ``true``/``false``. A value missing from the map takes
-  ``default:`` when there is one, else ``on_invalid`` applies.
-- ``default: VALUE``: the value when the cell is empty (and for values missing from ``map``).
+  ``default:`` when there is one, else ``on_invalid`` applies. The key ``""`` is the empty cell:
+  ``map: {"": declined, Sim: granted}`` sends ``declined`` for an empty cell, where ``default:``
+  would also cover every value missing from the map. (A column the file lacks, under
+  ``optional: true``, still leaves the field out.)
+- ``default: VALUE``: the value when the cell is empty (and for values missing from ``map``);
+  an empty-cell key in ``map`` comes first.
 - ``required: true``: an empty cell fails the row (otherwise an empty cell leaves the field out
   of the payload, so an import never blanks what RD Station already has).
 - ``on_invalid: fail | drop | keep``: what a value a transform or the map refuses does: fail the
@@ -607,6 +611,18 @@ class _Checker:
             self.add((*path, "split"), 'split needs a separator, e.g. ","')
         if entry.required and entry.default is not None:
             self.add((*path, "required"), "required: true and default: contradict: keep one")
+        if _empty_cell_key(entry) is not None:
+            if entry.required:
+                self.add(
+                    (*path, "map"),
+                    'required: true and the empty-cell key "" in map contradict: keep one',
+                )
+            if entry.split is not None:
+                self.add(
+                    (*path, "map"),
+                    'with split:, map applies to each item, never empty: drop the "" key '
+                    "(default: [..] is what an empty cell sends)",
+                )
         kind = "text"
         for step in entry.transforms:
             if kind != "text":
@@ -830,7 +846,7 @@ def _map_step(entry: _CellEntry) -> Callable[[Any], Any]:
     table = dict(entry.map or {})
     folded = {tf.fold(key): value for key, value in table.items()}
     default = entry.default if entry.split is None else None  # a split's default is the list
-    known = ", ".join(list(table)[:8])
+    known = ", ".join(key if key.strip() else '""' for key in list(table)[:8])
     reason = f"is not in the map ({known}{', ...' if len(table) > 8 else ''})"
 
     memo: dict[Any, Any] = {}  # a mapped column holds few distinct values
@@ -852,6 +868,11 @@ def _map_step(entry: _CellEntry) -> Callable[[Any], Any]:
         return found
 
     return lookup
+
+
+def _empty_cell_key(entry: _CellEntry) -> str | None:
+    """The map's key for an empty cell ("", or only spaces), None when it has none."""
+    return next((key for key in entry.map or {} if not key.strip()), None)
 
 
 def _converter(entry: _CellEntry, label: str, name: str) -> Callable[[str], Any] | None:
@@ -924,6 +945,10 @@ def _compile_entry(
     read = _reader(entry, present)
     convert = _converter(entry, label, name)
     separator, default, required = entry.split, entry.default, entry.required
+    empty_key = _empty_cell_key(entry)
+    if empty_key is not None and entry.map is not None:
+        # the value an empty cell sends comes first, as if it were the default
+        default = entry.map[empty_key]
     columns = [c for c in _entry_columns(entry) if present is None or c in present]
     if (
         isinstance(entry, ColumnEntry)

@@ -279,6 +279,15 @@ def test_one_problem_is_one_line(tmp_path: Path) -> None:
         ),
         ("cf_p: {column: P, split: ''}", 'split needs a separator, e.g. ","'),
         (
+            "cf_p: {column: P, required: true, map: {'': x, a: b}}",
+            'required: true and the empty-cell key "" in map contradict: keep one',
+        ),
+        (
+            "tags: {column: P, split: ',', map: {' ': x}}",
+            'with split:, map applies to each item, never empty: drop the "" key '
+            "(default: [..] is what an empty cell sends)",
+        ),
+        (
             "tags: {column: P, split: ',', default: lead}",
             "with split:, default must be a list, e.g. [lead]",
         ),
@@ -748,6 +757,43 @@ def test_map_compares_without_case_or_accents_and_defaults(tmp_path: Path) -> No
     assert plano(" Avançado ") == ("avancado", None)
     assert plano("Premium") == ("outro", None)
     assert plano("") == ("outro", None)
+
+
+def test_map_can_name_the_empty_cell_apart_from_the_default(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+        conversion_identifier: c
+        fields:
+          email: E-mail
+          cf_plano: {column: Plano, map: {"": sem_plano, Pro: pro}, default: outro}
+          cf_strict: {column: Plano, map: {"": sem_plano, Pro: pro}, on_invalid: drop}
+          cf_cep: {column: [CEP, Zip], transform: digits, map: {"": sem_cep, "123": centro}}
+        legal_bases:
+          - type: consent
+            status: {column: Aceita, transform: bool, map: {"": declined, "true": granted}}
+        """,
+    )
+
+    def payload(**cells: str) -> dict[str, Any]:
+        return apply(mapping, **{"E-mail": "a@b.com", "Plano": "", "CEP": "", "Zip": ""} | cells)
+
+    empty = payload(Aceita="")
+    assert (empty["cf_plano"], empty["cf_strict"], empty["cf_cep"]) == (
+        "sem_plano",
+        "sem_plano",
+        "sem_cep",
+    )
+    assert empty["legal_bases"][0]["status"] == "declined"
+    assert payload(Aceita="Sim")["legal_bases"][0]["status"] == "granted"
+    assert payload(Plano="PRO", Zip="1-2-3", Aceita="")["cf_plano"] == "pro"
+    premium = payload(Plano="Premium", Aceita="")
+    assert (premium["cf_plano"], "cf_strict" in premium) == ("outro", False)  # default: the rest
+    assert payload(CEP="sem número", Aceita="")["cf_cep"] == "sem_cep"  # digits left nothing
+    strict = load(tmp_path, BASIC + '  cf_p: {column: P, map: {"": none, Pro: pro}}\n')
+    assert apply(strict, **{"E-mail": "a@b.com", "P": " "})["cf_p"] == "none"
+    error = row_error(strict, **{"E-mail": "a@b.com", "P": "Premium"})
+    assert error.message == """cf_p (column 'P'): 'Premium' is not in the map ("", Pro)"""
 
 
 def test_map_without_default_fails_the_row_on_an_unknown_value(tmp_path: Path) -> None:
