@@ -39,6 +39,10 @@ A column or template entry takes these keys too, applied in this order:
   unquote, lower, upper, title, digits, phone_br, date, bool). ``format: "yyyy-mm-dd"`` sets the
   ``date`` format (``dd``, ``mm``, ``yyyy``, ``yy``, or ``strptime`` codes); the default is
   ``dd/mm/yyyy``.
+- ``pad: 8``: left-pads a value of digits with zeros to that many characters, for the codes
+  whose leading zeros Excel dropped (CEP ``1310100`` -> ``01310100``; a longer value is kept).
+  A value with anything but digits is refused (``on_invalid`` applies): put ``transform:
+  digits`` first, ``{column: CEP, transform: digits, pad: 8}``.
 - ``map: {cell value: payload value}``: keys compare without case or accents (``Não`` matches
   ``nao``); after ``bool`` the keys are ``true``/``false``. A value missing from the map takes
   ``default:`` when there is one, else ``on_invalid`` applies. The key ``""`` is the empty cell:
@@ -116,6 +120,13 @@ class _CellEntry(_Model):
         None, description="A transform name, or a list applied in order."
     )
     format: str | None = Field(None, description="Date format for transform: date (dd/mm/yyyy).")
+    pad: int | None = Field(
+        None,
+        ge=1,
+        le=tf.MAX_PAD,
+        description="Left-pads a value of digits with zeros to this many characters "
+        "(after transform, before map): 8 makes 1310100 the CEP 01310100.",
+    )
     map: dict[str, Scalar] | None = Field(
         None, description="Cell value to payload value; compared without case or accents."
     )
@@ -388,6 +399,7 @@ _EXPECTS = {
     "split": 'the separator text, e.g. ","',
     "transform": "a transform name, or a list of names",
     "format": "a date format such as dd/mm/yyyy",
+    "pad": f"a number of characters from 1 to {tf.MAX_PAD}, e.g. 8",
     "map": "cell value: payload value pairs",
     "required": "true or false",
     "optional": "true or false",
@@ -633,6 +645,8 @@ class _Checker:
                 kind = "text"  # reported once: no second complaint about the field's type
                 break
             kind = tf.TRANSFORMS[step].output
+        if entry.pad is not None and kind != "text":
+            self.add((*path, "pad"), "pad: cannot follow bool (bool gives true/false)")
         if entry.format is not None:
             if "date" not in entry.transforms:
                 self.add((*path, "format"), "format: applies to transform: date only")
@@ -878,6 +892,8 @@ def _empty_cell_key(entry: _CellEntry) -> str | None:
 def _converter(entry: _CellEntry, label: str, name: str) -> Callable[[str], Any] | None:
     """The entry's transforms and map as one function; None when there are none."""
     steps = [tf.get_transform(step, date_format=entry.format) for step in entry.transforms]
+    if entry.pad is not None:
+        steps.append(tf.make_pad(entry.pad))
     if entry.map is not None:
         steps.append(_map_step(entry))
     if not steps:

@@ -23,6 +23,11 @@ bool       sim/não/s/n/yes/no/y/true/false/1/0/x, any case, accents    ``"Não"
            optional, to true/false
 =========  ==========================================================  ===================
 
+The mapping's ``pad: N`` option follows the transforms: a value of digits is left-padded with
+zeros to N characters (``"1310100"`` -> ``"01310100"``, the CEP whose zero Excel dropped); a
+longer one is kept; anything but digits is refused (``on_invalid`` applies): put ``digits``
+before it.
+
 ``phone_br`` reads every common form: ``(11) 98765-4321``, ``011 98765-4321``,
 ``+55 11 98765 4321``, ``11987654321``, ``5511987654321``, and Excel numbers such as
 ``5511987654321.0`` or ``5.511987654321E+12``. A number written with ``+`` and another country's
@@ -232,6 +237,26 @@ def make_date(fmt: str | None = None) -> Callable[[str], str]:
         raise TransformError(reason)
 
     return date
+
+
+MAX_PAD = 50
+
+
+def make_pad(width: int) -> Callable[[str], str]:
+    """The mapping's ``pad:`` option: left-pads a text of digits with zeros to ``width``.
+
+    Excel drops a code's leading zeros when its column is numeric (CEP ``01310100`` becomes
+    ``1310100``); the zeros come back here. A longer value is left as it is; a value with
+    anything but digits is refused, so a code is never padded around a dash or a letter.
+    """
+    reason = f"is not only digits, so cannot be padded to {width} (add transform: digits first)"
+
+    def pad(value: str) -> str:
+        if not (value.isdigit() and value.isascii()):
+            raise TransformError(reason)
+        return value.zfill(width)
+
+    return pad
 
 
 def fold(text: str) -> str:

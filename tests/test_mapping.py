@@ -168,7 +168,7 @@ def test_every_problem_is_reported_at_once_with_its_line(tmp_path: Path) -> None
         "  line 6: unknown transform 'phone' (did you mean 'phone_br'?); "
         "known: strip, unquote, lower, upper, title, digits, phone_br, date, bool\n"
         "  line 7: unknown key 'trasform' (did you mean 'transform'?); known: column, split, "
-        "transform, format, map, default, required, optional, on_invalid\n"
+        "transform, format, pad, map, default, required, optional, on_invalid\n"
         "  line 9: 'grantd' is not a legal basis status; allowed: granted, declined"
     )
 
@@ -278,6 +278,22 @@ def test_one_problem_is_one_line(tmp_path: Path) -> None:
             "required: true and default: contradict: keep one",
         ),
         ("cf_p: {column: P, split: ''}", 'split needs a separator, e.g. ","'),
+        (
+            "cf_p: {column: P, pad: 0}",
+            "pad must be a number of characters from 1 to 50, e.g. 8, not the number 0",
+        ),
+        (
+            "cf_p: {column: P, pad: '8'}",
+            "pad must be a number of characters from 1 to 50, e.g. 8, not '8'",
+        ),
+        (
+            "cf_p: {column: P, pad: 51}",
+            "pad must be a number of characters from 1 to 50, e.g. 8, not the number 51",
+        ),
+        (
+            "cf_p: {column: P, transform: bool, pad: 2}",
+            "pad: cannot follow bool (bool gives true/false)",
+        ),
         (
             "cf_p: {column: P, required: true, map: {'': x, a: b}}",
             'required: true and the empty-cell key "" in map contradict: keep one',
@@ -796,6 +812,31 @@ def test_map_can_name_the_empty_cell_apart_from_the_default(tmp_path: Path) -> N
     assert error.message == """cf_p (column 'P'): 'Premium' is not in the map ("", Pro)"""
 
 
+def test_pad_after_digits_restores_a_cep_excel_saved_as_a_number(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        BASIC
+        + "  cf_cep: {column: CEP, transform: digits, pad: 8}\n"
+        + "  cf_cod: {column: Cod, pad: 4, map: {'0007': sete}, on_invalid: keep}\n",
+    )
+
+    def cep(value: str, cod: str = "") -> dict[str, Any]:
+        return apply(mapping, **{"E-mail": "a@b.com", "CEP": value, "Cod": cod})
+
+    assert cep("1310100")["cf_cep"] == "01310100"
+    assert cep("1310100.0")["cf_cep"] == "01310100"  # an Excel number cell
+    assert cep("01310-100")["cf_cep"] == "01310100"
+    assert "cf_cep" not in cep("")
+    assert cep("", "7")["cf_cod"] == "sete"  # padded before the map
+    assert cep("", "7-A")["cf_cod"] == "7-A"  # refused, kept as written (on_invalid: keep)
+    strict = load(tmp_path, BASIC + "  cf_cod: {column: Cod, pad: 4}\n")
+    error = row_error(strict, **{"E-mail": "a@b.com", "Cod": "7-A"})
+    assert error.message == (
+        "cf_cod (column 'Cod'): '7-A' is not only digits, so cannot be padded to 4 "
+        "(add transform: digits first)"
+    )
+
+
 def test_map_without_default_fails_the_row_on_an_unknown_value(tmp_path: Path) -> None:
     mapping = load(
         tmp_path,
@@ -1169,6 +1210,7 @@ _CELL_ENTRY = st.fixed_dictionaries(
         "default": st.text(_CHARS, max_size=5),
         "on_invalid": st.sampled_from(["fail", "drop", "keep"]),
         "optional": st.booleans(),
+        "pad": st.integers(1, 50),
         "map": st.dictionaries(
             st.sampled_from(["a", "b", "Sim", "Não", "x1"]), st.text(_CHARS, max_size=4), min_size=1
         ),

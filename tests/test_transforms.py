@@ -38,6 +38,25 @@ def test_text_transforms(name: str, value: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("width", "value", "expected"),
+    [
+        (8, "1310100", "01310100"),  # the CEP whose leading zero Excel dropped
+        (8, "01310100", "01310100"),
+        (8, "7", "00000007"),
+        (5, "1234567", "1234567"),  # longer: kept, never cut
+    ],
+)
+def test_pad_puts_back_leading_zeros(width: int, value: str, expected: str) -> None:
+    assert tf.make_pad(width)(value) == expected
+
+
+@pytest.mark.parametrize("value", ["01310-100", "1310100.0", "12a", "\u0661\u0662"])
+def test_pad_refuses_anything_but_digits(value: str) -> None:
+    with pytest.raises(TransformError, match=r"^is not only digits, so cannot be padded to 8 "):
+        tf.make_pad(8)(value)
+
+
+@pytest.mark.parametrize(
     "value",
     [
         "(11) 98765-4321",
