@@ -4,15 +4,16 @@
 
 The reader streams the file, maps and validates each row and records it in the ledger in chunks
 (pending, or failed with its reason); it runs ahead of the senders, so the whole file is checked
-within seconds while sending starts at once. A dispatcher feeds pending rows, in file order, to
-``concurrency`` workers; each worker waits for the shared rate budget, marks its row in flight,
-sends it, and records the answer. Retries, pauses on 429 and the decision to stop the run live
+within seconds while sending starts at once. ``concurrency`` workers take pending rows in file
+order; each waits for the shared rate budget, marks its row in flight, sends it, and records
+the answer. Retries, pauses on 429 and the decision to stop the run live
 here; what an answer means is decided in ``client``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fcntl
 import functools
@@ -293,6 +294,8 @@ class _Run:
         )
         self.requesting: set[asyncio.Task[Any]] = set()
         self.marks = _Marks(ledger)
+        self.buffered: collections.deque[Pending] = collections.deque()  # fetched, not taken
+        self.dispatched_to = 0  # the last row fetched from the ledger for the workers
         self.next_progress = 0.0  # monotonic time of the next progress report
 
     # -- the whole run -------------------------------------------------------------------------
@@ -478,7 +481,6 @@ class _Run:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.reader_done.wait()), PLAN_WAIT)
         self._announce_plan()
-        queue: asyncio.Queue[Pending | None] = asyncio.Queue(maxsize=self.config.concurrency)
         async with ConversionsClient(
             api_url,
             api_key,
@@ -486,17 +488,14 @@ class _Run:
             max_connections=self.config.concurrency,
         ) as client:
             workers = [
-                asyncio.create_task(self._worker(queue, client))
-                for _ in range(self.config.concurrency)
+                asyncio.create_task(self._worker(client)) for _ in range(self.config.concurrency)
             ]
-            dispatcher = asyncio.create_task(self._dispatch(queue, len(workers)))
             try:
-                await self._wait_for_workers(workers, dispatcher)
+                await self._wait_for_workers(workers)
             finally:
-                dispatcher.cancel()
                 for task in workers:
                     task.cancel()
-                await asyncio.gather(dispatcher, *workers, return_exceptions=True)
+                await asyncio.gather(*workers, return_exceptions=True)
                 self.marks.flush()
         if not reader.done():  # stopped early: the reader still records, so reports are whole
             if self.stopping:
@@ -506,38 +505,38 @@ class _Run:
         elif reader.exception() is not None:
             raise reader.exception()  # type: ignore[misc]
 
-    async def _dispatch(self, queue: asyncio.Queue[Pending | None], workers: int) -> None:
-        """Feed pending rows to the workers in file order, then tell each worker to stop."""
-        after = 0
-        while not self.stopping:
-            batch = self.ledger.next_pending(after, 256)
-            if not batch:
-                if self.reader_done.is_set():
-                    break
-                self.more_pending.clear()
-                await self.more_pending.wait()
-                continue
-            for item in batch:
-                if self.stopping:
-                    break
-                await queue.put(item)
-                after = item.row
-        for _ in range(workers):
-            await queue.put(None)
+    async def _next_row(self) -> Pending | None:
+        """The next pending row, in file order, for the calling worker; None when none are left.
 
-    async def _wait_for_workers(
-        self, workers: list[asyncio.Task[None]], dispatcher: asyncio.Task[None]
-    ) -> None:
+        Workers take rows from a shared buffer they refill from the ledger themselves: a
+        dispatcher task between them and a queue cost a task switch per row.
+        """
+        buffered = self.buffered
+        while not self.stopping:
+            if buffered:
+                return buffered.popleft()
+            batch = self.ledger.next_pending(self.dispatched_to, 256)
+            if batch:
+                self.dispatched_to = batch[-1].row
+                buffered.extend(batch)
+                continue
+            if self.reader_done.is_set():
+                return None
+            # Nothing recorded yet past dispatched_to (checked just now): wait for the reader.
+            self.more_pending.clear()
+            await self.more_pending.wait()
+        return None
+
+    async def _wait_for_workers(self, workers: list[asyncio.Task[None]]) -> None:
         pending = set(workers)
         while pending:
             done, pending = await asyncio.wait(pending, timeout=0.2)
-            for task in [*done, dispatcher]:
-                if task.done() and not task.cancelled() and task.exception() is not None:
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
             if self.stopping:
-                # Workers waiting for a slot or a backoff hold no request: stop them now;
-                # requests already sent get a grace period to bring their answers home.
-                dispatcher.cancel()
+                # Workers waiting for a row, a slot or a backoff hold no request: stop them
+                # now; requests already sent get a grace period to bring their answers home.
                 for task in pending:
                     if task not in self.requesting:
                         task.cancel()
@@ -549,13 +548,11 @@ class _Run:
                 await asyncio.gather(*pending, return_exceptions=True)
                 return
 
-    async def _worker(
-        self, queue: asyncio.Queue[Pending | None], client: ConversionsClient
-    ) -> None:
+    async def _worker(self, client: ConversionsClient) -> None:
         me = asyncio.current_task()
         assert me is not None
         while True:
-            item = await queue.get()
+            item = await self._next_row()
             if item is None or self.stopping:
                 return
             await self._send_row(item, client, me)
