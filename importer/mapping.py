@@ -283,6 +283,7 @@ _LineLoader.yaml_implicit_resolvers = {
 }
 
 _CORE = "tag:yaml.org,2002:"
+_MAX_VALUES = 100_000  # a real mapping holds a few hundred
 # A mapping is plain data: any other tag (python/..., binary, set, a local !tag) is refused
 # by name, whether it sits on a text, a list or a mapping, before anything is constructed.
 _PLAIN_TAGS: dict[type[yaml.Node], frozenset[str]] = {
@@ -319,8 +320,17 @@ def _read_yaml(text: str, name: str) -> tuple[Any, dict[KeyPath, int], Problems]
     lines: dict[KeyPath, int] = {}
     problems: Problems = []
     refused: Problems = []  # tags that are not plain data: reported alone, before any other check
+    built = 0
 
     def build(node: yaml.Node, path: KeyPath) -> Any:
+        nonlocal built
+        built += 1
+        if built > _MAX_VALUES:  # aliases of aliases ("billion laughs") expand exponentially
+            raise InputError(
+                f"{name}: line {node.start_mark.line + 1}: the mapping expands to more than "
+                f"{_MAX_VALUES:,} values (YAML aliases repeated inside each other?): "
+                "write the entries out"
+            )
         tag_problem = _tag_problem(node)
         if tag_problem is not None:
             refused.append((node.start_mark.line + 1, tag_problem))

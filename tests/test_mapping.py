@@ -470,6 +470,23 @@ def test_a_yaml_tag_that_is_not_plain_data_is_refused_with_its_line(
     assert problems(tmp_path, text).startswith(f"mapping.yaml: {expected}")
 
 
+def test_aliases_that_expand_exponentially_are_refused_quickly(tmp_path: Path) -> None:
+    levels = ["  a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    message = problems(tmp_path, BASIC + "  cf_x:\n" + "\n".join(levels) + "\n")
+    assert message.startswith("mapping.yaml: line ")
+    assert "expands to more than 100,000 values (YAML aliases" in message
+
+
+def test_a_reused_alias_is_fine(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        BASIC + "  cf_a: {column: A, map: &yes_no {Sim: sim, Não: nao}}\n"
+        "  cf_b: {column: B, map: *yes_no}\n",
+    )
+    assert apply(mapping, **{"E-mail": "a@b.com", "A": "SIM", "B": "nao"})["cf_b"] == "nao"
+
+
 def test_plain_core_tags_are_accepted(tmp_path: Path) -> None:
     mapping = load(
         tmp_path,
