@@ -212,10 +212,11 @@ class Ledger:
         )
 
     def mark_sent(self, key: str, event_uuid: str, sent_at: str, attempts: int) -> None:
+        # The error columns need no clearing: a row is only sent from pending, and a row comes
+        # back to pending with them cleared (record_chunk's resend) or never set (mark_pending).
         self._db.execute(
             "UPDATE rows SET state = 'sent', sent_run = ?, event_uuid = ?, sent_at = ?,"
-            " attempts = ?, body = NULL, error_stage = NULL, http_status = NULL,"
-            " error_type = NULL, error_message = NULL, failure_kind = NULL WHERE key = ?",
+            " attempts = ?, body = NULL WHERE key = ?",
             (self.run_id, event_uuid, sent_at, attempts, key),
         )
 

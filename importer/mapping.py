@@ -976,15 +976,14 @@ def _compile_entry(
         # the value an empty cell sends comes first, as if it were the default
         default = entry.map[empty_key]
     columns = [c for c in _entry_columns(entry) if present is None or c in present]
-    if (
-        isinstance(entry, ColumnEntry)
-        and len(columns) == 1
-        and separator is None
-        and default is None
-        and not required
-        and check is None
-    ):
-        return _simple_getter(columns[0], convert)
+    if isinstance(entry, ColumnEntry) and len(columns) == 1 and default is None and not required:
+        if separator is not None:
+            if convert is None and check is None:
+                return _split_getter(columns[0], separator)
+        elif check is None:
+            return _simple_getter(columns[0], convert)
+        elif convert is None:
+            return _checked_getter(columns[0], check, label)
 
     def get(cells: Cells) -> Any:
         value: Any = read(cells)
@@ -1033,6 +1032,32 @@ def _simple_getter(column: str, convert: Callable[[str], Any] | None) -> Getter:
         return None
 
     return get_converted
+
+
+def _checked_getter(column: str, check: Callable[[Any, str], Any], label: str) -> Getter:
+    """A one-column field with a per-row check and nothing else (``email: "E-mail"``)."""
+
+    def get_checked(cells: Cells) -> Any:
+        value = cells.get(column)
+        if value and (value := value.strip()):
+            return check(value, label)
+        return None
+
+    return get_checked
+
+
+def _split_getter(column: str, separator: str) -> Getter:
+    """A one-column list field without transforms (``tags: {column: X, split: ","}``)."""
+
+    def get_items(cells: Cells) -> list[str] | None:
+        value = cells.get(column)
+        if value:
+            items = [item for part in value.split(separator) if (item := part.strip())]
+            if items:
+                return items
+        return None
+
+    return get_items
 
 
 def _check_email(value: Any, label: str) -> str:

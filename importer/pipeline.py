@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import orjson
 
-from importer.client import ConversionsClient, check_api_url, conversion_body
+from importer.client import ConversionsClient, check_api_url
 from importer.errors import InputError, RowError
 from importer.ledger import RESENDABLE_KINDS, UNCERTAIN, Ledger, Pending
 from importer.loader import Table, open_table
@@ -202,6 +202,20 @@ def _exclusive(out_dir: Path) -> Iterator[None]:
 
 def _row_failure(stage: str, error_type: str, message: str) -> tuple[str, str, str]:
     return stage, error_type, message
+
+
+# client.conversion_body's wrapper with its keys sorted: the sorted payload's JSON, which keys
+# the row in the ledger, is then also the body's middle, and a row is encoded once, not twice.
+_BODY_HEAD = b'{"event_family":"CDP","event_type":"CONVERSION","payload":'
+_BODY_TAIL = b"}"
+
+
+def keyed_body(payload: dict[str, Any]) -> tuple[str, bytes]:
+    """(ledger key, request body) of a payload: the key hashes the payload's JSON with sorted
+    keys, so a mapping whose fields are reordered still finds the rows it sent."""
+    encoded = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    key = hashlib.blake2b(encoded, digest_size=16).hexdigest()
+    return key, _BODY_HEAD + encoded + _BODY_TAIL
 
 
 class _Marks:
@@ -378,17 +392,16 @@ class _Run:
     def _record(self, rows: list[Row]) -> None:
         prepared: list[tuple[Row, bytes, str, bytes, dict[str, Any]]] = []
         failed: list[tuple[str, int, bytes, str, str, str, str | None]] = []
+        dumps = orjson.dumps
+        prepare = self._prepare
         for row in rows:
-            cells = orjson.dumps(list(row.cells.values()))
-            outcome = self._prepare(row)
-            if isinstance(outcome, tuple) and len(outcome) == 3:
-                stage, etype, message = outcome
+            cells = dumps(list(row.cells.values()))
+            outcome = prepare(row)
+            if isinstance(outcome[0], str):  # (stage, error type, message)
+                stage, etype, message = outcome  # type: ignore[misc]
                 failed.append((f"row:{row.number}", row.number, cells, stage, etype, message, None))
                 continue
-            payload, body = outcome  # type: ignore[misc]
-            key = hashlib.blake2b(
-                orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), digest_size=16
-            ).hexdigest()
+            payload, key, body = outcome  # type: ignore[misc]
             prepared.append((row, body, key, cells, payload))
 
         known = self.ledger.lookup([p[2] for p in prepared])
@@ -457,7 +470,8 @@ class _Run:
         self.ledger.record_chunk(new, seen, resend, failed)
         self.more_pending.set()
 
-    def _prepare(self, row: Row) -> tuple[str, str, str] | tuple[dict[str, Any], bytes]:
+    def _prepare(self, row: Row) -> tuple[str, str, str] | tuple[dict[str, Any], str, bytes]:
+        """(stage, error type, message) of a row that fails, else (payload, key, body)."""
         if row.error:
             return _row_failure("read", "READ_ERROR", row.error)
         try:
@@ -465,7 +479,7 @@ class _Run:
         except RowError as exc:
             etype = "MAPPING_ERROR" if exc.stage == "mapping" else "VALIDATION_ERROR"
             return _row_failure(exc.stage, etype, exc.message)
-        body = conversion_body(payload)
+        key, body = keyed_body(payload)
         if len(body) > MAX_BODY_BYTES:
             return _row_failure(
                 "validation",
@@ -473,7 +487,7 @@ class _Run:
                 f"the request would be {len(body):,} bytes; RD Station accepts at most "
                 f"{MAX_BODY_BYTES:,} (0.2 MB): shorten the longest cells",
             )
-        return payload, body
+        return payload, key, body
 
     # -- the senders ---------------------------------------------------------------------------
 
