@@ -27,6 +27,7 @@ import codecs
 import contextlib
 import csv
 import datetime as dt
+import functools
 import io
 import itertools
 import re
@@ -86,7 +87,12 @@ _FORMULA_TRIGGERS = "=+-@\t\r"
 _ESCAPABLE = re.compile(r"'*[=+\-@\t\r]")
 _ESCAPED = re.compile(r"'+[=+\-@\t\r]")
 # A reference past column Z or row 999,999: only then are a sheet's references read exactly.
-_SUSPECT_REF = re.compile(rb"""r=["'](?:[A-Z]{2}|[A-Z]{0,3}\d{7})""")
+# Four patterns, each led by a literal, are searched several times faster than one with ["'].
+_SUSPECT_REFS = tuple(
+    re.compile(pattern)
+    for quote in (b'"', b"'")
+    for pattern in (b"r=" + quote + rb"[A-Z]{2}", b"r=" + quote + rb"[A-Z]?+\d{7}")
+)
 _CELL_REF = re.compile(rb"""r=["']([A-Z]{1,3})(\d+)""")
 
 
@@ -703,9 +709,54 @@ def _close_book(book: python_calamine.CalamineWorkbook) -> None:
 def _workbook_records(raw_rows: Iterator[list[Any]], path: Path, kind: str) -> Iterator[list[str]]:
     # python-calamine yields the rows above the sheet's first filled one as empty rows, so the
     # position in this stream is the spreadsheet's row number.
+    # Rows are converted a batch at a time, column by column: a column holds one type of cell
+    # (text, numbers, dates), so most columns convert in one C-level ``map`` with no Python call
+    # per cell, which halves the cost of reading a large sheet.
     with _calamine_errors(path, kind):
-        for raw in raw_rows:
-            yield [c if type(c) is str else _cell_text(c) for c in raw]
+        while batch := list(itertools.islice(raw_rows, _BATCH_ROWS)):
+            width = len(batch[0])
+            if width and len(set(map(len, batch))) == 1:
+                yield from map(list, zip(*map(_column_texts, zip(*batch))))  # noqa: B905
+            else:
+                for raw in batch:
+                    yield [c if type(c) is str else _cell_text(c) for c in raw]
+
+
+_BATCH_ROWS = 512
+_AS_TEXT: Final[dict[type, Callable[[Any], str]]] = {
+    bool: ("false", "true").__getitem__,
+    int: str,
+    dt.date: dt.date.isoformat,
+    dt.datetime: functools.partial(dt.datetime.isoformat, timespec="seconds"),
+    dt.time: functools.partial(dt.time.isoformat, timespec="seconds"),
+}
+
+
+def _column_texts(column: tuple[Any, ...]) -> Iterable[str]:
+    kinds = set(map(type, column))
+    if len(kinds) == 1:
+        kind = kinds.pop()
+        if kind is str:
+            return column
+        if kind is float:
+            return _float_texts(column)
+        convert = _AS_TEXT.get(kind)
+        if convert is not None:
+            return map(convert, column)
+    return [c if type(c) is str else _cell_text(c) for c in column]
+
+
+def _float_texts(column: tuple[float, ...]) -> Iterable[str]:
+    # For a float under 1e15 that holds an integer, 15 significant digits print its digits
+    # exactly, as ``_cell_text`` does; an exponent, nan/inf or -0 take the careful way.
+    texts = list(map(_FIFTEEN_DIGITS, column))
+    joined = "|".join(texts)
+    if "e" in joined or "n" in joined or "-0|" in joined or joined.endswith("-0"):
+        return [_cell_text(c) for c in column]
+    return texts
+
+
+_FIFTEEN_DIGITS: Final = "%.15g".__mod__
 
 
 def _cell_text(value: object) -> str:
@@ -850,7 +901,7 @@ def _check_sheet_extent(
     for info in infos:
         if not (info.filename.startswith("xl/worksheets/") and info.filename.endswith(".xml")):
             continue
-        if not _scan_part(archive, info, _SUSPECT_REF.search):
+        if not _scan_part(archive, info, _is_suspect):
             continue
         last_row, last_column = _sheet_extent(archive, info)
         if last_row * last_column > MAX_SHEET_CELLS:
@@ -859,6 +910,10 @@ def _check_sheet_extent(
                 f"(up to {_column_letter(last_column - 1)}{last_row}), too many cells to load: "
                 "delete the stray cells far from the data, or save the data as CSV"
             )
+
+
+def _is_suspect(body: bytes) -> bool:
+    return any(pattern.search(body) for pattern in _SUSPECT_REFS)
 
 
 def _sheet_extent(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[int, int]:

@@ -281,3 +281,42 @@ def test_ole_file_calamine_cannot_read(tmp_path: Path) -> None:
     assert message.startswith(f"{path} cannot be read as XLS (")
     assert message.endswith("): open it in Excel, save it again as XLSX, and retry")
     assert "\n" not in message
+
+
+def test_long_sheet_converts_every_column_type_as_a_single_cell_would(tmp_path: Path) -> None:
+    # Over 512 rows, cells convert a column at a time: each type, mixed columns and the float
+    # values that need care must still give the texts a person sees.
+    tricky = [7.5, 0.1 + 0.2, 1e20, -0.0, 1e-7, 11987654321.0, -2.25, 123456789012345.0]
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Num", "Dia", "Quando", "Hora", "Ativo", "Misto", "Texto"])
+    for i in range(1200):
+        sheet.append(
+            [
+                tricky[i % len(tricky)] if i < 600 else float(i),
+                dt.date(2024, 1, 1) + dt.timedelta(days=i % 31),
+                dt.datetime(2024, 3, 5, 14, 30, 15),
+                dt.time(8, 5, 9),
+                i % 3 == 0,
+                i if i % 2 else "x",
+                f"t{i}",
+            ]
+        )
+    path = tmp_path / "long.xlsx"
+    book.save(path)
+    with open_table(path) as table:
+        rows = list(table.rows())
+    assert len(rows) == 1200
+    shown = ["7.5", "0.3", "100000000000000000000", "0", "0.0000001", "11987654321", "-2.25"]
+    shown.append("123456789012345")
+    assert [r.cells["Num"] for r in rows[:8]] == shown
+    assert rows[700].cells == {
+        "Num": "700",
+        "Dia": "2024-01-19",
+        "Quando": "2024-03-05T14:30:15",
+        "Hora": "08:05:09",
+        "Ativo": "false",
+        "Misto": "x",
+        "Texto": "t700",
+    }
+    assert (rows[1].cells["Misto"], rows[3].cells["Ativo"]) == ("1", "true")
