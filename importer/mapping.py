@@ -1034,6 +1034,24 @@ def _simple_getter(column: str, convert: Callable[[str], Any] | None) -> Getter:
     return get_converted
 
 
+def _plain_column(entry: Any, present: set[str] | None) -> str | None:
+    """The column of an entry that is just one column's trimmed text, else None."""
+    if isinstance(entry, str):
+        return entry if present is None or entry in present else None
+    if (
+        isinstance(entry, ColumnEntry)
+        and entry.split is None
+        and entry.transform is None
+        and entry.pad is None
+        and entry.map is None
+        and entry.default is None
+        and not entry.required
+    ):
+        columns = [c for c in entry.columns if present is None or c in present]
+        return columns[0] if len(columns) == 1 else None
+    return None
+
+
 def _checked_getter(column: str, check: Callable[[Any, str], Any], label: str) -> Getter:
     """A one-column field with a per-row check and nothing else (``email: "E-mail"``)."""
 
@@ -1194,18 +1212,26 @@ class Mapping:
         return warnings
 
     def _compile(self, present: set[str] | None) -> None:
+        # Most fields are a constant or one column's trimmed text: apply handles those inline,
+        # without a function call each; the rest get a compiled getter.
+        constants: dict[str, Any] = {}
+        plain: list[tuple[str, str]] = []
         plan: list[tuple[str, Getter]] = []
         ident = self.spec.conversion_identifier
         if isinstance(ident, str):
-            constant = ident.strip()
-            plan.append(("conversion_identifier", lambda cells: constant))
+            constants["conversion_identifier"] = ident.strip()
         else:
             getter = _compile_entry("conversion_identifier", ident, present, None)
             if getter is not None:
                 plan.append(("conversion_identifier", getter))
         for name, entry in self.spec.fields.items():
-            getter = _compile_entry(name, entry, present, _payload_check(name))
-            if getter is not None:
+            check = _payload_check(name)
+            column = _plain_column(entry, present) if check is None else None
+            if isinstance(entry, ValueEntry):
+                constants[name] = entry.value
+            elif column is not None:
+                plain.append((name, column))
+            elif (getter := _compile_entry(name, entry, present, check)) is not None:
                 plan.append((name, getter))
         legal: list[tuple[Any, Any]] = []
         for index, basis in enumerate(self.spec.legal_bases):
@@ -1220,6 +1246,8 @@ class Mapping:
                     )
                     pair.append(getter if getter is not None else _absent)
             legal.append((pair[0], pair[1]))
+        self._constants = constants
+        self._plain = plain
         self._plan = plan
         self._legal = legal
         self._labels = {
@@ -1232,7 +1260,11 @@ class Mapping:
         """The row's payload (the inner ``payload`` object), or RowError saying what is wrong."""
         cells = row.cells
         try:
-            payload: dict[str, Any] = {}
+            payload: dict[str, Any] = self._constants.copy()
+            for name, column in self._plain:
+                value = cells.get(column)
+                if value and (value := value.strip()):
+                    payload[name] = value
             for name, get in self._plan:
                 value = get(cells)
                 if value is not None:
