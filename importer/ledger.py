@@ -197,9 +197,14 @@ class Ledger:
             )
             db.executemany(
                 "INSERT OR REPLACE INTO rows (key, row, state, seen_run, cells, error_stage,"
-                " error_type, error_message, conversion_identifier, email)"
-                " VALUES (?, ?, 'failed', ?, ?, ?, ?, ?, ?, NULL)",
-                [(k, r, run, c, st, et, m, ci) for k, r, c, st, et, m, ci in failed],
+                " error_type, error_message, conversion_identifier, email, failure_kind)"
+                " VALUES (?, ?, 'failed', ?, ?, ?, ?, ?, ?, NULL, ?)",
+                # A row left unsent under --in-flight skip stays uncertain: a later run decides
+                # again with its own --in-flight.
+                [
+                    (k, r, run, c, st, et, m, ci, UNCERTAIN if et == "IN_FLIGHT_UNKNOWN" else None)
+                    for k, r, c, st, et, m, ci in failed
+                ],
             )
 
     # -- the senders' side ---------------------------------------------------------------------

@@ -312,3 +312,8 @@ def test_a_row_whose_unanswered_attempt_may_be_recorded_counts_as_in_flight_next
         skipped = run_import(config(tmp_path, one, mapping, RD, in_flight="skip"))
     assert (skipped.in_flight_found, skipped.requests, skipped.failed) == (1, 0, 1)
     assert read_csv(tmp_path / "out" / "failures.csv")[0]["error_type"] == "IN_FLIGHT_UNKNOWN"
+
+    with aioresponses() as mocked:  # the default decides again: counted, and sent
+        answer(mocked, 200, payload={"event_uuid": "5408c5a3-4711-4f2e-8d0b-13407a3e30f3"})
+        resent = run_import(config(tmp_path, one, mapping, RD))
+    assert (resent.in_flight_found, resent.requests, resent.succeeded) == (1, 1, 1)
