@@ -89,6 +89,16 @@ def read_api_key(api_key_file: Path | None) -> str | None:
     return os.environ.get("RDSTATION_API_KEY", "").strip() or None
 
 
+def _api_key_or_exit(api_key_file: Path | None, *, needed: bool) -> str | None:
+    if not needed:
+        return None
+    try:
+        return read_api_key(api_key_file)
+    except InputError as exc:
+        _err(f"Error: {exc}")
+        sys.exit(EXIT_INPUT)
+
+
 def print_report(report: RunReport, input_path: Path) -> None:
     if report.dry_run:
         click.echo(
@@ -270,11 +280,7 @@ def import_command(
     retry_rejected: bool,
 ) -> None:
     """Send every row of INPUT to RD Station as a conversion."""
-    try:
-        api_key = None if (dry_run or sandbox) else read_api_key(api_key_file)
-    except InputError as exc:
-        _err(f"Error: {exc}")
-        sys.exit(EXIT_INPUT)
+    api_key = _api_key_or_exit(api_key_file, needed=not (dry_run or sandbox))
     config = ImportConfig(
         input_path=input_path,
         mapping_path=mapping_path,
@@ -440,11 +446,7 @@ def watch_command(
     Exit status with --once: 0 every file imported with every row sent, 1 some rows or files
     failed, 2 a usage, mapping or setting error, 3 a run was aborted (resumed by the next run).
     """
-    try:
-        api_key = None if sandbox else read_api_key(api_key_file)
-    except InputError as exc:
-        _err(f"Error: {exc}")
-        sys.exit(EXIT_INPUT)
+    api_key = _api_key_or_exit(api_key_file, needed=not sandbox)
     template = ImportConfig(
         input_path=inbox,
         mapping_path=mapping_path,

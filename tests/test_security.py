@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import datetime as dt
 import http.server
-import ipaddress
 import json
 import os
 import random
@@ -45,7 +43,7 @@ from importer.pipeline import ImportConfig
 from importer.records import Row
 from importer.sandbox import SandboxConfig, SandboxThread
 from importer.watch import WatchConfig
-from tests.conftest import ROOT, read_csv, write_csv, write_mapping
+from tests.conftest import ROOT, read_csv, self_signed_tls, write_csv, write_mapping
 
 # Distinctive, and with characters every URL encoder writes differently.
 KEY = "sk-SECRET-9d1f/7c+e2=a84b%Q"
@@ -314,43 +312,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def self_signed_context(folder: Path) -> ssl.SSLContext:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    private = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(private, hashes.SHA256())
-    )
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context
-
-
 # --- 1. the key never appears -----------------------------------------------------------------
 
 _RAISE_IN_AIOHTTP = """
@@ -415,7 +376,7 @@ FAILURES: dict[str, Callable[[Enter, Path], Scenario]] = {
         enter(hanging_server())[0], 1, "no answer from 127.0.0.1", config=", timeout=0.5"
     ),
     "TLS certificate not trusted": lambda enter, tmp_path: Scenario(
-        enter(echo_server(200, tls=self_signed_context(tmp_path))),
+        enter(echo_server(200, tls=self_signed_tls(tmp_path))),
         3,
         "TLS certificate of 127.0.0.1",
     ),
