@@ -305,28 +305,11 @@ def import_command(
 @cli.command("validate")
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False))
 @_reading_options
-def validate_command(
-    input_path: Path,
-    mapping_path: Path,
-    out_dir: Path | None,
-    sheet: str | None,
-    encoding: str | None,
-    delimiter: str | None,
-    header_row: int,
-    quiet: bool,
-) -> None:
+@click.pass_context
+def validate_command(ctx: click.Context, **options: Any) -> None:
     """Read, map and validate every row of INPUT and write the reports; send nothing."""
-    config = ImportConfig(
-        input_path=input_path,
-        mapping_path=mapping_path,
-        out_dir=out_dir,
-        dry_run=True,
-        sheet=sheet,
-        encoding=encoding,
-        delimiter=delimiter,
-        header_row=header_row,
-    )
-    sys.exit(_run(config, quiet))
+    # Exactly `import --dry-run`, by construction: one path builds the run.
+    ctx.invoke(import_command, dry_run=True, **options)
 
 
 @cli.command("sandbox")
