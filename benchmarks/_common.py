@@ -108,6 +108,14 @@ def sandbox_reset(url: str) -> None:
         pass
 
 
+def run_child(code: str, *args: str) -> dict:
+    """Run ``code`` in a fresh Python (so its peak RSS is its own); it prints one JSON object."""
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], check=True, capture_output=True, text=True, cwd=ROOT
+    )
+    return json.loads(out.stdout)
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

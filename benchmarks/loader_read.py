@@ -8,9 +8,7 @@ prints medians. Flat memory means the 400k-row peak is close to the 20k-row one.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import make_csv
+from _common import make_csv, run_child
 
 CHILD = """
 import json, resource, sys, time
@@ -35,18 +33,6 @@ print(json.dumps({"rows": rows, "seconds": elapsed, "description": table.descrip
 """
 
 
-def run_once(path: Path) -> dict[str, float]:
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(path)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=root,
-    )
-    return json.loads(out.stdout)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
@@ -54,7 +40,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for count in (20_000, 400_000):
             path = make_csv(Path(folder) / f"leads-{count}.csv", count)
-            results = [run_once(path) for _ in range(args.runs)]
+            results = [run_child(CHILD, str(path)) for _ in range(args.runs)]
             seconds = statistics.median(r["seconds"] for r in results)
             peak = statistics.median(r["peak_mb"] for r in results)
             size = path.stat().st_size / 1e6

@@ -8,12 +8,14 @@ in the temp folder for later runs. Each read is a fresh process, so its peak RSS
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import run_child
 
 CALAMINE = """
 import json, resource, sys, time
@@ -78,18 +80,6 @@ def make_sheet(path: Path, rows: int) -> Path:
     return path
 
 
-def run(code: str, path: Path) -> dict[str, float]:
-    root = Path(__file__).resolve().parents[1]
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(path)],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=root,
-    )
-    return json.loads(out.stdout)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=200_000)
@@ -105,7 +95,7 @@ def main() -> None:
         engines.append(("openpyxl read_only", OPENPYXL))
     medians = {}
     for name, code in engines:
-        results = [run(code, path) for _ in range(args.runs)]
+        results = [run_child(code, str(path)) for _ in range(args.runs)]
         seconds = statistics.median(r["seconds"] for r in results)
         opened = statistics.median(r["open"] for r in results)
         peak = statistics.median(r["peak_mb"] for r in results)
