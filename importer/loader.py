@@ -17,38 +17,29 @@ Decisions worth knowing:
   first line, so one bad quote cannot swallow the rows after it.
 - One of our own ``failures.csv`` reports read back loses its six report columns and the
   formula escaping the reports apply (``escape_formula`` / ``unescape_formula``).
-- Workbooks are read by python-calamine, which loads the whole sheet into memory (about 1.2 KB
-  per row of 10 cells); only the conversion of cells to text streams.
+- Workbooks are read by python-calamine in a child process (``importer.workbook``), which loads
+  the whole sheet into memory (about 1 KB per row of 10 cells) and streams its rows as text.
 """
 
 from __future__ import annotations
 
 import codecs
-import contextlib
 import csv
-import datetime as dt
-import functools
 import io
 import itertools
 import re
-import zipfile
-from collections.abc import Callable, Iterable, Iterator
-from decimal import Decimal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Final
+from typing import IO, Final
 
-import python_calamine
-
+from importer import workbook
 from importer.errors import InputError
 from importer.records import Row
 
 MAX_CELL_CHARS: Final = 1 << 20  # RD Station takes 0.2 MB per request: a bigger cell cannot go
 MAX_LINE_CHARS: Final = 2 << 20
 MAX_LINES_PER_RECORD: Final = 1000  # a quoted cell spanning more lines is a quote never closed
-MAX_UNZIPPED_BYTES: Final = 1 << 30
-MAX_ZIP_RATIO: Final = 200  # sheets compress 5-30x; a bomb compresses 1000x
-MAX_SHEET_CELLS: Final = 40_000_000  # calamine allocates rows x columns cells of 32 bytes
 REPORT_COLUMNS: Final = (
     "row",
     "error_stage",
@@ -66,7 +57,6 @@ _DELIMITERS = (",", ";", "\t", "|")
 _WORKBOOK_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"})
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
-_ENCRYPTED_MARK = "EncryptedPackage".encode("utf-16-le")
 _BINARY_SIGNATURES = (
     (b"%PDF-", "a PDF document"),
     (b"\x89PNG", "a PNG image"),
@@ -86,9 +76,6 @@ _FOOTER = re.compile(
 _FORMULA_TRIGGERS = "=+-@\t\r"
 _ESCAPABLE = re.compile(r"'*[=+\-@\t\r]")
 _ESCAPED = re.compile(r"'+[=+\-@\t\r]")
-# A reference past column Z or row 999,999: only then are a sheet's references read exactly.
-_SUSPECT_REF = re.compile(rb"""r=["'](?:[A-Z]{2}|[A-Z]{0,3}\d{7})""")
-_CELL_REF = re.compile(rb"""r=["']([A-Z]{1,3})(\d+)""")
 
 
 def escape_formula(cell: str) -> str:
@@ -541,7 +528,7 @@ class _Header:
                 "(a delimiter inside a cell without quotes?): fix the row"
             )
         return (
-            f"this row has a value in column {_column_letter(self.first_column + last)}, "
+            f"this row has a value in column {workbook.column_letter(self.first_column + last)}, "
             "which has no header: give that column a header or clear the cell"
         )
 
@@ -602,7 +589,7 @@ def _make_header(cells: list[str], where: str, first_column: int | None) -> _Hea
     warnings: list[str] = []
     for i, key in enumerate(keys):
         if not key:
-            letter = _column_letter((first_column or 0) + i)
+            letter = workbook.column_letter((first_column or 0) + i)
             keys[i] = f"Column {letter}"
             warnings.append(
                 f"column {letter} of {where} has no header: its cells are read as '{keys[i]}'"
@@ -637,15 +624,6 @@ def _unique(keys: list[str], where: str, warnings: list[str]) -> list[str]:
     return names
 
 
-def _column_letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
-
-
 def _fit(headers: list[str], cells: list[str]) -> dict[str, str]:
     fitted = dict(zip(headers, cells))  # noqa: B905
     for h in headers[len(cells) :]:
@@ -663,297 +641,26 @@ def _is_footer(cells: list[str]) -> bool:
 def _open_workbook(
     path: Path, head: bytes, sheet: str | None, header_row: int, warnings: list[str]
 ) -> Table:
-    if head.startswith(_OLE_MAGIC):
-        if _holds(path, _ENCRYPTED_MARK):
-            raise _password_protected(path)
-        kind = "XLS"
-    else:
-        kind = _check_zip(path)
-    with _calamine_errors(path, kind):
-        book = python_calamine.CalamineWorkbook.from_path(str(path))
+    kind = workbook.container_kind(path, head)
+    data = workbook.Sheet(path, kind, sheet)
+    where = f"sheet '{data.name}' of {path}"
     try:
-        with _calamine_errors(path, kind):
-            name = _choose_sheet(path, book, sheet)
-            data = book.get_sheet_by_name(name)
-            where = f"sheet '{name}' of {path}"
-            if data.start is None:
-                raise InputError(f"{where} is empty: choose another sheet with --sheet")
-            raw_rows = data.iter_rows()
-            first_column = data.start[1]
-        records = _workbook_records(raw_rows, path, kind)
-        header = _read_header(path, records, header_row, where=where, first_column=first_column)
+        records = data.records()
+        header = _read_header(
+            path, records, header_row, where=where, first_column=data.first_column
+        )
     except BaseException:
-        book.close()
+        data.close()
         raise
     return Table(
         path,
         records=records,
         header=header,
         header_row=header_row,
-        description=f"{kind}, sheet '{name}'",
+        description=f"{kind}, sheet '{data.name}'",
         warnings=warnings + header.warnings,
-        close=lambda: _close_book(book),
+        close=data.close,
     )
-
-
-def _close_book(book: python_calamine.CalamineWorkbook) -> None:
-    with contextlib.suppress(python_calamine.WorkbookClosed):
-        book.close()
-
-
-def _workbook_records(raw_rows: Iterator[list[Any]], path: Path, kind: str) -> Iterator[list[str]]:
-    # python-calamine yields the rows above the sheet's first filled one as empty rows, so the
-    # position in this stream is the spreadsheet's row number.
-    # Rows are converted a batch at a time, column by column: a column holds one type of cell
-    # (text, numbers, dates), so most columns convert in one C-level ``map`` with no Python call
-    # per cell, which halves the cost of reading a large sheet.
-    with _calamine_errors(path, kind):
-        while batch := list(itertools.islice(raw_rows, _BATCH_ROWS)):
-            width = len(batch[0])
-            if width and len(set(map(len, batch))) == 1:
-                yield from map(list, zip(*map(_column_texts, zip(*batch))))  # noqa: B905
-            else:
-                for raw in batch:
-                    yield [c if type(c) is str else _cell_text(c) for c in raw]
-
-
-_BATCH_ROWS = 512
-_AS_TEXT: Final[dict[type, Callable[[Any], str]]] = {
-    bool: ("false", "true").__getitem__,
-    int: str,
-    dt.date: dt.date.isoformat,
-    dt.datetime: functools.partial(dt.datetime.isoformat, timespec="seconds"),
-    dt.time: functools.partial(dt.time.isoformat, timespec="seconds"),
-}
-
-
-def _column_texts(column: tuple[Any, ...]) -> Iterable[str]:
-    kinds = set(map(type, column))
-    if len(kinds) == 1:
-        kind = kinds.pop()
-        if kind is str:
-            return column
-        if kind is float:
-            return _float_texts(column)
-        convert = _AS_TEXT.get(kind)
-        if convert is not None:
-            return map(convert, column)
-    return [c if type(c) is str else _cell_text(c) for c in column]
-
-
-def _float_texts(column: tuple[float, ...]) -> Iterable[str]:
-    # For a float under 1e15 that holds an integer, 15 significant digits print its digits
-    # exactly, as ``_cell_text`` does; an exponent, nan/inf or -0 take the careful way.
-    texts = list(map(_FIFTEEN_DIGITS, column))
-    joined = "|".join(texts)
-    if "e" in joined or "n" in joined or "-0|" in joined or joined.endswith("-0"):
-        return [_cell_text(c) for c in column]
-    return texts
-
-
-_FIFTEEN_DIGITS: Final = "%.15g".__mod__
-
-
-def _cell_text(value: object) -> str:
-    """A workbook cell as the text a person sees in the formula bar."""
-    kind = type(value)
-    if kind is float:
-        assert isinstance(value, float)
-        if value.is_integer() and -1e15 < value < 1e15:
-            return str(int(value))
-        if value != value or value in (float("inf"), float("-inf")):
-            return ""
-        text = format(value, ".15g")  # Excel keeps 15 significant digits
-        return format(Decimal(text), "f") if "e" in text else text
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is int:
-        return str(value)
-    if kind is dt.datetime:
-        assert isinstance(value, dt.datetime)
-        return value.isoformat(timespec="seconds")
-    if kind is dt.date:
-        assert isinstance(value, dt.date)
-        return value.isoformat()
-    if kind is dt.time:
-        assert isinstance(value, dt.time)
-        return value.isoformat(timespec="seconds")
-    if kind is dt.timedelta:
-        assert isinstance(value, dt.timedelta)
-        hours, rest = divmod(round(value.total_seconds()), 3600)
-        return f"{hours}:{rest // 60:02}:{rest % 60:02}"
-    if value is None:
-        return ""
-    return str(value)
-
-
-def _choose_sheet(path: Path, book: python_calamine.CalamineWorkbook, wanted: str | None) -> str:
-    names = list(book.sheet_names)
-    if not names:
-        raise InputError(f"{path} has no sheets: save it again from Excel")
-    if wanted is None:
-        visible = [
-            m.name
-            for m in book.sheets_metadata
-            if m.visible == python_calamine.SheetVisibleEnum.Visible
-            and m.typ == python_calamine.SheetTypeEnum.WorkSheet
-        ]
-        return visible[0] if visible else names[0]
-    if wanted in names:
-        return wanted
-    # Excel itself treats sheet names case-insensitively.
-    folded = [n for n in names if n.strip().casefold() == wanted.strip().casefold()]
-    if len(folded) == 1:
-        return folded[0]
-    listed = ", ".join(f"'{n}'" for n in names)
-    raise InputError(f"{path} has no sheet '{wanted}': its sheets are {listed}; check --sheet")
-
-
-@contextlib.contextmanager
-def _calamine_errors(path: Path, kind: str) -> Iterator[None]:
-    """Translate python-calamine's exceptions (and its Rust panics) into InputError."""
-    try:
-        yield
-    except InputError:
-        raise
-    except python_calamine.PasswordError:
-        raise _password_protected(path) from None
-    except Exception as exc:
-        raise _unreadable(path, kind, exc) from None
-    except BaseException as exc:
-        # pyo3 turns a Rust panic into PanicException, which derives from BaseException.
-        if type(exc).__name__ == "PanicException":
-            raise _unreadable(path, kind, exc) from None
-        raise
-
-
-def _unreadable(path: Path, kind: str, exc: BaseException) -> InputError:
-    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-    return InputError(
-        f"{path} cannot be read as {kind} ({reason}): "
-        "open it in Excel, save it again as XLSX, and retry"
-    )
-
-
-def _password_protected(path: Path) -> InputError:
-    return InputError(
-        f"{path} is protected with a password: open it in Excel, remove the password "
-        "(File > Info > Protect Workbook > Encrypt with Password), save, and import that file"
-    )
-
-
-def _check_zip(path: Path) -> str:
-    """Read the zip's directory only: refuse a bomb or a zip that is no workbook."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            infos = archive.infolist()
-            names = {i.filename for i in infos}
-            total = sum(i.file_size for i in infos)
-            if total > MAX_UNZIPPED_BYTES:
-                raise InputError(
-                    f"{path} would unpack to {total / (1 << 30):,.1f} GiB, over the "
-                    f"{MAX_UNZIPPED_BYTES >> 30} GiB limit (a zip bomb?): "
-                    "split the data or save it as CSV"
-                )
-            for info in infos:
-                if info.file_size > (16 << 20) and info.file_size > MAX_ZIP_RATIO * max(
-                    info.compress_size, 1
-                ):
-                    raise InputError(
-                        f"{path} holds a part that unpacks {info.file_size // info.compress_size:,}"
-                        " times its packed size (a zip bomb?): it was refused; "
-                        "save the data again from Excel or as CSV"
-                    )
-            if "xl/workbook.xml" in names:
-                _check_sheet_extent(path, archive, infos)
-                return "XLSM" if path.suffix.lower() == ".xlsm" else "XLSX"
-            if "xl/workbook.bin" in names:
-                return "XLSB"
-            if "content.xml" in names and "mimetype" in names:
-                return "ODS"
-    except zipfile.BadZipFile as exc:
-        raise InputError(
-            f"{path} is a damaged zip/XLSX file ({exc}): save it again from Excel"
-        ) from None
-    except OSError as exc:
-        raise InputError(f"{path} cannot be read ({exc.strerror}): check the file") from None
-    raise InputError(
-        f"{path} is a zip archive, not an XLSX workbook (it holds no xl/workbook.xml): "
-        "unzip it and import the spreadsheet inside, or save the data as XLSX or CSV"
-    )
-
-
-def _check_sheet_extent(
-    path: Path, archive: zipfile.ZipFile, infos: Iterable[zipfile.ZipInfo]
-) -> None:
-    """Refuse a sheet whose cell references span more cells than can be loaded.
-
-    python-calamine allocates every cell of the rectangle from the first to the last reference,
-    so two stray cells (A1 and XFD1048576) would abort the process. A sheet up to column Z and
-    row 999,999 holds at most 26M cells: one cheap regex pass proves that; only a wider or
-    taller sheet has every reference read (about half the time calamine then takes to load it).
-    """
-    for info in infos:
-        if not (info.filename.startswith("xl/worksheets/") and info.filename.endswith(".xml")):
-            continue
-        if not _scan_part(archive, info, _SUSPECT_REF.search):
-            continue
-        last_row, last_column = _sheet_extent(archive, info)
-        if last_row * last_column > MAX_SHEET_CELLS:
-            raise InputError(
-                f"a sheet of {path} spans {last_row:,} rows x {last_column:,} columns "
-                f"(up to {_column_letter(last_column - 1)}{last_row}), too many cells to load: "
-                "delete the stray cells far from the data, or save the data as CSV"
-            )
-
-
-def _sheet_extent(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[int, int]:
-    rows: set[bytes] = set()
-    columns: set[bytes] = set()
-
-    def collect(body: bytes) -> bool:
-        for column, row in _CELL_REF.findall(body):
-            columns.add(column)
-            rows.add(row)
-        return False
-
-    _scan_part(archive, info, collect)
-    last_row = max(map(int, rows), default=0)
-    return last_row, max((_column_number(c) for c in columns), default=0)
-
-
-def _scan_part(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, look: Callable[[bytes], object]
-) -> bool:
-    tail = b""
-    with archive.open(info) as part:
-        while chunk := part.read(4 << 20):
-            data = tail + chunk
-            cut = data.rfind(b"<")
-            if cut <= 0:
-                tail = data
-                continue
-            if look(data[:cut]):
-                return True
-            tail = data[cut:]
-    return bool(look(tail))
-
-
-def _column_number(letters: bytes) -> int:
-    number = 0
-    for letter in letters:
-        number = number * 26 + letter - 64
-    return number
-
-
-def _holds(path: Path, marker: bytes) -> bool:
-    tail = b""
-    with path.open("rb") as raw:
-        while chunk := raw.read(_SCAN_CHUNK):
-            if marker in tail + chunk:
-                return True
-            tail = chunk[-len(marker) :]
-    return False
 
 
 # --- opening -------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
+import signal
 import struct
 import zipfile
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
+from importer import workbook
 from importer.errors import InputError
 from importer.loader import open_table
 from importer.records import Row
@@ -212,6 +215,139 @@ def test_two_stray_cells_far_apart_are_refused_before_loading(tmp_path: Path) ->
         f"a sheet of {path} spans 1,048,576 rows x 16,384 columns (up to XFD1048576), too many "
         "cells to load: delete the stray cells far from the data, or save the data as CSV"
     )
+
+
+def _far_cell_variant(tmp_path: Path, name: str, old: bytes, new: bytes) -> Path:
+    """A workbook with cells at A1 and XFD1048576 whose far reference is spelled ``new``."""
+    book = openpyxl.Workbook()
+    book.active["A1"] = "email"
+    book.active["XFD1048576"] = "x"
+    plain = tmp_path / "plain.xlsx"
+    book.save(plain)
+    path = tmp_path / name
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                assert old in data
+                data = data.replace(old, new)
+            target.writestr(item.filename, data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        b'r = "XFD1048576"',
+        b'r\n=\n"XFD1048576"',
+        b"r='XFD1048576'",
+        b'r="xfd1048576"',
+        b'r="XFD0001048576"',
+    ],
+    ids=["spaces", "newlines", "single-quotes", "lower-case", "leading-zeros"],
+)
+def test_far_cells_however_spelled_are_refused_and_the_process_survives(
+    tmp_path: Path, spelling: bytes
+) -> None:
+    # quick-xml, under calamine, reads every one of these spellings as the same reference.
+    path = _far_corner(tmp_path, {b'r="XFD1048576"': spelling})
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    assert str(error.value) == (
+        f"a sheet of {path} spans 1,048,576 rows x 16,384 columns (up to XFD1048576), too many "
+        "cells to load: delete the stray cells far from the data, or save the data as CSV"
+    )
+
+
+def test_a_far_row_number_alone_is_refused(tmp_path: Path) -> None:
+    # A row's number places the cells of that row that carry no reference of their own.
+    path = _far_corner(
+        tmp_path, {b'<c r="XFD1048576"': b"<c", b'<row r="1048576"': b'<row r="99999999"'}
+    )
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    assert str(error.value) == (
+        f"a sheet of {path} spans 99,999,999 rows x 1 columns (up to A99999999), too many "
+        "cells to load: delete the stray cells far from the data, or save the data as CSV"
+    )
+
+
+def _far_corner(tmp_path: Path, replacements: dict[bytes, bytes]) -> Path:
+    """A workbook with cells at A1 and XFD1048576, its sheet's XML rewritten as given."""
+    book = openpyxl.Workbook()
+    book.active["A1"] = "email"
+    book.active["XFD1048576"] = "x"
+    plain = tmp_path / "plain.xlsx"
+    book.save(plain)
+    path = tmp_path / "far.xlsx"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                for old, new in replacements.items():
+                    assert old in data
+                    data = data.replace(old, new)
+            target.writestr(item.filename, data)
+    return path
+
+
+def test_a_reader_that_dies_is_reported_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whatever kills the reading child (a crash inside calamine, the OOM killer), the importer
+    # survives it and names the file, the way it ended and what to do.
+    path = write_leads(tmp_path / "leads.xlsx")
+    died = "import os, sys; sys.stderr.write('boom\\n'); sys.stderr.flush(); os.abort()"
+    monkeypatch.setattr(workbook, "_CHILD", died)
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    assert str(error.value) == (
+        f"{path} cannot be read as XLSX (it stopped on SIGABRT: boom): open it in Excel, delete "
+        "any cells far from the data, save it again, and retry, or save the data as CSV"
+    )
+
+
+def test_the_reader_is_given_no_api_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_leads(tmp_path / "leads.xlsx")
+    seen = tmp_path / "environment.txt"
+    monkeypatch.setenv("RDSTATION_API_KEY", "secret-key-1234")
+    spy = f"import os; open({str(seen)!r}, 'w').write(' '.join(os.environ)); "
+    monkeypatch.setattr(workbook, "_CHILD", spy + workbook._CHILD)
+    with open_table(path) as table:
+        assert len(list(table.rows())) == 2
+    names = seen.read_text().split()
+    assert "PATH" in names
+    assert "RDSTATION_API_KEY" not in names
+
+
+def _many_rows(tmp_path: Path, rows: int) -> Path:
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet("Leads")
+    sheet.append(["email"])
+    for i in range(rows):
+        sheet.append([f"p{i}@x.com"])
+    path = tmp_path / "many.xlsx"
+    book.save(path)
+    return path
+
+
+def test_ctrl_c_reaches_the_importer_not_the_reader(tmp_path: Path) -> None:
+    # The terminal sends Ctrl-C to the whole process group; the importer decides when to stop.
+    reader = workbook.Sheet(_many_rows(tmp_path, 20_000), "XLSX", None)
+    assert reader._child is not None
+    os.kill(reader._child.pid, signal.SIGINT)
+    assert sum(1 for _ in reader.records()) == 20_001
+
+
+def test_closing_a_table_early_stops_its_reader(tmp_path: Path) -> None:
+    reader = workbook.Sheet(_many_rows(tmp_path, 20_000), "XLSX", None)
+    child = reader._child
+    assert child is not None
+    records = reader.records()
+    assert next(records) == ["email"]
+    reader.close()
+    assert child.returncode is not None  # killed and reaped: no zombie, no pipe left open
+    reader.close()  # twice is harmless
 
 
 def test_zip_that_is_not_a_workbook(tmp_path: Path) -> None:

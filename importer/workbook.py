@@ -1,0 +1,480 @@
+"""Workbooks (XLSX, XLSM, XLSB, XLS, ODS): python-calamine, run in a child process.
+
+calamine loads a whole sheet into one rectangle of cells. Two stray cells at A1 and XFD1048576
+ask it for 512 GiB, and Rust aborts the process when an allocation fails: no ``except`` can
+catch that, nor a damaged file that crashes the parser. So ``open_sheet`` loads the sheet in a
+child process held to ``CHILD_MEMORY``; the child turns cells into text and sends rows down
+a pipe in batches, and the parent builds them into rows meanwhile, so the two halves of the work
+run on two cores. When the child dies, the parent says why in one line.
+
+``container_kind`` looks at the file first, in the parent: an encrypted workbook, a zip bomb or
+a zip that holds no workbook are refused from the zip's directory alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import itertools
+import marshal
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any, Final
+
+from importer.errors import InputError
+
+MAX_UNZIPPED_BYTES: Final = 1 << 30
+MAX_ZIP_RATIO: Final = 200  # sheets compress 5-30x; a bomb compresses 1000x
+MAX_SHEET_CELLS: Final = 40_000_000  # calamine allocates rows x columns cells of 32 bytes
+CHILD_MEMORY: Final = 4 << 30  # the address space the reading child may use
+
+_OLE_MAGIC: Final = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ENCRYPTED_MARK: Final = "EncryptedPackage".encode("utf-16-le")
+_SCAN_CHUNK: Final = 1 << 20
+_BATCH_ROWS: Final = 512
+_LENGTH: Final = struct.Struct("<I")
+_PIPE_BYTES: Final = 1 << 20
+# Any cell or row reference, however it is spelled (quick-xml accepts spaces around "=", single
+# quotes and lower case): read only to explain a child that died.
+_ANY_REF: Final = re.compile(rb"""\sr\s*=\s*["']\s*([A-Za-z]*)(\d+)""")
+
+
+# --- the parent ----------------------------------------------------------------------------------
+
+
+def container_kind(path: Path, head: bytes) -> str:
+    """Which workbook ``path`` is (XLSX, XLSM, XLSB, XLS, ODS), or an ``InputError`` why not."""
+    if head.startswith(_OLE_MAGIC):
+        if _holds(path, _ENCRYPTED_MARK):
+            raise _password_protected(path)
+        return "XLS"
+    return _check_zip(path)
+
+
+class Sheet:
+    """One sheet being read by a child process: its name, and one pass over its rows as text."""
+
+    def __init__(self, path: Path, kind: str, wanted: str | None) -> None:
+        self.path = path
+        self.kind = kind
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+        env = {k: v for k, v in os.environ.items() if k != "RDSTATION_API_KEY"}
+        env["RUST_BACKTRACE"] = "0"
+        root = str(Path(__file__).resolve().parent.parent)
+        self._child: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [
+                sys.executable,
+                "-P",
+                "-c",
+                _CHILD,
+                root,
+                str(path),
+                kind,
+                wanted or "",
+                str(wanted is not None),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._errors,
+            env=env,
+        )
+        assert self._child.stdout is not None
+        self._pipe: IO[bytes] = self._child.stdout
+        with contextlib.suppress(AttributeError, OSError):
+            import fcntl
+
+            fcntl.fcntl(self._pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        try:
+            first = self._receive()
+            if first[0] == "error":
+                raise InputError(first[1])
+            _, self.name, self.first_column = first
+        except BaseException:
+            self.close()
+            raise
+
+    def records(self) -> Iterator[list[str]]:
+        """The sheet's rows from its first, as lists of text; an empty row is an empty list."""
+        try:
+            while True:
+                message = self._receive()
+                if message[0] == "rows":
+                    yield from message[1]
+                elif message[0] == "error":
+                    raise InputError(message[1])
+                else:
+                    return
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the child if it is still reading, and release the pipe."""
+        child, self._child = self._child, None
+        if child is None:
+            return
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        self._pipe.close()
+        self._errors.close()
+
+    def _receive(self) -> tuple[Any, ...]:
+        header = self._pipe.read(_LENGTH.size)
+        if len(header) == _LENGTH.size:
+            (size,) = _LENGTH.unpack(header)
+            body = self._pipe.read(size)
+            if len(body) == size:
+                message: tuple[Any, ...] = marshal.loads(body)
+                return message
+        raise self._died()
+
+    def _died(self) -> InputError:
+        child = self._child
+        assert child is not None
+        code = child.wait()
+        self._errors.seek(0)
+        said = self._errors.read(4096).decode("utf-8", "replace").strip().splitlines()
+        if self.kind in ("XLSX", "XLSM"):
+            too_big = _too_many_cells(self.path)
+            if too_big:
+                return InputError(too_big)
+        if code < 0:
+            try:
+                how = f"it stopped on {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"it stopped on signal {-code}"
+        else:
+            how = f"it exited with status {code}"
+        if said:
+            how += f": {said[-1][:200]}"
+        return InputError(
+            f"{self.path} cannot be read as {self.kind} ({how}): open it in Excel, delete any "
+            "cells far from the data, save it again, and retry, or save the data as CSV"
+        )
+
+
+def _too_many_cells(path: Path) -> str | None:
+    """Why a workbook's sheet is too big to load, read from its references, or None."""
+    with contextlib.suppress(zipfile.BadZipFile, OSError), zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            name = info.filename
+            if not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
+                continue
+            last_row, last_column = _sheet_extent(archive, info)
+            if last_row * last_column > MAX_SHEET_CELLS:
+                return _too_many_cells_message(path, last_row, last_column)
+    return None
+
+
+def _too_many_cells_message(path: Path | str, last_row: int, last_column: int) -> str:
+    return (
+        f"a sheet of {path} spans {last_row:,} rows x {last_column:,} columns "
+        f"(up to {column_letter(last_column - 1)}{last_row}), too many cells to load: "
+        "delete the stray cells far from the data, or save the data as CSV"
+    )
+
+
+def _sheet_extent(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[int, int]:
+    last_row = last_column = 1
+    tail = b""
+    with archive.open(info) as part:
+        while chunk := part.read(_SCAN_CHUNK):
+            data = tail + chunk
+            cut = max(data.rfind(b"<"), 0)
+            for letters, digits in _ANY_REF.findall(data, 0, cut):
+                last_row = max(last_row, int(digits))
+                last_column = max(last_column, _column_number(letters))
+            tail = data[cut:]
+    for letters, digits in _ANY_REF.findall(tail):
+        last_row = max(last_row, int(digits))
+        last_column = max(last_column, _column_number(letters))
+    return last_row, last_column
+
+
+def _column_number(letters: bytes) -> int:
+    number = 0
+    for letter in letters.upper():
+        number = number * 26 + letter - 64
+    return number
+
+
+def column_letter(index: int) -> str:
+    """The spreadsheet letters of column ``index`` (0 is A)."""
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+def _check_zip(path: Path) -> str:
+    """Read the zip's directory only: refuse a bomb or a zip that is no workbook."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except zipfile.BadZipFile as exc:
+        raise InputError(
+            f"{path} is a damaged zip/XLSX file ({exc}): save it again from Excel"
+        ) from None
+    except OSError as exc:
+        raise InputError(f"{path} cannot be read ({exc.strerror}): check the file") from None
+    names = {i.filename for i in infos}
+    total = sum(i.file_size for i in infos)
+    if total > MAX_UNZIPPED_BYTES:
+        raise InputError(
+            f"{path} would unpack to {total / (1 << 30):,.1f} GiB, over the "
+            f"{MAX_UNZIPPED_BYTES >> 30} GiB limit (a zip bomb?): split the data or save it as CSV"
+        )
+    for info in infos:
+        if info.file_size > (16 << 20) and info.file_size > MAX_ZIP_RATIO * max(
+            info.compress_size, 1
+        ):
+            raise InputError(
+                f"{path} holds a part that unpacks {info.file_size // info.compress_size:,}"
+                " times its packed size (a zip bomb?): it was refused; "
+                "save the data again from Excel or as CSV"
+            )
+    if "xl/workbook.xml" in names:
+        return "XLSM" if path.suffix.lower() == ".xlsm" else "XLSX"
+    if "xl/workbook.bin" in names:
+        return "XLSB"
+    if "content.xml" in names and "mimetype" in names:
+        return "ODS"
+    raise InputError(
+        f"{path} is a zip archive, not an XLSX workbook (it holds no xl/workbook.xml): "
+        "unzip it and import the spreadsheet inside, or save the data as XLSX or CSV"
+    )
+
+
+def _holds(path: Path, marker: bytes) -> bool:
+    tail = b""
+    with path.open("rb") as raw:
+        while chunk := raw.read(_SCAN_CHUNK):
+            if marker in tail + chunk:
+                return True
+            tail = chunk[-len(marker) :]
+    return False
+
+
+def _password_protected(path: Path | str) -> InputError:
+    return InputError(
+        f"{path} is protected with a password: open it in Excel, remove the password "
+        "(File > Info > Protect Workbook > Encrypt with Password), save, and import that file"
+    )
+
+
+# --- the child -----------------------------------------------------------------------------------
+
+_CHILD: Final = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "from importer.workbook import serve; serve(sys.argv[1:])"
+)
+
+
+def serve(args: Sequence[str]) -> None:
+    """The child: load one sheet and write it to stdout as length-prefixed marshal messages.
+
+    Messages: ``("sheet", name, first_column)``, then ``("rows", [[text, ...], ...])`` batches,
+    then ``("end",)``; or ``("error", message)`` when the sheet cannot be read.
+    """
+    path, kind, wanted, given = args
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when reading stops
+    _limit_memory()
+    out = sys.stdout.buffer
+
+    def send(message: tuple[Any, ...]) -> None:
+        body = marshal.dumps(message)
+        out.write(_LENGTH.pack(len(body)))
+        out.write(body)
+
+    try:
+        try:
+            for message in _sheet_messages(path, kind, wanted if given == "True" else None):
+                send(message)
+        except InputError as exc:
+            send(("error", str(exc)))
+        out.flush()
+    except BrokenPipeError:  # the parent stopped reading: nothing left to do
+        os._exit(0)
+
+
+def _limit_memory() -> None:
+    # A sheet of MAX_SHEET_CELLS cells needs about 3 GiB while calamine builds it (its cells as
+    # read, then the rectangle they are moved into). Past CHILD_MEMORY, or the machine's memory
+    # if smaller, an allocation fails at once and the child dies, instead of filling the machine
+    # for a sheet that would be refused anyway.
+    import resource
+
+    with contextlib.suppress(ValueError, OSError):
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = min(physical, CHILD_MEMORY)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _sheet_messages(path: str, kind: str, wanted: str | None) -> Iterator[tuple[Any, ...]]:
+    import python_calamine
+
+    with _calamine_errors(path, kind):
+        book = python_calamine.CalamineWorkbook.from_path(path)
+        name = _choose_sheet(path, book, wanted)
+        data = book.get_sheet_by_name(name)
+        if data.start is None:
+            raise InputError(
+                f"sheet '{name}' of {path} is empty: choose another sheet with --sheet"
+            )
+        last_row, last_column = data.end[0] + 1, data.end[1] + 1
+        if last_row * last_column > MAX_SHEET_CELLS:
+            raise InputError(_too_many_cells_message(path, last_row, last_column))
+        yield ("sheet", name, data.start[1])
+        # python-calamine yields the rows above the sheet's first filled one as empty rows, so
+        # the position in this stream is the spreadsheet's row number.
+        for batch in _text_batches(data.iter_rows()):
+            yield ("rows", batch)
+    yield ("end",)
+
+
+def _text_batches(raw_rows: Iterator[list[Any]]) -> Iterator[list[list[str]]]:
+    # Rows are converted a batch at a time, column by column: a column holds one type of cell
+    # (text, numbers, dates), so most columns convert in one C-level ``map`` with no Python call
+    # per cell, which halves the cost of reading a large sheet.
+    while batch := list(itertools.islice(raw_rows, _BATCH_ROWS)):
+        width = len(batch[0])
+        if width and len(set(map(len, batch))) == 1:
+            yield list(map(list, zip(*map(_column_texts, zip(*batch)))))  # noqa: B905
+        else:
+            yield [[c if type(c) is str else cell_text(c) for c in raw] for raw in batch]
+
+
+_AS_TEXT: Final[dict[type, Callable[[Any], str]]] = {
+    bool: ("false", "true").__getitem__,
+    int: str,
+    dt.date: dt.date.isoformat,
+    dt.datetime: functools.partial(dt.datetime.isoformat, timespec="seconds"),
+    dt.time: functools.partial(dt.time.isoformat, timespec="seconds"),
+}
+
+
+def _column_texts(column: tuple[Any, ...]) -> Iterable[str]:
+    kinds = set(map(type, column))
+    if len(kinds) == 1:
+        kind = kinds.pop()
+        if kind is str:
+            return column
+        if kind is float:
+            return _float_texts(column)
+        convert = _AS_TEXT.get(kind)
+        if convert is not None:
+            return map(convert, column)
+    return [c if type(c) is str else cell_text(c) for c in column]
+
+
+def _float_texts(column: tuple[float, ...]) -> Iterable[str]:
+    # For a float under 1e15 that holds an integer, 15 significant digits print its digits
+    # exactly, as ``cell_text`` does; an exponent, nan/inf or -0 take the careful way.
+    texts = list(map(_FIFTEEN_DIGITS, column))
+    joined = "|".join(texts)
+    if "e" in joined or "n" in joined or "-0|" in joined or joined.endswith("-0"):
+        return [cell_text(c) for c in column]
+    return texts
+
+
+_FIFTEEN_DIGITS: Final = "%.15g".__mod__
+
+
+def cell_text(value: object) -> str:
+    """A workbook cell as the text a person sees in the formula bar."""
+    kind = type(value)
+    if kind is float:
+        assert isinstance(value, float)
+        if value.is_integer() and -1e15 < value < 1e15:
+            return str(int(value))
+        if value != value or value in (float("inf"), float("-inf")):
+            return ""
+        text = format(value, ".15g")  # Excel keeps 15 significant digits
+        return format(Decimal(text), "f") if "e" in text else text
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return str(value)
+    if kind is dt.datetime:
+        assert isinstance(value, dt.datetime)
+        return value.isoformat(timespec="seconds")
+    if kind is dt.date:
+        assert isinstance(value, dt.date)
+        return value.isoformat()
+    if kind is dt.time:
+        assert isinstance(value, dt.time)
+        return value.isoformat(timespec="seconds")
+    if kind is dt.timedelta:
+        assert isinstance(value, dt.timedelta)
+        hours, rest = divmod(round(value.total_seconds()), 3600)
+        return f"{hours}:{rest // 60:02}:{rest % 60:02}"
+    if value is None:
+        return ""
+    return str(value)
+
+
+def _choose_sheet(path: str, book: Any, wanted: str | None) -> str:
+    import python_calamine
+
+    names = list(book.sheet_names)
+    if not names:
+        raise InputError(f"{path} has no sheets: save it again from Excel")
+    if wanted is None:
+        visible = [
+            m.name
+            for m in book.sheets_metadata
+            if m.visible == python_calamine.SheetVisibleEnum.Visible
+            and m.typ == python_calamine.SheetTypeEnum.WorkSheet
+        ]
+        return visible[0] if visible else names[0]
+    if wanted in names:
+        return wanted
+    # Excel itself treats sheet names case-insensitively.
+    folded = [n for n in names if n.strip().casefold() == wanted.strip().casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    listed = ", ".join(f"'{n}'" for n in names)
+    raise InputError(f"{path} has no sheet '{wanted}': its sheets are {listed}; check --sheet")
+
+
+@contextlib.contextmanager
+def _calamine_errors(path: str, kind: str) -> Iterator[None]:
+    """Translate python-calamine's exceptions (and its Rust panics) into InputError."""
+    import python_calamine
+
+    try:
+        yield
+    except InputError:
+        raise
+    except python_calamine.PasswordError:
+        raise _password_protected(path) from None
+    except Exception as exc:
+        raise _unreadable(path, kind, exc) from None
+    except BaseException as exc:
+        # pyo3 turns a Rust panic into PanicException, which derives from BaseException.
+        if type(exc).__name__ == "PanicException":
+            raise _unreadable(path, kind, exc) from None
+        raise
+
+
+def _unreadable(path: str, kind: str, exc: BaseException) -> InputError:
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return InputError(
+        f"{path} cannot be read as {kind} ({reason}): "
+        "open it in Excel, save it again as XLSX, and retry"
+    )
