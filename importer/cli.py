@@ -405,6 +405,22 @@ def sandbox_command(
 @click.option("--wait-lock", is_flag=True, help="Another watcher holds INBOX: wait, not skip.")
 @_sending_options
 @click.option("--sheet", help="Worksheet name (Excel files) [default: the first].")
+@click.option("--encoding", help="Text encoding of the CSV files [default: detected per file].")
+@click.option("--delimiter", help="CSV delimiter [default: detected per file].")
+@click.option(
+    "--header-row",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Row number of the header in every file.",
+)
+@click.option(
+    "--in-flight",
+    type=click.Choice(["resend", "skip"]),
+    default="resend",
+    show_default=True,
+    help="Rows in flight when an earlier run was killed: send again, or leave as failed.",
+)
 @click.option("--sandbox", is_flag=True, help="Send to a built-in stand-in for RD Station.")
 @click.option("--quiet", "-q", is_flag=True, help="Only one line per file.")
 def watch_command(
@@ -420,6 +436,10 @@ def watch_command(
     api_url: str,
     api_key_file: Path | None,
     sheet: str | None,
+    encoding: str | None,
+    delimiter: str | None,
+    header_row: int,
+    in_flight: str,
     sandbox: bool,
     quiet: bool,
 ) -> None:
@@ -439,6 +459,10 @@ def watch_command(
         concurrency=concurrency,
         sandbox=sandbox,
         sheet=sheet,
+        encoding=encoding,
+        delimiter=delimiter,
+        header_row=header_row,
+        in_flight=in_flight,  # type: ignore[arg-type]
     )
     config = WatchConfig(
         inbox=inbox,

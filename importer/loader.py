@@ -269,15 +269,27 @@ def _latin1_fallback(exc: UnicodeError) -> tuple[str, int]:
 codecs.register_error(_ERRORS, _latin1_fallback)
 
 
+def check_text_options(encoding: str | None, delimiter: str | None) -> None:
+    """Raise ``InputError`` when ``--encoding`` or ``--delimiter`` is unusable for any file."""
+    if encoding is not None:
+        _codec(encoding)
+    if delimiter is not None:
+        _check_delimiter(delimiter)
+
+
+def _codec(given: str) -> str:
+    try:
+        return codecs.lookup(given).name
+    except LookupError:
+        raise InputError(
+            f"--encoding {given!r} is not an encoding Python knows: "
+            "try utf-8, cp1252, latin-1 or utf-16"
+        ) from None
+
+
 def _choose_encoding(path: Path, head: bytes, given: str | None) -> tuple[str, str]:
     if given is not None:
-        try:
-            codec = codecs.lookup(given).name
-        except LookupError:
-            raise InputError(
-                f"--encoding {given!r} is not an encoding Python knows: "
-                "try utf-8, cp1252, latin-1 or utf-16"
-            ) from None
+        codec = _codec(given)
         if codec == "utf-8" and head.startswith(codecs.BOM_UTF8):
             codec = "utf-8-sig"
         _scan_text(path, codec, given)

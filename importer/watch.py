@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from importer.client import check_api_url
 from importer.errors import ImporterError, InputError
+from importer.loader import check_text_options
 from importer.mapping import load_mapping
 from importer.pipeline import ImportConfig, Listener, RunReport, run_import_async, utc_now
 from importer.report import open_private, private_dir
@@ -344,6 +345,7 @@ def check_settings(template: ImportConfig) -> None:
     """Raise InputError when the mapping or a setting is unusable: a problem of the watcher's,
     which must stop it, never reject the files."""
     load_mapping(template.mapping_path)
+    check_text_options(template.encoding, template.delimiter)
     if not (template.dry_run or template.sandbox):
         check_api_url(template.api_url)
         if not template.api_key:

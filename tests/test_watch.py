@@ -305,6 +305,52 @@ def test_the_cli_is_silent_when_quiet_and_there_is_nothing_to_do(tmp_path, monke
     assert watch.left() == {"a.csv"}
 
 
+def test_the_cli_reads_every_file_with_the_given_text_settings(tmp_path, sandbox, monkeypatch):
+    # A partner's nightly file: a title line above the header, ';' and Windows-1252.
+    monkeypatch.delenv("RDSTATION_API_KEY", raising=False)
+    watch = Watch(tmp_path, sandbox.url)
+    path = watch.inbox / "parceiro.csv"
+    path.write_bytes("Exportado em 26/11\nemail;nome\njoão@exemplo.com.br;João\n".encode("cp1252"))
+    past = time.time() - 300
+    os.utime(path, (past, past))
+    args = ["watch", str(watch.inbox), "--mapping", str(watch.mapping), "--out", str(watch.out)]
+    flags = ["--encoding", "cp1252", "--delimiter", ";", "--header-row", "2", "--in-flight", "skip"]
+
+    result = CliRunner().invoke(cli, [*args, *flags, "--once", "--quiet", "--sandbox"])
+
+    assert result.exit_code == 0, result.output
+    assert watch.left() == set()
+    summary = read_summary(watch.out / "parceiro")
+    assert (summary["rows"], summary["succeeded"]) == (1, 1)
+    assert read_csv(watch.out / "parceiro" / "successes.csv")[0]["row"] == "3"
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        (
+            ["--encoding", "klingon"],
+            "Error: --encoding 'klingon' is not an encoding Python knows: "
+            "try utf-8, cp1252, latin-1 or utf-16",
+        ),
+        (
+            ["--delimiter", ";;"],
+            "Error: --delimiter ';;' must be one character such as ',' ';' '|' or 'tab'",
+        ),
+    ],
+)
+def test_a_bad_text_setting_stops_the_watcher_and_rejects_no_file(tmp_path, flag, message):
+    watch = Watch(tmp_path, "http://127.0.0.1:9")
+    drop(watch.inbox, "a.csv", emails("a", 1))
+    args = ["watch", str(watch.inbox), "--mapping", str(watch.mapping), "--out", str(watch.out)]
+
+    result = CliRunner().invoke(cli, [*args, *flag, "--once", "--sandbox"])
+
+    assert (result.exit_code, result.output.strip()) == (2, message)
+    assert watch.left() == {"a.csv"}
+    assert not (watch.inbox / "rejected").exists()
+
+
 # -- the small pieces ----------------------------------------------------------------------------
 
 
