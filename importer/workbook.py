@@ -276,8 +276,10 @@ def _password_protected(path: Path | str) -> InputError:
 
 # --- the child -----------------------------------------------------------------------------------
 
+# Run with -P, so a file in the working folder (an inbox, say) cannot shadow a module; the
+# package's own folder is appended for a checkout that is not installed.
 _CHILD: Final = (
-    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "import sys; sys.path.append(sys.argv.pop(1)); "
     "from importer.workbook import serve; serve(sys.argv[1:])"
 )
 
