@@ -36,9 +36,9 @@ A column or template entry takes these keys too, applied in this order:
 - ``split: ","``: the cell becomes a list; items trimmed, empty items dropped; what follows
   applies to each item.
 - ``transform: NAME`` or ``transform: [NAME, ...]``: see ``importer.transforms`` (strip,
-  unquote, lower, upper, title, digits, phone_br, date, bool). ``format: "yyyy-mm-dd"`` sets the
-  ``date`` format (``dd``, ``mm``, ``yyyy``, ``yy``, or ``strptime`` codes); the default is
-  ``dd/mm/yyyy``.
+  unquote, lower, upper, title, digits, phone_br, date, bool, handle). ``format: "yyyy-mm-dd"``
+  sets the ``date`` format (``dd``, ``mm``, ``yyyy``, ``yy``, or ``strptime`` codes); the
+  default is ``dd/mm/yyyy``.
 - ``pad: 8``: left-pads a value of digits with zeros to that many characters, for the codes
   whose leading zeros Excel dropped (CEP ``1310100`` -> ``01310100``; a longer value is kept).
   A value with anything but digits is refused (``on_invalid`` applies): put ``transform:

@@ -103,7 +103,8 @@ def check_value(name: str, value: object) -> Problem | None:
             return Problem(
                 name,
                 "INVALID_FORMAT",
-                "may hold only letters, digits, '.', '-' and '_' (the handle, not a URL)",
+                "may hold only letters, digits, '.', '-' and '_' "
+                "(the handle, not a URL: add transform: handle)",
             )
         return None
     if name in STRING_LIST_FIELDS:

@@ -105,6 +105,9 @@ HEADER_NAMES: dict[str, tuple[str, ...]] = {
     "country": ("pais", "country", "countryregion", "countryofpostaladdress"),
     "website": ("site", "website", "websiteurl", "homepage", "sitedaempresa", "companywebsite"),
     "tags": ("tags", "tag", "labels", "label", "etiquetas", "etiqueta", "marcadores"),
+    "twitter": ("twitter", "twitterhandle", "twitterusername", "twitterurl"),
+    "facebook": ("facebook", "facebookurl", "facebookprofile", "perfilfacebook"),
+    "linkedin": ("linkedin", "linkedinurl", "linkedinprofile", "linkedinprofileurl"),
 }
 
 # Prefixes CRM exports put before every header ("Person - Email - Work", "Lead - Nome").
@@ -125,6 +128,9 @@ FIELD_ORDER = (
     "state",
     "country",
     "website",
+    "twitter",
+    "facebook",
+    "linkedin",
     "tags",
 )
 
@@ -354,6 +360,9 @@ def render_mapping(found: Recognised, *, source_name: str) -> str:
         elif target in ("mobile_phone", "personal_phone"):
             # keep: a cell that is not a phone goes as written rather than failing its row.
             out.append(f"  {target}: {{column: {source}, transform: phone_br, on_invalid: keep}}")
+        elif target in ("twitter", "facebook", "linkedin"):
+            # RD Station takes the handle only; a cell with none leaves the field out.
+            out.append(f"  {target}: {{column: {source}, transform: handle, on_invalid: drop}}")
         elif target == "tags":
             sep = _q(found.tag_separator)
             out.append(f"  tags: {{column: {source}, split: {sep}, transform: [strip, lower]}}")

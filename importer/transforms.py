@@ -21,6 +21,8 @@ date       ``dd/mm/yyyy`` (or ``format:``), ISO dates and Excel        ``"15/03/
            serial numbers, to ``YYYY-MM-DD``; never month-first        -> ``"2026-03-15"``
 bool       sim/não/s/n/yes/no/y/true/false/1/0/x, any case, accents    ``"Não"`` -> ``false``
            optional, to true/false
+handle     a twitter/facebook/linkedin profile URL or ``@name``, to    ``"linkedin.com/in/``
+           the handle RD Station takes                                 ``ana-s"`` -> ``"ana-s"``
 =========  ==========================================================  ===================
 
 The mapping's ``pad: N`` option follows the transforms: a value of digits is left-padded with
@@ -40,6 +42,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -265,6 +268,39 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+_HANDLE = re.compile(r"[A-Za-z0-9._-]+")
+# Path segments that come before the handle in profile URLs: linkedin.com/in/NAME,
+# linkedin.com/company/NAME, facebook.com/pg/NAME, twitter.com/intent/user/NAME...
+_BEFORE_HANDLE = frozenset(
+    {"in", "pub", "company", "school", "showcase", "pg", "pages", "groups", "intent", "user", "#!"}
+)
+
+
+def handle(value: str) -> str:
+    """A social profile's handle, from the handle itself, ``@handle`` or the profile's URL."""
+    text = value.strip()
+    if "/" in text or text.lower().startswith(("http:", "https:", "www.")):
+        try:
+            url = urllib.parse.urlsplit(text if "//" in text else "//" + text)
+        except ValueError:  # "http://[": a bracket that opens no IPv6 address
+            raise TransformError("is not a profile handle or a profile URL with one") from None
+        parts = [p for p in urllib.parse.unquote(url.path).split("/") if p]
+        if not parts and url.fragment.startswith("!/"):  # twitter.com/#!/NAME, of old
+            parts = [p for p in url.fragment[2:].split("/") if p]
+        ids = urllib.parse.parse_qs(url.query).get("id")
+        if parts and parts[-1].lower() == "profile.php" and ids:  # facebook.com/profile.php?id=N
+            parts = ids[:1]
+        elif parts and parts[0].lower() == "people":  # facebook.com/people/Name-Surname/N
+            parts = parts[-1:]
+        while len(parts) > 1 and parts[0].lower() in _BEFORE_HANDLE:
+            del parts[0]
+        text = parts[0] if parts else ""
+    text = text.removeprefix("@")
+    if _HANDLE.fullmatch(text) is None:
+        raise TransformError("is not a profile handle or a profile URL with one")
+    return text
+
+
 _TRUE = frozenset({"sim", "s", "yes", "y", "true", "verdadeiro", "v", "1", "1.0", "x"})
 _FALSE = frozenset({"nao", "não", "n", "no", "false", "falso", "f", "0", "0.0"})
 _BOOLS: dict[str, bool] = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
@@ -291,10 +327,11 @@ TRANSFORMS: dict[str, TransformInfo] = {
         TransformInfo("phone_br", "text", True, "a Brazilian phone to E.164 (+5511987654321)"),
         TransformInfo("date", "text", True, "dd/mm/yyyy (or format:) to YYYY-MM-DD"),
         TransformInfo("bool", "bool", True, "sim/não/yes/no/true/false/1/0/x to true/false"),
+        TransformInfo("handle", "text", True, "a profile URL or @name to the bare handle"),
     )
 }
 TransformName = Literal[
-    "strip", "unquote", "lower", "upper", "title", "digits", "phone_br", "date", "bool"
+    "strip", "unquote", "lower", "upper", "title", "digits", "phone_br", "date", "bool", "handle"
 ]
 
 _SIMPLE: dict[str, TransformFunc] = {
@@ -306,6 +343,7 @@ _SIMPLE: dict[str, TransformFunc] = {
     "digits": digits,
     "phone_br": phone_br,
     "bool": to_bool,
+    "handle": handle,
 }
 
 

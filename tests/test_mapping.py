@@ -166,7 +166,7 @@ def test_every_problem_is_reported_at_once_with_its_line(tmp_path: Path) -> None
         "mapping.yaml: 4 problems:\n"
         "  line 4: unknown payload field 'emial' (did you mean 'email'?)\n"
         "  line 6: unknown transform 'phone' (did you mean 'phone_br'?); "
-        "known: strip, unquote, lower, upper, title, digits, phone_br, date, bool\n"
+        "known: strip, unquote, lower, upper, title, digits, phone_br, date, bool, handle\n"
         "  line 7: unknown key 'trasform' (did you mean 'transform'?); known: column, split, "
         "transform, format, pad, map, default, required, optional, on_invalid\n"
         "  line 9: 'grantd' is not a legal basis status; allowed: granted, declined"
@@ -229,7 +229,7 @@ def test_one_problem_is_one_line(tmp_path: Path) -> None:
         (
             "name: {column: Nome, transform: [lower, titel]}",
             "unknown transform 'titel' (did you mean 'title'?); "
-            "known: strip, unquote, lower, upper, title, digits, phone_br, date, bool",
+            "known: strip, unquote, lower, upper, title, digits, phone_br, date, bool, handle",
         ),
         (
             "name: {column: Nome, transform: [bool, lower]}",
@@ -260,7 +260,8 @@ def test_one_problem_is_one_line(tmp_path: Path) -> None:
         ),
         (
             "linkedin: {value: 'https://x.com/a'}",
-            "linkedin may hold only letters, digits, '.', '-' and '_' (the handle, not a URL)",
+            "linkedin may hold only letters, digits, '.', '-' and '_' "
+            "(the handle, not a URL: add transform: handle)",
         ),
         ("cf_d: {column: D, format: dd/mm/yyyy}", "format: applies to transform: date only"),
         (
@@ -1019,7 +1020,11 @@ def test_social_handles_are_checked_per_row(tmp_path: Path) -> None:
         "validation",
         "linkedin",
         "linkedin (column 'LinkedIn'): 'linkedin.com/in/ana' may hold only letters, digits, "
-        "'.', '-' and '_' (the handle, not a URL)",
+        "'.', '-' and '_' (the handle, not a URL: add transform: handle)",
+    )
+    fixed = load(tmp_path, BASIC + "  linkedin: {column: LinkedIn, transform: handle}\n")
+    assert apply(fixed, **{"E-mail": "a@b.com", "LinkedIn": "linkedin.com/in/ana"})["linkedin"] == (
+        "ana"
     )
 
 

@@ -172,6 +172,14 @@ def test_rdstation_utf16_export_with_repeated_columns() -> None:
     assert "legal_bases" not in payloads[4]  # none recorded: none sent
     assert payloads[5]["legal_bases"][0]["type"] == "pre_existent_contract"
     assert payloads[5]["mobile_phone"] == "(11) 9876"  # a typo, not a phone: kept as written
+    # Profile URLs and @names become the handles RD Station takes; a cell with none is left out.
+    assert (ana["facebook"], ana["twitter"], ana["linkedin"]) == (
+        "ana.beatriz.souza",
+        "anabsouza",
+        "ana-beatriz-souza-12ab34",
+    )
+    assert payloads[3]["twitter"] == "joaopedro"
+    assert "linkedin" not in payloads[3]  # "Ver perfil"
 
 
 def test_pipedrive_takes_the_first_email_and_phone_by_label() -> None:

@@ -66,6 +66,9 @@ PRESET_DATA = Path(__file__).parent / "data" / "presets"
         ("Website URL", "website"),
         ("Etiquetas", "tags"),
         ("Labels", "tags"),
+        ("LinkedIn URL", "linkedin"),
+        ("Twitter Username", "twitter"),
+        ("Facebook", "facebook"),
         # CRM prefixes and labels
         ("Person - Email - Home", "email"),
         ("Person - Name", "name"),
@@ -154,6 +157,14 @@ def test_phones_are_found_by_shape_and_told_apart() -> None:
     assert found.fields["mobile_phone"] == ["Contato 1"]
     assert found.fields["personal_phone"] == ["Contato 2"]
     assert found.others == ["Documento"]
+
+
+def test_profile_columns_get_the_handle_transform() -> None:
+    headers = ["Email", "LinkedIn", "Twitter"]
+    sample = rows(headers, ["a@example.com", "https://www.linkedin.com/in/ana", "@ana"])
+    text = render_mapping(recognise("x", headers, sample), source_name="x.csv")
+    assert '  linkedin: {column: "LinkedIn", transform: handle, on_invalid: drop}' in text
+    assert '  twitter: {column: "Twitter", transform: handle, on_invalid: drop}' in text
 
 
 def test_nome_and_sobrenome_become_a_template() -> None:

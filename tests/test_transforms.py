@@ -204,6 +204,39 @@ def test_bool_refuses_other_words(value: str) -> None:
         tf.to_bool(value)
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("maria.s", "maria.s"),
+        ("@maria_s", "maria_s"),
+        ("https://www.linkedin.com/in/maria-silva-123/", "maria-silva-123"),
+        ("br.linkedin.com/in/joao-souza", "joao-souza"),
+        ("https://www.linkedin.com/company/acme-ltda/about/", "acme-ltda"),
+        ("https://www.linkedin.com/pub/maria-silva/1/2/3", "maria-silva"),
+        ("twitter.com/maria", "maria"),
+        ("https://x.com/@maria?lang=pt", "maria"),
+        ("https://twitter.com/#!/maria", "maria"),
+        ("http://www.facebook.com/maria.silva.77", "maria.silva.77"),
+        ("https://www.facebook.com/profile.php?id=100001234", "100001234"),
+        ("facebook.com/people/Maria-Silva/100001234/", "100001234"),
+        ("https://m.facebook.com/pg/acme/about", "acme"),
+    ],
+)
+def test_handle_takes_the_handle_out_of_a_profile_url(value: str, expected: str) -> None:
+    assert tf.get_transform("handle")(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["https://www.linkedin.com/", "linkedin.com/in/jo%C3%A3o", "Maria Silva", "http://[", "@"],
+)
+def test_handle_refuses_what_holds_no_handle(value: str) -> None:
+    with pytest.raises(
+        TransformError, match=r"^is not a profile handle or a profile URL with one$"
+    ):
+        tf.get_transform("handle")(value)
+
+
 def test_every_transform_has_a_function() -> None:
     for name in tf.TRANSFORMS:
         assert callable(tf.get_transform(name))
