@@ -109,8 +109,10 @@ class Table:
         description: str,
         warnings: list[str],
         close: Callable[[], None],
+        sheet: str | None = None,
     ) -> None:
         self.path = path
+        self.sheet = sheet  # the worksheet's name; None for a CSV
         self.headers = header.names
         self.source_headers = header.source
         self.description = description
@@ -122,13 +124,29 @@ class Table:
         self._header_row = header_row
         self._close = close
         self._read = False
+        self._stream: Iterator[Row] = self._rows()
 
     def rows(self) -> Iterator[Row]:
         """Stream the data rows once, numbered as a spreadsheet shows them."""
         if self._read:
             raise RuntimeError("Table.rows() reads the file once; open it again to re-read")
         self._read = True
-        return self._rows()
+        return self._stream
+
+    def _require_rows(self, where: str, advice: str) -> None:
+        """Raise ``InputError`` (and close) when no data row follows the header."""
+        stream = self._rows()
+        try:
+            first = next(stream)
+        except StopIteration:
+            self.close()
+            raise InputError(
+                f"{where} has a header but no rows under it: nothing to import; {advice}"
+            ) from None
+        except BaseException:
+            self.close()
+            raise
+        self._stream = itertools.chain((first,), stream)
 
     def _rows(self) -> Iterator[Row]:
         headers = self.headers
@@ -190,8 +208,13 @@ def open_table(
     delimiter: str | None = None,
     sheet: str | None = None,
     header_row: int = 1,
+    allow_empty: bool = False,
 ) -> Table:
-    """Open a spreadsheet and read its header; raise ``InputError`` when it cannot be used."""
+    """Open a spreadsheet and read its header; raise ``InputError`` when it cannot be used.
+
+    A header with no row under it (blank rows and export footers do not count) is such an
+    error, unless ``allow_empty``.
+    """
     path = Path(path)
     if header_row < 1:
         raise InputError(f"--header-row must be 1 or more, not {header_row}")
@@ -202,7 +225,13 @@ def open_table(
             for flag, value in (("--encoding", encoding), ("--delimiter", delimiter))
             if value is not None
         ]
-        return _open_workbook(path, head, sheet, header_row, warnings)
+        table = _open_workbook(path, head, sheet, header_row, warnings)
+        if not allow_empty:
+            table._require_rows(
+                f"sheet '{table.sheet}' of {path}",
+                "choose another sheet with --sheet, or export the data again with its rows",
+            )
+        return table
     if path.suffix.lower() in _WORKBOOK_SUFFIXES:
         raise InputError(
             f"{path} is named like a workbook but is not one ({_what_text_is(head)}): "
@@ -212,7 +241,10 @@ def open_table(
         if head.startswith(signature):
             raise InputError(f"{path} is {what}, not a spreadsheet: export the data as CSV or XLSX")
     warnings = [f"--sheet is ignored: {path} is a CSV file"] if sheet is not None else []
-    return _open_csv(path, head, encoding, delimiter, header_row, warnings)
+    table = _open_csv(path, head, encoding, delimiter, header_row, warnings)
+    if not allow_empty:
+        table._require_rows(f"{path}", "export the data again with its rows")
+    return table
 
 
 # --- CSV -----------------------------------------------------------------------------------------
@@ -672,6 +704,7 @@ def _open_workbook(
         description=f"{kind}, sheet '{data.name}'",
         warnings=warnings + header.warnings,
         close=data.close,
+        sheet=data.name,
     )
 
 

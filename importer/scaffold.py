@@ -408,7 +408,7 @@ def scaffold_mapping(path: Path, *, sheet: str | None = None, sample_rows: int =
     Reads the header and the first ``sample_rows`` rows (of ``sheet`` for a workbook). Raises
     `importer.errors.InputError` when the file cannot be read, as the loader does.
     """
-    with open_table(path, sheet=sheet) as table:
+    with open_table(path, sheet=sheet, allow_empty=True) as table:
         headers = list(table.headers)
         samples = [row.cells for row in islice(table.rows(), sample_rows) if row.error is None]
     found = recognise(path.stem, headers, samples)

@@ -129,6 +129,23 @@ def test_without_a_key_import_exits_2_and_says_where_to_put_it(runner, files):
     )
 
 
+def test_a_header_with_no_rows_exits_2_in_one_line_and_sends_nothing(
+    runner, tmp_path, sandbox, files
+):
+    _, mapping = files
+    data = write_csv(tmp_path / "vazio.csv", ["email", "nome"], [])
+    args = ["import", str(data), "--mapping", str(mapping), "--out", str(tmp_path / "out")]
+    result = runner.invoke(
+        cli, [*args, "--api-url", sandbox.url], env={"RDSTATION_API_KEY": API_KEY}
+    )
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {data} has a header but no rows under it: nothing to import; "
+        "export the data again with its rows\n"
+    )
+    assert sandbox.snapshot()["accepted"] == []
+
+
 def test_the_key_is_not_a_command_line_option(runner, files):
     data, mapping = files
     result = runner.invoke(cli, ["import", str(data), "--mapping", str(mapping), "--api-key", "k"])

@@ -314,10 +314,26 @@ def test_a_cell_over_the_limit_on_several_lines_fails_its_row_only(tmp_path: Pat
     assert rows[-1].cells == {"nome": "Bia", "obs": "ok"}
 
 
-def test_header_only_file_has_no_rows(tmp_path: Path) -> None:
-    rows, table = read(write(tmp_path, "email,nome\n"))
-    assert rows == []
-    assert table.headers == ["email", "nome"]
+@pytest.mark.parametrize(
+    "content",
+    [
+        "email,nome\n",
+        "email,nome\n,\n\n ,  \n",  # blank rows only
+        '"Lead ID","Email"\n\n"Grand Totals (0 records)"\n',  # a Salesforce report of nothing
+    ],
+    ids=["header-only", "blank-rows", "footer-only"],
+)
+def test_a_header_with_no_rows_under_it_is_refused(tmp_path: Path, content: str) -> None:
+    path = write(tmp_path, content)
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    assert str(error.value) == (
+        f"{path} has a header but no rows under it: nothing to import; "
+        "export the data again with its rows"
+    )
+    with open_table(path, allow_empty=True) as table:  # what mapping init reads
+        assert list(table.rows()) == []
+        assert table.headers[-1] in ("nome", "Email")
 
 
 def test_rows_can_be_read_once(tmp_path: Path) -> None:

@@ -160,6 +160,20 @@ def test_empty_sheet(tmp_path: Path) -> None:
     )
 
 
+def test_a_sheet_with_a_header_and_no_rows(tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    book.active.title = "Leads"
+    book.active.append(["email", "nome"])
+    path = tmp_path / "header.xlsx"
+    book.save(path)
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    assert str(error.value) == (
+        f"sheet 'Leads' of {path} has a header but no rows under it: nothing to import; "
+        "choose another sheet with --sheet, or export the data again with its rows"
+    )
+
+
 # --- hostile and fake workbooks ---------------------------------------------------------------
 
 
