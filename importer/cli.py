@@ -153,6 +153,26 @@ def _run(config: ImportConfig, quiet: bool) -> int:
     return report.exit_code
 
 
+def _table_options(func):
+    """How a spreadsheet is read: shared by import, validate and watch (for every file)."""
+    for option in reversed(
+        [
+            click.option("--sheet", help="Worksheet name (Excel files) [default: the first]."),
+            click.option("--encoding", help="Text encoding of a CSV [default: detected]."),
+            click.option("--delimiter", help="CSV delimiter [default: detected]."),
+            click.option(
+                "--header-row",
+                type=click.IntRange(min=1),
+                default=1,
+                show_default=True,
+                help="Row number of the header.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 def _reading_options(func):
     for option in reversed(
         [
@@ -169,21 +189,21 @@ def _reading_options(func):
                 type=click.Path(path_type=Path, file_okay=False),
                 help="Reports folder [default: ./rd-import-out/<input stem>/].",
             ),
-            click.option("--sheet", help="Worksheet name (Excel files) [default: the first]."),
-            click.option("--encoding", help="Text encoding of a CSV [default: detected]."),
-            click.option("--delimiter", help="CSV delimiter [default: detected]."),
-            click.option(
-                "--header-row",
-                type=click.IntRange(min=1),
-                default=1,
-                show_default=True,
-                help="Row number of the header.",
-            ),
+            _table_options,
             click.option("--quiet", "-q", is_flag=True, help="Only the final summary."),
         ]
     ):
         func = option(func)
     return func
+
+
+_in_flight_option = click.option(
+    "--in-flight",
+    type=click.Choice(["resend", "skip"]),
+    default="resend",
+    show_default=True,
+    help="Rows in flight when an earlier run was killed: send again, or leave as failed.",
+)
 
 
 def _refuse_key_argument(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -249,13 +269,7 @@ def cli() -> None:
 @_sending_options
 @click.option("--dry-run", is_flag=True, help="Read, map and validate; send nothing.")
 @click.option("--sandbox", is_flag=True, help="Send to a built-in stand-in for RD Station.")
-@click.option(
-    "--in-flight",
-    type=click.Choice(["resend", "skip"]),
-    default="resend",
-    show_default=True,
-    help="Rows in flight when an earlier run was killed: send again, or leave as failed.",
-)
+@_in_flight_option
 @click.option(
     "--retry-rejected",
     is_flag=True,
@@ -404,23 +418,8 @@ def sandbox_command(
 )
 @click.option("--wait-lock", is_flag=True, help="Another watcher holds INBOX: wait, not skip.")
 @_sending_options
-@click.option("--sheet", help="Worksheet name (Excel files) [default: the first].")
-@click.option("--encoding", help="Text encoding of the CSV files [default: detected per file].")
-@click.option("--delimiter", help="CSV delimiter [default: detected per file].")
-@click.option(
-    "--header-row",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Row number of the header in every file.",
-)
-@click.option(
-    "--in-flight",
-    type=click.Choice(["resend", "skip"]),
-    default="resend",
-    show_default=True,
-    help="Rows in flight when an earlier run was killed: send again, or leave as failed.",
-)
+@_table_options
+@_in_flight_option
 @click.option("--sandbox", is_flag=True, help="Send to a built-in stand-in for RD Station.")
 @click.option("--quiet", "-q", is_flag=True, help="Only one line per file.")
 def watch_command(
