@@ -174,6 +174,109 @@ def test_a_sheet_with_a_header_and_no_rows(tmp_path: Path) -> None:
     )
 
 
+def write_ods(path: Path, rows: str) -> Path:
+    """An OpenDocument spreadsheet, as LibreOffice saves it, with ``rows`` on sheet 'Leads'."""
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?><office:document-content '
+        'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+        'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+        'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2">'
+        f'<office:body><office:spreadsheet><table:table table:name="Leads">{rows}</table:table>'
+        "</office:spreadsheet></office:body></office:document-content>"
+    )
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
+        'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" '
+        'manifest:version="1.2"><manifest:file-entry manifest:full-path="/" '
+        'manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/>'
+        "</manifest:manifest>"
+    )
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        archive.writestr("META-INF/manifest.xml", manifest)
+        archive.writestr("content.xml", content)
+    return path
+
+
+def _ods_cell(kind: str, value: str) -> str:
+    attribute = {"string": "", "float": "office:value", "date": "office:date-value"}.get(
+        kind, "office:boolean-value"
+    )
+    typed = f' {attribute}="{value}"' if attribute else ""
+    return (
+        f'<table:table-cell office:value-type="{kind}"{typed}><text:p>{value}</text:p>'
+        "</table:table-cell>"
+    )
+
+
+def _ods_row(*cells: tuple[str, str]) -> str:
+    return "<table:table-row>" + "".join(_ods_cell(*c) for c in cells) + "</table:table-row>"
+
+
+def test_ods_cells_read_as_a_person_sees_them(tmp_path: Path) -> None:
+    header = [("string", h) for h in ("email", "Celular", "Nota", "Nasc", "Ativo")]
+    rows = (
+        _ods_row(*header)
+        + _ods_row(
+            ("string", "ana@x.com"),
+            ("float", "11987654321"),
+            ("float", "7.5"),
+            ("date", "2024-03-05"),
+            ("boolean", "true"),
+        )
+        + '<table:table-row><table:table-cell table:number-columns-repeated="5"/></table:table-row>'
+        + _ods_row(
+            ("string", "bia@x.com"),
+            ("float", "5511987654321"),
+            ("float", "0.3"),
+            ("date", "2024-03-05T14:30:00"),
+        )
+    )
+    with open_table(write_ods(tmp_path / "leads.ods", rows)) as table:
+        read = list(table.rows())
+    assert table.description == "ODS, sheet 'Leads'"
+    assert read == [
+        Row(
+            2,
+            {
+                "email": "ana@x.com",
+                "Celular": "11987654321",
+                "Nota": "7.5",
+                "Nasc": "2024-03-05",
+                "Ativo": "true",
+            },
+        ),
+        Row(
+            4,
+            {
+                "email": "bia@x.com",
+                "Celular": "5511987654321",
+                "Nota": "0.3",
+                "Nasc": "2024-03-05T14:30:00",
+                "Ativo": "",  # a row shorter than the header: its last cells are empty
+            },
+        ),
+    ]
+
+
+def test_ods_far_cells_are_refused_and_the_process_survives(tmp_path: Path) -> None:
+    # Repeated empty rows and columns, then one cell at row 1,048,572, column 16,384.
+    far = (
+        _ods_row(("string", "email")) + '<table:table-row table:number-rows-repeated="1048570">'
+        '<table:table-cell table:number-columns-repeated="16384"/></table:table-row>'
+        '<table:table-row><table:table-cell table:number-columns-repeated="16383"/>'
+        + _ods_cell("string", "x")
+        + "</table:table-row>"
+    )
+    path = write_ods(tmp_path / "far.ods", far)
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    message = str(error.value)
+    assert message.startswith(f"{path} cannot be read as ODS (")
+    assert "\n" not in message
+
+
 # --- hostile and fake workbooks ---------------------------------------------------------------
 
 
