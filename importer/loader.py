@@ -259,15 +259,20 @@ def _open_csv(
     warnings: list[str],
 ) -> Table:
     codec, encoding_label = _choose_encoding(path, head, encoding)
-    if delimiter is None:
-        delimiter = _detect_delimiter(path, codec, header_row)
-    else:
+    hinted = _excel_sep_line(path, codec)
+    if delimiter is not None:
         delimiter = _check_delimiter(delimiter)
+    elif hinted is not None:
+        delimiter = hinted
+    else:
+        delimiter = _detect_delimiter(path, codec, header_row)
     try:
         text = path.open("r", encoding=codec, errors=_ERRORS, newline="")
     except OSError as exc:
         raise InputError(f"{path} cannot be read ({exc.strerror}): check its permissions") from None
     try:
+        if hinted is not None:
+            text.readline()  # Excel hides its sep= line: the row after it is row 1
         records = _csv_records(text, delimiter)
         header = _read_header(path, records, header_row, where=f"{path}")
     except BaseException:
@@ -275,6 +280,8 @@ def _open_csv(
         raise
     shown = "tab" if delimiter == "\t" else f"'{delimiter}'"
     description = f"CSV, {encoding_label}, {shown}-separated"
+    if hinted is not None:
+        description += " (its first line says sep=)"
     if header.is_report:
         description += ", a failures report: its report columns are left out"
     return Table(
@@ -402,6 +409,16 @@ def _check_delimiter(given: str) -> str:
             f"--delimiter {given!r} must be one character such as ',' ';' '|' or 'tab'"
         )
     return given
+
+
+_SEP_LINE = re.compile(r"sep=([^\"\r\n])(?:\r\n|\r|\n)?")
+
+
+def _excel_sep_line(path: Path, codec: str) -> str | None:
+    """The delimiter named by a first line ``sep=;``, which tells Excel how to split the file."""
+    with path.open("r", encoding=codec, errors=_ERRORS, newline="") as text:
+        found = _SEP_LINE.fullmatch(text.readline(16))
+    return found.group(1) if found else None
 
 
 def _detect_delimiter(path: Path, codec: str, header_row: int) -> str:

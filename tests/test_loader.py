@@ -159,6 +159,33 @@ def test_delimiter_override(tmp_path: Path, given_delimiter: str) -> None:
     assert rows[0].cells == {"a,b": "1,2", "c": "3"}
 
 
+@pytest.mark.parametrize(
+    ("content", "delimiter", "shown"),
+    [
+        ("sep=;\r\nNome;Valor\r\nJoão;7,5\r\n".encode("cp1252"), ";", "Windows-1252, ';'"),
+        (b'sep=,\nNome,Valor\nJoao,"7,5"\n', ",", "UTF-8, ','"),
+        (b"sep=\t\nNome\tValor\nJoao\t7,5\n", "\t", "UTF-8, tab"),
+    ],
+    ids=["semicolon-cp1252", "comma", "tab"],
+)
+def test_excels_sep_line_names_the_delimiter_and_is_no_row(
+    tmp_path: Path, content: bytes, delimiter: str, shown: str
+) -> None:
+    # Tools that export for Excel put "sep=;" on the first line; Excel uses it and hides it,
+    # so the header is row 1 and the first lead row 2, as the person sees them.
+    rows, table = read(write(tmp_path, content))
+    assert table.description == f"CSV, {shown}-separated (its first line says sep=)"
+    assert table.headers == ["Nome", "Valor"]
+    assert rows[0].number == 2
+    assert rows[0].cells["Valor"] == "7,5"
+
+
+def test_delimiter_override_wins_over_a_sep_line(tmp_path: Path) -> None:
+    rows, table = read(write(tmp_path, "sep=,\na;b,c\n1;2,3\n"), delimiter=";")
+    assert table.headers == ["a", "b,c"]
+    assert rows == [Row(2, {"a": "1", "b,c": "2,3"})]
+
+
 def test_bad_delimiter_override(tmp_path: Path) -> None:
     with pytest.raises(InputError) as error:
         open_table(write(tmp_path, "a\n"), delimiter=";;")
