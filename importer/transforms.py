@@ -13,8 +13,8 @@ lower      lower case                                                  ``"ANA"``
 upper      upper case                                                  ``"sp"`` -> ``"SP"``
 title      names, Brazilian style: da/de/do/das/dos/e stay lower       ``"MARIA DA SILVA"``
                                                                        -> ``"Maria da Silva"``
-digits     keeps the digits only (an Excel number's ``.0`` dropped)    ``"01310-100"``
-                                                                       -> ``"01310100"``
+digits     keeps the digits only (an Excel number's ``.0`` dropped;    ``"01310-100"``
+           a number Excel shortened, ``1,19877E+10``, is refused)      -> ``"01310100"``
 phone_br   a Brazilian phone as people write it, to E.164              ``"(11) 98765-4321"``
                                                                        -> ``"+5511987654321"``
 date       ``dd/mm/yyyy`` (or ``format:``), ISO dates and Excel        ``"15/03/2026"``
@@ -110,7 +110,12 @@ _EXCEL_SCIENTIFIC = re.compile(r"\d(?:[.,]\d+)?[eE]\+?\d{1,2}")
 
 
 def _excel_integer(value: str) -> str:
-    """An integer that Excel turned into ``123.0`` or ``1.23E+10`` back to its digits."""
+    """An integer that Excel turned into ``123.0`` or ``1.23E+10`` back to its digits.
+
+    Excel saves a General cell too narrow for its number as the text it shows: ``1,19877E+10``
+    for 11987654321. The digits it dropped are gone, and filling them with zeros would send
+    somebody else's phone: such a value is refused.
+    """
     if "." not in value and "E" not in value and "e" not in value:
         return value
     if (match := _EXCEL_INTEGER.fullmatch(value)) is not None:
@@ -121,7 +126,14 @@ def _excel_integer(value: str) -> str:
         except InvalidOperation:
             return value
         if number == number.to_integral_value():
-            return str(int(number))
+            text = str(int(number))
+            shown = len(re.split(r"[eE]", value)[0].replace(",", "").replace(".", "").lstrip("0"))
+            if shown < len(text):
+                raise TransformError(
+                    f"is a number Excel shortened to {shown} digits: format the column as Text "
+                    "in Excel and export the file again"
+                )
+            return text
     return value
 
 
@@ -323,7 +335,7 @@ TRANSFORMS: dict[str, TransformInfo] = {
         TransformInfo("lower", "text", False, "lower case"),
         TransformInfo("upper", "text", False, "upper case"),
         TransformInfo("title", "text", False, "capitalized names; da/de/do/das/dos/e stay lower"),
-        TransformInfo("digits", "text", False, "keeps the digits only"),
+        TransformInfo("digits", "text", True, "keeps the digits only"),
         TransformInfo("phone_br", "text", True, "a Brazilian phone to E.164 (+5511987654321)"),
         TransformInfo("date", "text", True, "dd/mm/yyyy (or format:) to YYYY-MM-DD"),
         TransformInfo("bool", "bool", True, "sim/não/yes/no/true/false/1/0/x to true/false"),

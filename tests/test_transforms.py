@@ -237,6 +237,37 @@ def test_handle_refuses_what_holds_no_handle(value: str) -> None:
         tf.get_transform("handle")(value)
 
 
+@pytest.mark.parametrize("name", ["digits", "phone_br"])
+@pytest.mark.parametrize(
+    ("value", "shown"), [("1,19877E+10", 6), ("1.19877E+10", 6), ("5,51199E+12", 6), ("1E+10", 1)]
+)
+def test_a_number_excel_shortened_is_refused_not_filled_with_zeros(
+    name: str, value: str, shown: int
+) -> None:
+    # A General column too narrow for 11987654321 is saved as 1,19877E+10; 11987700000 would
+    # be somebody else's phone.
+    with pytest.raises(TransformError) as error:
+        tf.get_transform(name)(value)
+    assert str(error.value) == (
+        f"is a number Excel shortened to {shown} digits: format the column as Text in Excel "
+        "and export the file again"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("digits", "5.511987654321E+12", "5511987654321"),  # every digit shown: exact
+        ("digits", "1,23E+2", "123"),
+        ("phone_br", "1,1987654321E+10", "+5511987654321"),
+    ],
+)
+def test_a_number_in_scientific_notation_with_every_digit_is_read(
+    name: str, value: str, expected: str
+) -> None:
+    assert tf.get_transform(name)(value) == expected
+
+
 def test_every_transform_has_a_function() -> None:
     for name in tf.TRANSFORMS:
         assert callable(tf.get_transform(name))
