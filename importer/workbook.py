@@ -291,7 +291,11 @@ def serve(args: Sequence[str]) -> None:
     then ``("end",)``; or ``("error", message)`` when the sheet cannot be read.
     """
     path, kind, wanted, given = args
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when reading stops
+    # The parent decides when reading stops: Ctrl-C reaches the terminal's whole process group,
+    # and systemd's stop sends SIGTERM to every process of the unit, so a watcher being stopped
+    # must not see its reader die and take a good file for an unreadable one.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     _limit_memory()
     out = sys.stdout.buffer
 

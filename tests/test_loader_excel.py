@@ -448,11 +448,14 @@ def _many_rows(tmp_path: Path, rows: int) -> Path:
     return path
 
 
-def test_ctrl_c_reaches_the_importer_not_the_reader(tmp_path: Path) -> None:
-    # The terminal sends Ctrl-C to the whole process group; the importer decides when to stop.
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_reach_the_importer_not_the_reader(tmp_path: Path, sig: int) -> None:
+    # The terminal sends Ctrl-C to the whole process group, and systemd's stop sends SIGTERM to
+    # every process of the unit; the importer decides when to stop, and the file is not taken
+    # for an unreadable one.
     reader = workbook.Sheet(_many_rows(tmp_path, 20_000), "XLSX", None)
     assert reader._child is not None
-    os.kill(reader._child.pid, signal.SIGINT)
+    os.kill(reader._child.pid, sig)
     assert sum(1 for _ in reader.records()) == 20_001
 
 
