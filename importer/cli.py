@@ -101,6 +101,8 @@ def _api_key_or_exit(api_key_file: Path | None, *, needed: bool) -> str | None:
 
 def print_report(report: RunReport, input_path: Path) -> None:
     if report.dry_run:
+        if report.aborted:
+            click.echo(f"Stopped: {report.aborted}. The rows below were checked before it.")
         click.echo(
             f"Checked {input_path.name}: {report.rows:,} rows, {report.succeeded:,} ready to send, "
             f"{report.failed:,} failed, {report.skipped:,} already sent "

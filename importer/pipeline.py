@@ -31,7 +31,7 @@ from typing import Any, Literal
 import orjson
 
 from importer.client import ConversionsClient, check_api_url
-from importer.errors import InputError, RowError
+from importer.errors import AbortError, InputError, RowError
 from importer.ledger import RESENDABLE_KINDS, UNCERTAIN, Ledger, Pending
 from importer.loader import Table, open_table
 from importer.mapping import Mapping, load_mapping
@@ -370,12 +370,18 @@ class _Run:
     async def _read(self) -> None:
         chunk: list[Row] = []
         try:
-            for row in self.table.rows():
-                chunk.append(row)
-                if len(chunk) >= CHUNK:
+            try:
+                for row in self.table.rows():
+                    chunk.append(row)
+                    if len(chunk) >= CHUNK:
+                        self._record(chunk)
+                        chunk = []
+                        await asyncio.sleep(0)  # let the senders run between chunks
+            except AbortError as exc:  # reading stopped mid-file (a workbook's reader was killed)
+                if chunk:
                     self._record(chunk)
-                    chunk = []
-                    await asyncio.sleep(0)  # let the senders run between chunks
+                self.abort(str(exc))
+                return
             if chunk:
                 self._record(chunk)
         finally:

@@ -31,7 +31,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, Final
 
-from importer.errors import InputError
+from importer.errors import AbortError, ImporterError, InputError
 
 MAX_UNZIPPED_BYTES: Final = 1 << 30
 MAX_ZIP_RATIO: Final = 200  # sheets compress 5-30x; a bomb compresses 1000x
@@ -107,7 +107,7 @@ class Sheet:
         """The sheet's rows from its first, as lists of text; an empty row is an empty list."""
         try:
             while True:
-                message = self._receive()
+                message = self._receive(reading=True)
                 if message[0] == "rows":
                     yield from message[1]
                 elif message[0] == "error":
@@ -128,7 +128,7 @@ class Sheet:
         self._pipe.close()
         self._errors.close()
 
-    def _receive(self) -> tuple[Any, ...]:
+    def _receive(self, *, reading: bool = False) -> tuple[Any, ...]:
         header = self._pipe.read(_LENGTH.size)
         if len(header) == _LENGTH.size:
             (size,) = _LENGTH.unpack(header)
@@ -136,12 +136,19 @@ class Sheet:
             if len(body) == size:
                 message: tuple[Any, ...] = marshal.loads(body)
                 return message
-        raise self._died()
+        raise self._died(reading)
 
-    def _died(self) -> InputError:
+    def _died(self, reading: bool) -> ImporterError:
         child = self._child
         assert child is not None
         code = child.wait()
+        if reading and code < 0:
+            # Killed from outside once the sheet was loaded (an operator, the OOM killer): the
+            # file is fine, and the rows read so far may have been sent; a rerun resumes.
+            return AbortError(
+                f"the process reading {self.path} was killed ({_signal_name(-code)}) while "
+                "reading its rows"
+            )
         self._errors.seek(0)
         said = self._errors.read(4096).decode("utf-8", "replace").strip().splitlines()
         if self.kind in ("XLSX", "XLSM"):
@@ -149,10 +156,7 @@ class Sheet:
             if too_big:
                 return InputError(too_big)
         if code < 0:
-            try:
-                how = f"it stopped on {signal.Signals(-code).name}"
-            except ValueError:
-                how = f"it stopped on signal {-code}"
+            how = f"it stopped on {_signal_name(-code)}"
         else:
             how = f"it exited with status {code}"
         if said:
@@ -161,6 +165,13 @@ class Sheet:
             f"{self.path} cannot be read as {self.kind} ({how}): open it in Excel, delete any "
             "cells far from the data, save it again, and retry, or save the data as CSV"
         )
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _too_many_cells(path: Path) -> str | None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import openpyxl
 import pytest
 from aioresponses import aioresponses
 
+from importer import workbook
 from importer.errors import InputError
 from importer.pipeline import ImportConfig, run_import
 from tests.conftest import (
@@ -129,6 +131,48 @@ def test_validate_writes_the_reports_and_sends_nothing(tmp_path, sandbox, simple
     would = read_csv(tmp_path / "out" / "successes.csv")
     assert len(would) == 20 and would[0]["event_uuid"] == ""
     assert read_summary(tmp_path / "out")["dry_run"] is True
+
+
+def test_a_workbook_reader_killed_mid_file_stops_the_run_and_the_rerun_resumes(
+    tmp_path, sandbox, monkeypatch
+):
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet("Leads")
+    sheet.append(["email", "nome", "plano"])
+    for i in range(1, 1201):
+        sheet.append([f"pessoa{i}@exemplo.com.br", f"Pessoa {i}", "Pro"])
+    data = tmp_path / "leads.xlsx"
+    book.save(data)
+    mapping = write_mapping(tmp_path / "simple.yaml", SIMPLE_MAPPING)
+    dies_after_one_batch = (
+        "import os, sys; sys.path.append(sys.argv.pop(1)); import importer.workbook as w\n"
+        "read = w._sheet_messages\n"
+        "def dying(*args):\n"
+        "    for message in read(*args):\n"
+        "        yield message\n"
+        "        if message[0] == 'rows':\n"
+        "            sys.stdout.buffer.flush(); os.kill(os.getpid(), 9)\n"
+        "w._sheet_messages = dying; w.serve(sys.argv[1:])"
+    )
+    real_child = workbook._CHILD
+    monkeypatch.setattr(workbook, "_CHILD", dies_after_one_batch)
+
+    stopped = run_import(config(tmp_path, data, mapping, sandbox.url))
+
+    assert stopped.aborted == (
+        f"the process reading {data} was killed (SIGKILL) while reading its rows"
+    )
+    assert stopped.exit_code == 3
+    # The first batch (the header and 511 rows) was read; like any stop, nothing more is sent.
+    assert (stopped.rows, stopped.succeeded, stopped.left_to_send) == (511, 0, 511)
+    assert read_summary(tmp_path / "out")["status"] == "aborted"
+
+    monkeypatch.setattr(workbook, "_CHILD", real_child)
+    resumed = run_import(config(tmp_path, data, mapping, sandbox.url))
+
+    assert (resumed.exit_code, resumed.rows, resumed.succeeded) == (0, 1200, 1200)
+    sent = [e["payload"]["email"] for e in sandbox.snapshot()["accepted"]]
+    assert sorted(sent) == sorted(f"pessoa{i}@exemplo.com.br" for i in range(1, 1201))
 
 
 def test_the_sample_csv_imports_with_its_bad_rows_in_failures(tmp_path, sandbox, sample_csv):

@@ -14,7 +14,7 @@ import openpyxl
 import pytest
 
 from importer import workbook
-from importer.errors import InputError
+from importer.errors import AbortError, InputError
 from importer.loader import open_table
 from importer.records import Row
 
@@ -457,6 +457,35 @@ def test_ctrl_c_and_sigterm_reach_the_importer_not_the_reader(tmp_path: Path, si
     assert reader._child is not None
     os.kill(reader._child.pid, sig)
     assert sum(1 for _ in reader.records()) == 20_001
+
+
+def test_a_reader_killed_while_rows_flow_stops_the_run_resumably(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file is fine and some rows may be sent already: stop (exit 3), do not reject the file.
+    path = _many_rows(tmp_path, 100)
+    stalls_after_one_batch = (
+        "import sys, time; sys.path.append(sys.argv.pop(1)); import importer.workbook as w\n"
+        "read = w._sheet_messages\n"
+        "def stalling(*args):\n"
+        "    for message in read(*args):\n"
+        "        yield message\n"
+        "        if message[0] == 'rows':\n"
+        "            sys.stdout.buffer.flush(); time.sleep(60)\n"
+        "w._sheet_messages = stalling; w.serve(sys.argv[1:])"
+    )
+    monkeypatch.setattr(workbook, "_CHILD", stalls_after_one_batch)
+    with open_table(path) as table:
+        rows = table.rows()
+        assert next(rows).cells == {"email": "p0@x.com"}
+        child = table._close.__self__._child  # type: ignore[attr-defined]
+        child.kill()
+        with pytest.raises(AbortError) as error:
+            for _ in rows:
+                pass
+    assert str(error.value) == (
+        f"the process reading {path} was killed (SIGKILL) while reading its rows"
+    )
 
 
 def test_closing_a_table_early_stops_its_reader(tmp_path: Path) -> None:
