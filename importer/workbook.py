@@ -2,8 +2,8 @@
 
 calamine loads a whole sheet into one rectangle of cells. Two stray cells at A1 and XFD1048576
 ask it for 512 GiB, and Rust aborts the process when an allocation fails: no ``except`` can
-catch that, nor a damaged file that crashes the parser. So ``open_sheet`` loads the sheet in a
-child process held to ``CHILD_MEMORY``; the child turns cells into text and sends rows down
+catch that, nor a damaged file that crashes the parser. So a ``Sheet`` is loaded in a child
+process held to ``CHILD_MEMORY``; the child turns cells into text and sends rows down
 a pipe in batches, and the parent builds them into rows meanwhile, so the two halves of the work
 run on two cores. When the child dies, the parent says why in one line.
 
@@ -71,23 +71,21 @@ class Sheet:
         env = {k: v for k, v in os.environ.items() if k != "RDSTATION_API_KEY"}
         env["RUST_BACKTRACE"] = "0"
         root = str(Path(__file__).resolve().parent.parent)
-        self._child: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [
-                sys.executable,
-                "-P",
-                "-c",
-                _CHILD,
-                root,
-                str(path),
-                kind,
-                wanted or "",
-                str(wanted is not None),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._errors,
-            env=env,
-        )
+        args = [root, str(path), kind, wanted or "", str(wanted is not None)]
+        try:
+            self._child: subprocess.Popen[bytes] | None = subprocess.Popen(
+                [sys.executable, "-P", "-c", _CHILD, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=self._errors,
+                env=env,
+            )
+        except OSError as exc:
+            self._errors.close()
+            raise InputError(
+                f"{path} cannot be read: the process that reads workbooks did not start "
+                f"({exc.strerror}); retry, or save the data as CSV"
+            ) from None
         assert self._child.stdout is not None
         self._pipe: IO[bytes] = self._child.stdout
         with contextlib.suppress(AttributeError, OSError):

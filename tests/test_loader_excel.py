@@ -424,6 +424,19 @@ def test_a_reader_that_dies_is_reported_in_one_line(
     )
 
 
+def test_a_reader_that_cannot_start_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_leads(tmp_path / "leads.xlsx")
+    monkeypatch.setattr(workbook.sys, "executable", str(tmp_path / "no-python"))
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    assert str(error.value) == (
+        f"{path} cannot be read: the process that reads workbooks did not start "
+        "(No such file or directory); retry, or save the data as CSV"
+    )
+
+
 def test_the_reader_is_given_no_api_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_leads(tmp_path / "leads.xlsx")
     seen = tmp_path / "environment.txt"
