@@ -209,11 +209,13 @@ def open_table(
     sheet: str | None = None,
     header_row: int = 1,
     allow_empty: bool = False,
+    on_reader: Callable[[Callable[[], None]], None] | None = None,
 ) -> Table:
     """Open a spreadsheet and read its header; raise ``InputError`` when it cannot be used.
 
     A header with no row under it (blank rows and export footers do not count) is such an
-    error, unless ``allow_empty``.
+    error, unless ``allow_empty``. For a workbook, ``on_reader`` receives a function that
+    stops the process reading it, so another thread can cancel a long load.
     """
     path = Path(path)
     if header_row < 1:
@@ -225,7 +227,7 @@ def open_table(
             for flag, value in (("--encoding", encoding), ("--delimiter", delimiter))
             if value is not None
         ]
-        table = _open_workbook(path, head, sheet, header_row, warnings)
+        table = _open_workbook(path, head, sheet, header_row, warnings, on_reader)
         if not allow_empty:
             table._require_rows(
                 f"sheet '{table.sheet}' of {path}",
@@ -700,10 +702,15 @@ def _is_footer(cells: list[str]) -> bool:
 
 
 def _open_workbook(
-    path: Path, head: bytes, sheet: str | None, header_row: int, warnings: list[str]
+    path: Path,
+    head: bytes,
+    sheet: str | None,
+    header_row: int,
+    warnings: list[str],
+    on_reader: Callable[[Callable[[], None]], None] | None,
 ) -> Table:
     kind = workbook.container_kind(path, head)
-    data = workbook.Sheet(path, kind, sheet)
+    data = workbook.Sheet(path, kind, sheet, on_start=on_reader)
     where = f"sheet '{data.name}' of {path}"
     try:
         records = data.records()

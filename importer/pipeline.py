@@ -154,13 +154,7 @@ async def run_import_async(config: ImportConfig, listener: Listener | None = Non
                 "no API key: set RDSTATION_API_KEY or pass --api-key-file PATH "
                 "(validate and --sandbox need none)"
             )
-    with open_table(
-        config.input_path,
-        encoding=config.encoding,
-        delimiter=config.delimiter,
-        sheet=config.sheet,
-        header_row=config.header_row,
-    ) as table:
+    with await _open_table(config) as table:
         for warning in mapping.check_columns(table.headers, source=config.input_path.name):
             listener.warning(warning)
         for warning in table.warnings:
@@ -180,6 +174,36 @@ async def run_import_async(config: ImportConfig, listener: Listener | None = Non
                 return await run.execute(config.api_url, config.api_key or "")
             finally:
                 ledger.close()
+
+
+async def _open_table(config: ImportConfig) -> Table:
+    """``open_table`` in a thread: a Ctrl-C while a large workbook loads (seconds) cancels this
+    task, and the reading process is killed at once instead of when the load ends."""
+    readers: list[Callable[[], None]] = []
+    opening = asyncio.get_running_loop().run_in_executor(
+        None,
+        functools.partial(
+            open_table,
+            config.input_path,
+            encoding=config.encoding,
+            delimiter=config.delimiter,
+            sheet=config.sheet,
+            header_row=config.header_row,
+            on_reader=readers.append,
+        ),
+    )
+    try:
+        # Wake up often: the kernel may hand a Ctrl-C to the thread that reads, and Python runs
+        # signal handlers only when the main thread runs.
+        while not opening.done():
+            await asyncio.wait({opening}, timeout=0.2)
+        return opening.result()
+    except asyncio.CancelledError:
+        for kill in readers:
+            kill()
+        with contextlib.suppress(BaseException):
+            (await opening).close()
+        raise
 
 
 @contextlib.contextmanager

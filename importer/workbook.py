@@ -64,9 +64,17 @@ def container_kind(path: Path, head: bytes) -> str:
 class Sheet:
     """One sheet being read by a child process: its name, and one pass over its rows as text."""
 
-    def __init__(self, path: Path, kind: str, wanted: str | None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        kind: str,
+        wanted: str | None,
+        on_start: Callable[[Callable[[], None]], None] | None = None,
+    ) -> None:
+        """Start the child; ``on_start`` receives ``kill``, for whoever may have to cancel."""
         self.path = path
         self.kind = kind
+        self._killed = False
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
         env = {k: v for k, v in os.environ.items() if k != "RDSTATION_API_KEY"}
         env["RUST_BACKTRACE"] = "0"
@@ -88,6 +96,8 @@ class Sheet:
             ) from None
         assert self._child.stdout is not None
         self._pipe: IO[bytes] = self._child.stdout
+        if on_start is not None:
+            on_start(self.kill)
         with contextlib.suppress(AttributeError, OSError):
             import fcntl
 
@@ -115,6 +125,14 @@ class Sheet:
         finally:
             self.close()
 
+    def kill(self) -> None:
+        """Stop the child now, from any thread: whoever waits on it gets an error at once."""
+        child = self._child
+        if child is not None:
+            self._killed = True
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+
     def close(self) -> None:
         """Stop the child if it is still reading, and release the pipe."""
         child, self._child = self._child, None
@@ -140,6 +158,8 @@ class Sheet:
         child = self._child
         assert child is not None
         code = child.wait()
+        if self._killed:
+            return InputError(f"reading {self.path} was stopped")
         if reading and code < 0:
             # Killed from outside once the sheet was loaded (an operator, the OOM killer): the
             # file is fine, and the rows read so far may have been sent; a rerun resumes.
@@ -149,7 +169,8 @@ class Sheet:
             )
         self._errors.seek(0)
         said = self._errors.read(4096).decode("utf-8", "replace").strip().splitlines()
-        if self.kind in ("XLSX", "XLSM"):
+        if code == -signal.SIGABRT and self.kind in ("XLSX", "XLSM"):
+            # Rust aborts when an allocation fails: find out whether far cells asked for it.
             too_big = _too_many_cells(self.path)
             if too_big:
                 return InputError(too_big)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import openpyxl
@@ -11,7 +13,7 @@ from aioresponses import aioresponses
 
 from importer import workbook
 from importer.errors import InputError
-from importer.pipeline import ImportConfig, run_import
+from importer.pipeline import ImportConfig, run_import, run_import_async
 from tests.conftest import (
     API_KEY,
     EXAMPLE_MAPPING,
@@ -173,6 +175,31 @@ def test_a_workbook_reader_killed_mid_file_stops_the_run_and_the_rerun_resumes(
     assert (resumed.exit_code, resumed.rows, resumed.succeeded) == (0, 1200, 1200)
     sent = [e["payload"]["email"] for e in sandbox.snapshot()["accepted"]]
     assert sorted(sent) == sorted(f"pessoa{i}@exemplo.com.br" for i in range(1, 1201))
+
+
+def test_cancelling_during_a_long_workbook_load_stops_at_once(tmp_path, simple, monkeypatch):
+    # Ctrl-C cancels the run's task (asyncio.run does that); a sheet still loading must not
+    # keep the user waiting for the rest of the load.
+    _, mapping = simple
+    book = openpyxl.Workbook()
+    book.active.append(["email"])
+    book.active.append(["a@exemplo.com.br"])
+    data = tmp_path / "leads.xlsx"
+    book.save(data)
+    monkeypatch.setattr(workbook, "_CHILD", "import time; time.sleep(30)")  # a load that lasts
+
+    async def cancel_after_the_load_began() -> float:
+        task = asyncio.create_task(
+            run_import_async(config(tmp_path, data, mapping, "http://127.0.0.1:9", dry_run=True))
+        )
+        await asyncio.sleep(0.5)
+        asked = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - asked
+
+    assert asyncio.run(cancel_after_the_load_began()) < 5
 
 
 def test_the_sample_csv_imports_with_its_bad_rows_in_failures(tmp_path, sandbox, sample_csv):
