@@ -22,20 +22,25 @@ CALAMINE = """
 import json, resource, sys, time
 from pathlib import Path
 from importer.loader import open_table
+usage = resource.getrusage(resource.RUSAGE_SELF)
+cpu0 = usage.ru_utime + usage.ru_stime
 start = time.perf_counter()
 rows = 0
 with open_table(Path(sys.argv[1])) as table:
     opened = time.perf_counter() - start
     for row in table.rows():
         rows += 1
+me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({"rows": rows, "seconds": time.perf_counter() - start, "open": opened,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "child_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+                  "peak_mb": me.ru_maxrss / 1024, "child_mb": kids.ru_maxrss / 1024,
+                  "cpu": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime - cpu0}))
 """
 
 OPENPYXL = """
 import json, resource, sys, time
 import openpyxl
+usage = resource.getrusage(resource.RUSAGE_SELF)
+cpu0 = usage.ru_utime + usage.ru_stime
 start = time.perf_counter()
 book = openpyxl.load_workbook(sys.argv[1], read_only=True, data_only=True)
 sheet = book.worksheets[0]
@@ -49,7 +54,7 @@ for raw in values:
 book.close()
 print(json.dumps({"rows": rows, "seconds": time.perf_counter() - start, "open": 0.0,
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "child_mb": 0}))
+                  "child_mb": 0, "cpu": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - cpu0}))
 """
 
 
@@ -108,12 +113,13 @@ def main() -> None:
         opened = statistics.median(r["open"] for r in results)
         peak = statistics.median(r["peak_mb"] for r in results)
         child = statistics.median(r["child_mb"] for r in results)
+        cpu = statistics.median(r["cpu"] for r in results)
         medians[name] = seconds
         reader = f" + reading child {child:6.1f} MB" if child else ""
         print(
             f"{name:<22} {results[0]['rows']:,} rows: {seconds:6.2f} s "
             f"({results[0]['rows'] / seconds:,.0f} rows/s; open {opened:.2f} s), "
-            f"peak RSS {peak:6.1f} MB{reader} (median of {args.runs})"
+            f"CPU {cpu:.2f} s, peak RSS {peak:6.1f} MB{reader} (median of {args.runs})"
         )
     if len(medians) == 2:
         ratio = medians["openpyxl read_only"] / medians["calamine (open_table)"]
