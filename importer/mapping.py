@@ -94,15 +94,6 @@ from importer.records import Row
 Scalar = str | int | float | bool
 Constant = Scalar | list[str]
 OnInvalid = Literal["fail", "drop", "keep"]
-LegalType = Literal[
-    "pre_existent_contract",
-    "consent",
-    "legitimate_interest",
-    "judicial_process",
-    "vital_interest",
-    "public_interest",
-]
-LegalStatus = Literal["granted", "declined"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,10 +200,10 @@ def _legal_tag(entry: Any) -> str | None:
 
 _LegalColumn = Annotated[ColumnEntry, Tag("column-entry")]
 LegalTypeEntry = Annotated[
-    Annotated[LegalType, Tag("constant-text")] | _LegalColumn, Discriminator(_legal_tag)
+    Annotated[rd.LegalType, Tag("constant-text")] | _LegalColumn, Discriminator(_legal_tag)
 ]
 LegalStatusEntry = Annotated[
-    Annotated[LegalStatus, Tag("constant-text")] | _LegalColumn, Discriminator(_legal_tag)
+    Annotated[rd.LegalStatus, Tag("constant-text")] | _LegalColumn, Discriminator(_legal_tag)
 ]
 
 

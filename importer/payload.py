@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import email_validator
 
@@ -55,15 +55,17 @@ KNOWN_FIELDS: frozenset[str] = (
 )
 
 LEGAL_BASIS_CATEGORIES: tuple[str, ...] = ("communications",)
-LEGAL_BASIS_TYPES: tuple[str, ...] = (
+LegalType = Literal[
     "pre_existent_contract",
     "consent",
     "legitimate_interest",
     "judicial_process",
     "vital_interest",
     "public_interest",
-)
-LEGAL_BASIS_STATUSES: tuple[str, ...] = ("granted", "declined")
+]
+LegalStatus = Literal["granted", "declined"]
+LEGAL_BASIS_TYPES: tuple[str, ...] = get_args(LegalType)
+LEGAL_BASIS_STATUSES: tuple[str, ...] = get_args(LegalStatus)
 
 CUSTOM_FIELD = re.compile(r"cf_[A-Za-z0-9_]+")
 _SOCIAL_HANDLE = re.compile(r"[A-Za-z0-9._-]+")
