@@ -216,19 +216,23 @@ def _too_many_cells_message(path: Path | str, last_row: int, last_column: int) -
 
 def _sheet_extent(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[int, int]:
     last_row = last_column = 1
-    tail = b""
     with archive.open(info) as part:
-        while chunk := part.read(_SCAN_CHUNK):
-            data = tail + chunk
-            cut = max(data.rfind(b"<"), 0)
-            for letters, digits in _ANY_REF.findall(data, 0, cut):
+        for piece in _whole_elements(part):
+            for letters, digits in _ANY_REF.findall(piece):
                 last_row = max(last_row, int(digits))
                 last_column = max(last_column, _column_number(letters))
-            tail = data[cut:]
-    for letters, digits in _ANY_REF.findall(tail):
-        last_row = max(last_row, int(digits))
-        last_column = max(last_column, _column_number(letters))
     return last_row, last_column
+
+
+def _whole_elements(part: IO[bytes]) -> Iterator[bytes]:
+    """The XML in chunks cut before a ``<``, so no reference straddles two of them."""
+    tail = b""
+    while chunk := part.read(_SCAN_CHUNK):
+        data = tail + chunk
+        cut = max(data.rfind(b"<"), 0)
+        yield data[:cut]
+        tail = data[cut:]
+    yield tail
 
 
 def _column_number(letters: bytes) -> int:
