@@ -68,7 +68,7 @@ LEGAL_BASIS_TYPES: tuple[str, ...] = get_args(LegalType)
 LEGAL_BASIS_STATUSES: tuple[str, ...] = get_args(LegalStatus)
 
 CUSTOM_FIELD = re.compile(r"cf_[A-Za-z0-9_]+")
-_SOCIAL_HANDLE = re.compile(r"[A-Za-z0-9._-]+")
+SOCIAL_HANDLE = re.compile(r"[A-Za-z0-9._-]+")  # what twitter/facebook/linkedin accept
 
 
 class Problem(NamedTuple):
@@ -101,7 +101,7 @@ def check_value(name: str, value: object) -> Problem | None:
     if name in STRING_FIELDS:
         if not isinstance(value, str):
             return Problem(name, "MUST_BE_STRING", "must be text")
-        if name in SOCIAL_FIELDS and _SOCIAL_HANDLE.fullmatch(value) is None:
+        if name in SOCIAL_FIELDS and SOCIAL_HANDLE.fullmatch(value) is None:
             return Problem(
                 name,
                 "INVALID_FORMAT",

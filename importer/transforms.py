@@ -50,6 +50,8 @@ from typing import Literal
 
 import phonenumbers
 
+from importer.payload import SOCIAL_HANDLE
+
 TransformFunc = Callable[[str], str | bool]
 Kind = Literal["text", "bool"]
 
@@ -280,11 +282,10 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
-_HANDLE = re.compile(r"[A-Za-z0-9._-]+")
 # Path segments that come before the handle in profile URLs: linkedin.com/in/NAME,
 # linkedin.com/company/NAME, facebook.com/pg/NAME, twitter.com/intent/user/NAME...
 _BEFORE_HANDLE = frozenset(
-    {"in", "pub", "company", "school", "showcase", "pg", "pages", "groups", "intent", "user", "#!"}
+    {"in", "pub", "company", "school", "showcase", "pg", "pages", "groups", "intent", "user"}
 )
 
 
@@ -308,7 +309,7 @@ def handle(value: str) -> str:
             del parts[0]
         text = parts[0] if parts else ""
     text = text.removeprefix("@")
-    if _HANDLE.fullmatch(text) is None:
+    if SOCIAL_HANDLE.fullmatch(text) is None:
         raise TransformError("is not a profile handle or a profile URL with one")
     return text
 
