@@ -1,7 +1,9 @@
 """The command line: parse flags, call the library, draw progress, map errors to exit statuses.
 
-Exit statuses: 0 every row sent; 1 the run finished and some rows failed; 2 a usage, mapping or
-input error found before anything was sent; 3 the run was aborted and can be resumed.
+Exit statuses (``ExitStatus``): 0 every row sent; 1 the run finished and some rows failed; 2 a
+usage, mapping or input error found before anything was sent; 3 the run was aborted and can be
+resumed. Every exception a command raises becomes its status and one line in ``_Cli.invoke``,
+the one place that maps them.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from typing import Any
 import click
 
 from importer import __version__
-from importer.errors import AbortError, ImporterError, InputError
-from importer.pipeline import DEFAULT_API_URL, ImportConfig, Listener, RunReport, run_import
-from importer.report import format_duration
+from importer.errors import AbortError, ExitStatus, ImporterError, InputError
+from importer.pipeline import DEFAULT_API_URL, ImportConfig, Listener, run_import
+from importer.report import console_summary, format_duration
+from importer.sending import RunControl
 from importer.watch import WatchConfig, run_watch
 
-EXIT_OK, EXIT_FAILED_ROWS, EXIT_INPUT, EXIT_ABORTED = 0, 1, 2, 3
+# The flag of each setting the library names in its messages, where it is not "--" + its name.
+_FLAGS = {"out_dir": "--out"}
 
 
 def _err(message: str) -> None:
@@ -89,70 +93,69 @@ def read_api_key(api_key_file: Path | None) -> str | None:
     return os.environ.get("RDSTATION_API_KEY", "").strip() or None
 
 
-def _api_key_or_exit(api_key_file: Path | None, *, needed: bool) -> str | None:
-    if not needed:
-        return None
-    try:
-        return read_api_key(api_key_file)
-    except InputError as exc:
-        _err(f"Error: {exc}")
-        sys.exit(EXIT_INPUT)
+def _api_key(api_key_file: Path | None, *, needed: bool) -> str | None:
+    return read_api_key(api_key_file) if needed else None
 
 
-def print_report(report: RunReport, input_path: Path) -> None:
-    if report.dry_run:
-        if report.aborted:
-            click.echo(f"Stopped: {report.aborted}. The rows below were checked before it.")
-        click.echo(
-            f"Checked {input_path.name}: {report.rows:,} rows, {report.succeeded:,} ready to send, "
-            f"{report.failed:,} failed, {report.skipped:,} already sent "
-            f"({format_duration(report.duration_s)}). Nothing was sent."
-        )
-    elif report.aborted:
-        click.echo(
-            f"Stopped: {report.aborted}.\n"
-            f"{report.succeeded:,} rows sent, {report.failed:,} failed, "
-            f"{report.left_to_send:,} left to send. Run the same command to resume."
-        )
-    else:
-        click.echo(
-            f"Imported {input_path.name}: {report.succeeded:,} rows sent, "
-            f"{report.failed:,} failed, {report.skipped:,} skipped (of {report.rows:,}) in "
-            f"{format_duration(report.duration_s)}."
-        )
-    if report.in_flight_found:
-        click.echo(
-            f"{report.in_flight_found:,} rows were in flight when an earlier run stopped "
-            "(they may have been recorded by RD Station)."
-        )
-    if report.failure_types:
-        kinds = ", ".join(f"{k} {v:,}" for k, v in report.failure_types.items())
-        click.echo(f"Failures by type: {kinds}")
-    click.echo(f"Reports: {report.out_dir}/ (successes.csv, failures.csv, summary.json)")
-
-
-def _run(config: ImportConfig, quiet: bool) -> int:
+def _run(config: ImportConfig, quiet: bool) -> ExitStatus:
     listener = ConsoleListener(quiet=quiet)
     try:
-        report = run_import(config, listener)
-    except InputError as exc:
+        report = run_import(config, listener, RunControl(handle_signals=True))
+    finally:
         listener.finished()
-        _err(f"Error: {exc}")
-        return EXIT_INPUT
-    except AbortError as exc:
-        listener.finished()
-        _err(f"Stopped: {exc}")
-        return EXIT_ABORTED
-    except ImporterError as exc:
-        listener.finished()
-        _err(f"Error: {exc}")
-        return EXIT_ABORTED
-    except KeyboardInterrupt:
-        listener.finished()
-        _err("Stopped: interrupted. Run the same command to resume.")
-        return EXIT_ABORTED
-    print_report(report, config.input_path)
-    return report.exit_code
+    click.echo(console_summary(report, config.input_path.name))
+    return report.exit_status
+
+
+def _flagged(exc: InputError, command: str | None) -> str:
+    """The library's message in the CLI's words: the setting it names shown as its flag."""
+    text = str(exc)
+    setting = exc.setting
+    if setting is None:
+        return text
+    if text.startswith(setting + " "):
+        text = _FLAGS.get(setting, "--" + setting.replace("_", "-")) + text[len(setting) :]
+    if setting == "api_key":
+        needs_none = (
+            "--sandbox needs none" if command == "watch" else ("validate and --sandbox need none")
+        )
+        text += f" or pass --api-key-file PATH ({needs_none})"
+    return text
+
+
+def _outcome(exc: BaseException, command: str | None) -> tuple[ExitStatus, str]:
+    """The exit status and the one line for an exception a command raised."""
+    if isinstance(exc, InputError):
+        return ExitStatus.INPUT, f"Error: {_flagged(exc, command)}"
+    if isinstance(exc, AbortError):
+        return ExitStatus.ABORTED, f"Stopped: {exc}"
+    if isinstance(exc, ImporterError):
+        return ExitStatus.ABORTED, f"Error: {exc}"
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitStatus.ABORTED, "Stopped: interrupted. Run the same command to resume."
+    # A bug. Its text and traceback may quote a URL or a setting, and with it the API key:
+    # show only its type and where it happened.
+    last = traceback.extract_tb(exc.__traceback__)[-1:]
+    where = f" in {Path(last[0].filename).name} line {last[0].lineno}" if last else ""
+    return ExitStatus.ABORTED, (
+        f"Stopped: unexpected error ({type(exc).__name__}{where}); its details are not "
+        "shown, as they may hold the API key. Run the same command to resume, and please "
+        "report this error."
+    )
+
+
+class _Cli(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own: usage errors (exit 2), --help, exit statuses
+        except Exception as exc:
+            status, line = _outcome(exc, ctx.invoked_subcommand)
+        except KeyboardInterrupt as exc:
+            status, line = _outcome(exc, ctx.invoked_subcommand)
+        _err(line)
+        ctx.exit(int(status))
 
 
 def _table_options(func):
@@ -259,7 +262,7 @@ def _sending_options(func):
     return func
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rd-importer")
 def cli() -> None:
     """Import lead spreadsheets (CSV, XLSX) into RD Station Marketing conversions."""
@@ -296,13 +299,12 @@ def import_command(
     retry_rejected: bool,
 ) -> None:
     """Send every row of INPUT to RD Station as a conversion."""
-    api_key = _api_key_or_exit(api_key_file, needed=not (dry_run or sandbox))
     config = ImportConfig(
         input_path=input_path,
         mapping_path=mapping_path,
         out_dir=out_dir,
         api_url=api_url,
-        api_key=api_key,
+        api_key=_api_key(api_key_file, needed=not (dry_run or sandbox)),
         rate=rate,
         concurrency=concurrency,
         dry_run=dry_run,
@@ -313,9 +315,8 @@ def import_command(
         header_row=header_row,
         in_flight=in_flight,  # type: ignore[arg-type]
         retry_rejected=retry_rejected,
-        handle_signals=True,
     )
-    sys.exit(_run(config, quiet))
+    sys.exit(int(_run(config, quiet)))
 
 
 @cli.command("validate")
@@ -361,30 +362,22 @@ def sandbox_command(
     """Serve a local stand-in for the RD Station conversions API until stopped."""
     from importer.sandbox import SandboxConfig, serve
 
-    try:
-        config = SandboxConfig(
-            api_keys=frozenset(keys) or None,
-            rate_limit=rate_limit,
-            rate_window=rate_window,
-            lead_limit=lead_limit,
-            fail_ratio=fail_ratio,
-            drop_ratio=drop_ratio,
-            accept_then_drop_ratio=accept_then_drop_ratio,
-            latency=latency,
-            seed=seed,
-        )
-    except InputError as exc:
-        _err(f"Error: {exc}")
-        sys.exit(EXIT_INPUT)
+    config = SandboxConfig(
+        api_keys=frozenset(keys) or None,
+        rate_limit=rate_limit,
+        rate_window=rate_window,
+        lead_limit=lead_limit,
+        fail_ratio=fail_ratio,
+        drop_ratio=drop_ratio,
+        accept_then_drop_ratio=accept_then_drop_ratio,
+        latency=latency,
+        seed=seed,
+    )
 
     def ready(url: str) -> None:
         _err(f"Sandbox for RD Station conversions at {url} (use --api-url {url}); Ctrl-C to stop")
 
-    try:
-        serve(host, port, config, on_ready=ready)
-    except InputError as exc:
-        _err(f"Error: {exc}")
-        sys.exit(EXIT_INPUT)
+    serve(host, port, config, on_ready=ready)
 
 
 @cli.command("watch")
@@ -450,12 +443,11 @@ def watch_command(
     Exit status with --once: 0 every file imported with every row sent, 1 some rows or files
     failed, 2 a usage, mapping or setting error, 3 a run was aborted (resumed by the next run).
     """
-    api_key = _api_key_or_exit(api_key_file, needed=not sandbox)
     template = ImportConfig(
         input_path=inbox,
         mapping_path=mapping_path,
         api_url=api_url,
-        api_key=api_key,
+        api_key=_api_key(api_key_file, needed=not sandbox),
         rate=rate,
         concurrency=concurrency,
         sandbox=sandbox,
@@ -475,17 +467,10 @@ def watch_command(
         wait_lock=wait_lock,
         handle_signals=True,
     )
-    try:
-        result = run_watch(config, ConsoleListener(quiet=quiet), echo=_err)
-    except InputError as exc:
-        _err(f"Error: {exc}")
-        sys.exit(EXIT_INPUT)
-    except KeyboardInterrupt:
-        _err("Stopped: interrupted. Run the same command to resume.")
-        sys.exit(EXIT_ABORTED)
+    result = run_watch(config, ConsoleListener(quiet=quiet), echo=_err)
     if result.stopped:
         _err(f"Stopped: {result.stopped}.")
-    sys.exit(result.exit_code)
+    sys.exit(int(result.exit_status))
 
 
 @cli.group("mapping")
@@ -509,11 +494,7 @@ def mapping_init_command(
     """Write a first mapping for FILE from its header and a sample of its rows."""
     from importer.scaffold import scaffold_mapping
 
-    try:
-        text = scaffold_mapping(input_path, sheet=sheet)
-    except InputError as exc:
-        _err(f"Error: {exc}")
-        sys.exit(EXIT_INPUT)
+    text = scaffold_mapping(input_path, sheet=sheet)
     if output is None:
         click.echo(text, nl=False)
         return
@@ -521,11 +502,11 @@ def mapping_init_command(
         with output.open("w" if force else "x", encoding="utf-8") as handle:
             handle.write(text)
     except FileExistsError:
-        _err(f"Error: {output} exists: choose another -o, or add --force to overwrite it")
-        sys.exit(EXIT_INPUT)
+        raise InputError(
+            f"{output} exists: choose another -o, or add --force to overwrite it"
+        ) from None
     except OSError as exc:
-        _err(f"Error: cannot write {output}: {exc.strerror}")
-        sys.exit(EXIT_INPUT)
+        raise InputError(f"cannot write {output}: {exc.strerror}") from None
     _err(
         f'Wrote {output}: edit the conversion identifier (marked "# <- edit"), then check it '
         f"with: rd-importer validate {input_path} --mapping {output}"
@@ -533,19 +514,4 @@ def mapping_init_command(
 
 
 def main() -> None:
-    try:
-        cli(standalone_mode=True)
-    except KeyboardInterrupt:
-        _err("Stopped: interrupted.")
-        sys.exit(EXIT_ABORTED)
-    except Exception as exc:
-        # A bug. Its text and traceback may quote a URL or a setting, and with it the API key:
-        # show only its type and where it happened.
-        last = traceback.extract_tb(exc.__traceback__)[-1:]
-        where = f" in {Path(last[0].filename).name} line {last[0].lineno}" if last else ""
-        _err(
-            f"Stopped: unexpected error ({type(exc).__name__}{where}); its details are not "
-            "shown, as they may hold the API key. Run the same command to resume, and please "
-            "report this error."
-        )
-        sys.exit(EXIT_ABORTED)
+    cli()

@@ -41,6 +41,7 @@ __all__ = [
     "ConversionsClient",
     "check_api_url",
     "conversion_body",
+    "encode_conversion",
     "failure_from_response",
     "redact",
 ]
@@ -111,9 +112,22 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+# The wrapper RD Station expects around a conversion payload, keys sorted: the body is then the
+# payload's own sorted JSON with a head and a tail, and a row is encoded once, not twice.
+_BODY_HEAD = b'{"event_family":"CDP","event_type":"CONVERSION","payload":'
+_BODY_TAIL = b"}"
+
+
+def encode_conversion(payload: dict[str, Any]) -> tuple[bytes, bytes]:
+    """(the payload's JSON with sorted keys, the request body around it). The first is what the
+    ledger keys a row by: a mapping whose fields are reordered still finds the rows it sent."""
+    encoded = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    return encoded, _BODY_HEAD + encoded + _BODY_TAIL
+
+
 def conversion_body(payload: dict[str, Any]) -> bytes:
     """The JSON body RD Station expects around one conversion payload."""
-    return orjson.dumps({"event_type": "CONVERSION", "event_family": "CDP", "payload": payload})
+    return encode_conversion(payload)[1]
 
 
 class ConversionsClient:

@@ -14,13 +14,32 @@ module that talks to the library; nothing above that module sees them.
 
 from __future__ import annotations
 
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    """The process's exit status: one list for the CLI, ``watch`` and ``RunReport``."""
+
+    OK = 0  # every row sent
+    FAILED_ROWS = 1  # the run finished and some rows (or files) failed
+    INPUT = 2  # a usage, mapping, input or setting error, found before anything was sent
+    ABORTED = 3  # stopped before its end (credentials refused, interrupted): resumable
+
 
 class ImporterError(Exception):
     """Base of every error the importer reports to a user."""
 
 
 class InputError(ImporterError):
-    """The input file, the mapping or a setting cannot be used. Nothing was sent."""
+    """The input file, the mapping or a setting cannot be used. Nothing was sent.
+
+    ``setting`` names the setting at fault as the library calls it (``concurrency``,
+    ``api_url``, ``out_dir``...) when the message begins with it; the CLI shows it as its flag.
+    """
+
+    def __init__(self, message: str, *, setting: str | None = None):
+        super().__init__(message)
+        self.setting = setting
 
 
 class RowError(ImporterError):

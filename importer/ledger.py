@@ -4,12 +4,14 @@ The ledger is a SQLite database in WAL mode under the run's output folder. Every
 gets an entry before anything is sent, keyed by its content: the hash of the payload it produces
 (rows that never produced a payload are keyed by their row number). A row moves through
 
-    pending -> in_flight -> sent | failed        (failed rows RD Station did not reject come back
-                                                  to pending on the next run)
+    pending -> in_flight -> sent
+                         -> failed          RD Station refused it, or the cause was on the way
+                         -> in_doubt        an attempt got no answer: it may have been recorded
 
 and each move is committed before the next step: a row is marked in flight *before* its request
 leaves, and sent only once the answer is in. So a process killed at any moment leaves at most the
-rows that were in flight in doubt, and a re-run knows exactly which rows those are.
+rows that were in flight in doubt, and a re-run knows exactly which rows those are. What a later
+run does with each state is ``intake.RESUME_RULES``.
 
 WAL with synchronous=NORMAL survives the process being killed (what this ledger must survive);
 only a power cut can lose the last commits, and then the worst case is a row sent twice. A dry
@@ -18,22 +20,26 @@ run on a ledger no import has used yet writes with synchronous=OFF (see ``begin_
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import enum
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from importer.errors import InputError
+from importer.records import Failed, FailureKind
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
     key TEXT PRIMARY KEY,
     row INTEGER NOT NULL,
-    state TEXT NOT NULL,            -- pending | in_flight | sent | failed
+    state TEXT NOT NULL,            -- RowState's values
     seen_run INTEGER NOT NULL,      -- the last run whose input held this row
     sent_run INTEGER,               -- the run that sent it
     body BLOB,                      -- the request body, while it may still be sent
@@ -47,7 +53,7 @@ CREATE TABLE IF NOT EXISTS rows (
     http_status INTEGER,
     error_type TEXT,
     error_message TEXT,
-    failure_kind TEXT
+    failure_kind TEXT               -- FailureKind's values, for rows failed at the API
 );
 CREATE INDEX IF NOT EXISTS rows_by_run ON rows (seen_run, row);
 CREATE TABLE IF NOT EXISTS runs (
@@ -57,12 +63,78 @@ CREATE TABLE IF NOT EXISTS runs (
     dry_run INTEGER NOT NULL
 );
 """
+# Ledgers written before the in_doubt state kept such rows as failed rows of kind "uncertain".
+_UPGRADE = (
+    "UPDATE rows SET state = 'in_doubt' WHERE state = 'failed' AND failure_kind = 'uncertain'"
+)
 
-# Failures that a later run sends again: the cause was on the way, not in the row.
-RESENDABLE_KINDS = ("transient", "rate_limited", "lead_limited", "fatal", "auth_refused")
-# A row that failed after an attempt that got no answer: RD Station may have recorded it, so a
-# later run treats it like a row that was in flight when a run died (--in-flight decides).
-UNCERTAIN = "uncertain"
+
+class RowState(enum.Enum):
+    PENDING = "pending"  # to send
+    IN_FLIGHT = "in_flight"  # its request left; no answer recorded yet
+    SENT = "sent"  # RD Station answered with an event_uuid
+    FAILED = "failed"  # refused before or at sending; the failure kind says whether it is final
+    IN_DOUBT = "in_doubt"  # may have been recorded (unanswered attempt, or left unsent for that)
+
+
+_FAILED_STATES = "('failed', 'in_doubt')"
+_STATES = {state.value: state for state in RowState}
+_KINDS = {kind.value: kind for kind in FailureKind}
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What the ledger knows of one key."""
+
+    state: RowState
+    row: int
+    seen_run: int  # the last run whose input held it
+    kind: FailureKind | None  # why it failed at the API (FAILED rows only)
+
+
+@dataclass(slots=True)
+class NewRow:
+    """A row never seen before, to send."""
+
+    key: str
+    row: int
+    body: bytes
+    cells: bytes
+    email: str
+    conversion_id: str
+
+
+@dataclass(slots=True)
+class SeenRow:
+    """A known row found again: its number and cells are updated, its state kept."""
+
+    key: str
+    row: int
+    cells: bytes
+
+
+@dataclass(slots=True)
+class FailedRow:
+    """A row that fails before sending (or is held in doubt): replaces what the key held."""
+
+    key: str
+    row: int
+    cells: bytes
+    stage: str
+    error_type: str
+    message: str
+    conversion_id: str | None
+    state: RowState = RowState.FAILED
+
+
+@dataclass(slots=True)
+class ChunkRecord:
+    """One chunk of the reader's decisions, written in one transaction."""
+
+    new: list[NewRow]
+    seen: list[SeenRow]
+    resend: list[tuple[str, bytes]]  # (key, body): back to pending (their row is in ``seen``)
+    failed: list[FailedRow]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +155,26 @@ class Counts:
     failed: int
     already_sent: int
     unsent: int
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    row: int
+    email: str
+    conversion_id: str
+    event_uuid: str
+    sent_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    row: int
+    cells: list[str]
+    stage: str
+    http_status: int | None
+    error_type: str
+    message: str
+    attempts: int
 
 
 class Ledger:
@@ -106,9 +198,11 @@ class Ledger:
             self._db.execute("PRAGMA wal_autocheckpoint=10000")  # pages: 40 MB of WAL
             self._db.execute("PRAGMA cache_size=-16000")  # KiB
             self._db.executescript(SCHEMA)
+            self._db.execute(_UPGRADE)
         except (sqlite3.DatabaseError, OSError) as exc:
             raise InputError(
-                f"{path}: the ledger cannot be opened ({exc}); use another --out folder"
+                f"{path}: the ledger cannot be opened ({exc}); use another output folder",
+                setting="out_dir",
             ) from None
         self.run_id = 0
 
@@ -133,11 +227,7 @@ class Ledger:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """Commit everything done inside as one transaction (or nothing, on an error).
-
-        A commit costs more than the few updates a worker makes per row: the pipeline groups the
-        marks of every worker that moved in the same event-loop turn into one.
-        """
+        """Commit everything done inside as one transaction (or nothing, on an error)."""
         db = self._db
         db.execute("BEGIN")
         try:
@@ -149,9 +239,10 @@ class Ledger:
 
     # -- the reader's side: record what the file holds, in chunks --------------------------------
 
-    def lookup(self, keys: list[str]) -> dict[str, tuple[str, int, int, str | None]]:
-        """Known keys -> (state, seen_run, row, failure_kind)."""
-        found: dict[str, tuple[str, int, int, str | None]] = {}
+    def lookup(self, keys: list[str]) -> dict[str, Entry]:
+        """What the ledger knows of each of ``keys`` (unknown keys are left out)."""
+        found: dict[str, Entry] = {}
+        states, kinds = _STATES, _KINDS
         for start in range(0, len(keys), 900):  # SQLite's default limit on bound parameters
             part = keys[start : start + 900]
             marks = ",".join("?" * len(part))
@@ -159,51 +250,37 @@ class Ledger:
                 f"SELECT key, state, seen_run, row, failure_kind FROM rows WHERE key IN ({marks})",
                 part,
             ):
-                found[key] = (state, seen_run, row, kind)
+                found[key] = Entry(states[state], row, seen_run, kinds.get(kind))
         return found
 
-    def record_chunk(
-        self,
-        new: Iterable[tuple[str, int, bytes, bytes, str, str]],
-        seen: Iterable[tuple[int, bytes, str]],
-        resend: Iterable[tuple[str, bytes]],
-        failed: Iterable[tuple[str, int, bytes, str, str, str, str | None]],
-    ) -> None:
-        """Write one chunk of the reader's decisions in a single transaction.
-
-        new:    (key, row, body, cells, email, conversion_identifier) -> pending
-        seen:   (row, cells, key) known rows whose state stays as it is
-        resend: (key, body) to put back to pending (their row and cells are in ``seen`` too)
-        failed: (key, row, cells, stage, error_type, message, conversion_identifier) rows that
-                fail before sending; replaces whatever the key held
-        """
+    def record_chunk(self, chunk: ChunkRecord) -> None:
+        """Write one chunk of the reader's decisions in a single transaction."""
         run = self.run_id
         db = self._db
         with self.transaction():
             db.executemany(
                 "INSERT INTO rows (key, row, state, seen_run, body, cells, email,"
                 " conversion_identifier) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
-                [(k, r, run, b, c, e, ci) for k, r, b, c, e, ci in new],
+                [(n.key, n.row, run, n.body, n.cells, n.email, n.conversion_id) for n in chunk.new],
             )
             db.executemany(
                 "UPDATE rows SET seen_run = ?, row = ?, cells = ? WHERE key = ?",
-                [(run, r, c, k) for r, c, k in seen],
+                [(run, s.row, s.cells, s.key) for s in chunk.seen],
             )
             db.executemany(
                 "UPDATE rows SET state = 'pending', body = ?, attempts = 0, error_stage = NULL,"
                 " http_status = NULL, error_type = NULL, error_message = NULL,"
                 " failure_kind = NULL WHERE key = ?",
-                [(b, k) for k, b in resend],
+                [(body, key) for key, body in chunk.resend],
             )
             db.executemany(
                 "INSERT OR REPLACE INTO rows (key, row, state, seen_run, cells, error_stage,"
-                " error_type, error_message, conversion_identifier, email, failure_kind)"
-                " VALUES (?, ?, 'failed', ?, ?, ?, ?, ?, ?, NULL, ?)",
-                # A row left unsent under --in-flight skip stays uncertain: a later run decides
-                # again with its own --in-flight.
+                " error_type, error_message, conversion_identifier, email)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                 [
-                    (k, r, run, c, st, et, m, ci, UNCERTAIN if et == "IN_FLIGHT_UNKNOWN" else None)
-                    for k, r, c, st, et, m, ci in failed
+                    (f.key, f.row, f.state.value, run, f.cells)
+                    + (f.stage, f.error_type, f.message, f.conversion_id)
+                    for f in chunk.failed
                 ],
             )
 
@@ -234,20 +311,20 @@ class Ledger:
             (self.run_id, event_uuid, sent_at, attempts, key),
         )
 
-    def mark_failed(
-        self,
-        key: str,
-        *,
-        http_status: int | None,
-        error_type: str,
-        message: str,
-        attempts: int,
-        kind: str,
-    ) -> None:
+    def mark_failed(self, key: str, failed: Failed, attempts: int, *, in_doubt: bool) -> None:
+        """The row's last attempt failed; ``in_doubt`` when an attempt went unanswered."""
         self._db.execute(
-            "UPDATE rows SET state = 'failed', error_stage = 'api', http_status = ?,"
+            "UPDATE rows SET state = ?, error_stage = 'api', http_status = ?,"
             " error_type = ?, error_message = ?, attempts = ?, failure_kind = ? WHERE key = ?",
-            (http_status, error_type, message, attempts, kind, key),
+            (
+                (RowState.IN_DOUBT if in_doubt else RowState.FAILED).value,
+                failed.http_status,
+                failed.error_type,
+                failed.message,
+                attempts,
+                failed.kind.value,
+                key,
+            ),
         )
 
     def mark_pending(self, key: str) -> None:
@@ -263,7 +340,7 @@ class Ledger:
         row = self._db.execute(
             "SELECT count(*),"
             " coalesce(sum(state = 'sent' AND sent_run = ?), 0),"
-            " coalesce(sum(state = 'failed'), 0),"
+            f" coalesce(sum(state IN {_FAILED_STATES}), 0),"
             " coalesce(sum(state = 'sent' AND sent_run IS NOT ? ), 0),"
             " coalesce(sum(state IN ('pending', 'in_flight')), 0)"
             " FROM rows WHERE seen_run = ?",
@@ -271,35 +348,40 @@ class Ledger:
         ).fetchone()
         return Counts(*row)
 
-    def successes(self) -> Iterator[tuple[int, str, str, str, str]]:
-        """(row, email, conversion_identifier, event_uuid, sent_at) of this run's file, by row."""
-        yield from self._db.execute(
+    def successes(self) -> Iterator[Success]:
+        """The sent rows of this run's file, by row."""
+        for fields in self._db.execute(
             "SELECT row, email, conversion_identifier, event_uuid, sent_at FROM rows"
             " WHERE seen_run = ? AND state = 'sent' ORDER BY row",
             (self.run_id,),
-        )
+        ):
+            yield Success(*fields)
 
-    def would_send(self) -> Iterator[tuple[int, str, str, str, str]]:
-        """For a dry run: the rows an import would send, in the shape of ``successes``."""
-        yield from self._db.execute(
+    def would_send(self) -> Iterator[Success]:
+        """For a dry run: the rows an import would send, as successes with no uuid or time."""
+        for fields in self._db.execute(
             "SELECT row, email, conversion_identifier, '', '' FROM rows"
             " WHERE seen_run = ? AND state IN ('pending', 'in_flight') ORDER BY row",
             (self.run_id,),
-        )
+        ):
+            yield Success(*fields)
 
-    def failures(self) -> Iterator[tuple[int, list[str], str, int | None, str, str, int]]:
-        """(row, cells, error_stage, http_status, error_type, error_message, attempts), by row."""
+    def failures(self) -> Iterator[Failure]:
+        """The failed rows (in doubt included) of this run's file, by row."""
         for row, cells, stage, status, etype, message, attempts in self._db.execute(
             "SELECT row, cells, error_stage, http_status, error_type, error_message, attempts"
-            " FROM rows WHERE seen_run = ? AND state = 'failed' ORDER BY row",
+            f" FROM rows WHERE seen_run = ? AND state IN {_FAILED_STATES} ORDER BY row",
             (self.run_id,),
         ):
-            yield row, orjson.loads(cells) if cells else [], stage, status, etype, message, attempts
+            yield Failure(
+                row, orjson.loads(cells) if cells else [], stage, status, etype, message, attempts
+            )
 
     def failure_types(self) -> dict[str, int]:
         return dict(
             self._db.execute(
-                "SELECT error_type, count(*) FROM rows WHERE seen_run = ? AND state = 'failed'"
+                "SELECT error_type, count(*) FROM rows"
+                f" WHERE seen_run = ? AND state IN {_FAILED_STATES}"
                 " GROUP BY error_type ORDER BY count(*) DESC",
                 (self.run_id,),
             ).fetchall()
@@ -312,3 +394,75 @@ class Ledger:
             " GROUP BY email HAVING count(*) > ? ORDER BY count(*) DESC",
             (self.run_id, limit),
         ).fetchall()
+
+
+class Marks:
+    """The senders' ledger writes, committed together once per event-loop turn.
+
+    A commit costs more than the few updates a row needs, and unpaced, many workers move in the
+    same turn. ``now`` returns only once its write is committed: a request never leaves before
+    its row is durably in flight. ``later`` writes behind, at the end of the same turn (so an
+    answer is on disk a moment after it arrived), in the order the writes were made.
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._writes: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._scheduled = False
+        self._error: Exception | None = None
+
+    async def in_flight(self, key: str, attempts: int) -> None:
+        """Mark a row in flight; returns once that is committed, so its request may leave."""
+        await self._now(self._ledger.mark_in_flight, key, attempts)
+
+    def sent(self, key: str, event_uuid: str, sent_at: str, attempts: int) -> None:
+        self._later(self._ledger.mark_sent, key, event_uuid, sent_at, attempts)
+
+    def failed(self, key: str, failed: Failed, attempts: int, *, in_doubt: bool) -> None:
+        self._later(self._mark_failed, key, failed, attempts, in_doubt)
+
+    def pending(self, key: str) -> None:
+        self._later(self._ledger.mark_pending, key)
+
+    def flush(self) -> None:
+        """Commit what is waiting; raise what went wrong in this or an earlier commit."""
+        self._flush_soon()
+        if self._error is not None:
+            raise self._error
+
+    def _mark_failed(self, key: str, failed: Failed, attempts: int, in_doubt: bool) -> None:
+        self._ledger.mark_failed(key, failed, attempts, in_doubt=in_doubt)
+
+    def _later(self, write: Callable[..., None], *args: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._writes.append((write, args))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_soon)
+
+    async def _now(self, write: Callable[..., None], *args: Any) -> None:
+        self._later(write, *args)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    def _flush_soon(self) -> None:
+        # Called by the event loop: an error is kept for the writers, not raised into the loop.
+        self._scheduled = False
+        writes, self._writes = self._writes, []
+        waiters, self._waiters = self._waiters, []
+        if writes and self._error is None:
+            try:
+                with self._ledger.transaction():
+                    for write, args in writes:
+                        write(*args)
+            except Exception as exc:
+                self._error = exc
+        for waiter in waiters:
+            if not waiter.done():
+                if self._error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(self._error)

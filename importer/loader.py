@@ -16,7 +16,7 @@ Decisions worth knowing:
   ``MAX_CELL_CHARS``) becomes one failed row; reading starts again on the line after that row's
   first line, so one bad quote cannot swallow the rows after it.
 - One of our own ``failures.csv`` reports read back loses its six report columns and the
-  formula escaping the reports apply (``escape_formula`` / ``unescape_formula``).
+  formula escaping the reports apply (``report.unescape_formula``).
 - Workbooks are read by python-calamine in a child process (``importer.workbook``), which loads
   the whole sheet into memory (about 1 KB per row of 10 cells) and streams its rows as text.
 """
@@ -36,18 +36,11 @@ from typing import IO, Final
 from importer import workbook
 from importer.errors import InputError
 from importer.records import Row
+from importer.report import FAILURE_COLUMNS, unescape_formula
 
 MAX_CELL_CHARS: Final = 1 << 20  # RD Station takes 0.2 MB per request: a bigger cell cannot go
 MAX_LINE_CHARS: Final = 2 << 20
 MAX_LINES_PER_RECORD: Final = 1000  # a quoted cell spanning more lines is a quote never closed
-REPORT_COLUMNS: Final = (
-    "row",
-    "error_stage",
-    "http_status",
-    "error_type",
-    "error_message",
-    "attempts",
-)
 
 _HEAD_BYTES = 64 * 1024
 _SCAN_CHUNK = 1 << 20
@@ -73,27 +66,6 @@ _FOOTER = re.compile(
     r"|Copyright (?:\(c\)|©) \d{4}(?:-\d{4})? salesforce\.com.*",
     re.IGNORECASE,
 )
-_FORMULA_TRIGGERS = "=+-@\t\r"
-_ESCAPABLE = re.compile(r"'*[=+\-@\t\r]")
-_ESCAPED = re.compile(r"'+[=+\-@\t\r]")
-
-
-def escape_formula(cell: str) -> str:
-    """Prefix ``'`` to a cell a spreadsheet program would run as a formula.
-
-    Cells already starting with ``'`` before such a character get one more, so that
-    ``unescape_formula(escape_formula(x)) == x`` for every text.
-    """
-    if cell and cell[0] in "'=+-@\t\r" and _ESCAPABLE.match(cell):
-        return "'" + cell
-    return cell
-
-
-def unescape_formula(cell: str) -> str:
-    """Undo ``escape_formula``: drop the ``'`` the reports put before ``= + - @`` tab or CR."""
-    if cell[:1] == "'" and _ESCAPED.match(cell):
-        return cell[1:]
-    return cell
 
 
 class Table:
@@ -644,7 +616,7 @@ def _make_header(cells: list[str], where: str, first_column: int | None) -> _Hea
         return None
     keys = [c.replace("\ufeff", "").strip() for c in source]
     width = len(source)
-    is_report = len(keys) > len(REPORT_COLUMNS) and tuple(keys[-6:]) == REPORT_COLUMNS
+    is_report = len(keys) > len(FAILURE_COLUMNS) and tuple(keys[-6:]) == FAILURE_COLUMNS
     if is_report:
         del source[-6:]
         keys = [unescape_formula(k) for k in keys[:-6]]

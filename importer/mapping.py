@@ -1314,3 +1314,17 @@ def _header_hint(column: str, folded: dict[str, str]) -> str:
         close = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.85)
         found = folded[close[0]] if close else None
     return f" (did you mean '{found}'?)" if found is not None else ""
+
+
+# TEMPORARY shim until the mapping package lands (bind replaces check_columns).
+class BoundMapping(Mapping):  # type: ignore[misc]
+    warnings: list[str]
+
+
+def _bind(self: Mapping, headers: list[str], source: str = "the file") -> BoundMapping:
+    warnings = self.check_columns(headers, source=source)
+    self.warnings = warnings  # type: ignore[attr-defined]
+    return self  # type: ignore[return-value]
+
+
+Mapping.bind = _bind  # type: ignore[attr-defined]

@@ -31,6 +31,20 @@ class FailureKind(enum.Enum):
     REJECTED = "rejected"  # other 4xx: RD Station refused this row: fail it, do not retry
     FATAL = "fatal"  # no request can succeed (TLS certificate refused): stop the run, resumable
 
+    @property
+    def retry_now(self) -> bool:
+        """Try the row again within this run (after a backoff, or once the budget allows)."""
+        return self in _RETRY_NOW
+
+    @property
+    def resend_next_run(self) -> bool:
+        """A row that failed so is sent again by the next run: the cause was on the way (the
+        network, the budget, the key, a lead's daily limit), not in the row."""
+        return self is not FailureKind.REJECTED
+
+
+_RETRY_NOW = frozenset({FailureKind.TRANSIENT, FailureKind.RATE_LIMITED})
+
 
 @dataclass(frozen=True, slots=True)
 class Sent:
@@ -53,7 +67,3 @@ class Failed:
     error_type: str
     message: str
     retry_after: float | None = None
-
-    @property
-    def retryable(self) -> bool:
-        return self.kind in (FailureKind.TRANSIENT, FailureKind.RATE_LIMITED)

@@ -1,9 +1,14 @@
-"""The run's reports: successes.csv, failures.csv and summary.json, rebuilt from the ledger.
+"""The run's report: what happened (``RunReport``), and the files and words that say it.
 
-Each report is written to a temporary file beside it and renamed into place, so a run stopped
+    successes.csv, failures.csv      rebuilt from the ledger at the end of every run
+    summary.json                     ``summary_dict``: the counts and how the run ended
+    the console's last lines         ``console_summary``
+
+Each file is written to a temporary file beside it and renamed into place, so a run stopped
 while writing leaves the previous complete report, never half of one. Reports hold personal data:
 they are created readable by their owner only (0600). CSVs are UTF-8 with a BOM, so Excel shows
-accents right, and a cell a spreadsheet would run as a formula is written as text.
+accents right, and a cell a spreadsheet would run as a formula is written as text
+(``escape_formula``; the loader undoes it when a failures.csv is imported again).
 """
 
 from __future__ import annotations
@@ -11,16 +16,192 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Final
 
 import orjson
 
-from importer.loader import escape_formula
+from importer.errors import ExitStatus
+from importer.ledger import Failure, Ledger, Success
 
-SUCCESS_COLUMNS = ["row", "email", "conversion_identifier", "event_uuid", "sent_at"]
-FAILURE_COLUMNS = ["row", "error_stage", "http_status", "error_type", "error_message", "attempts"]
+SUCCESS_COLUMNS: Final = ("row", "email", "conversion_identifier", "event_uuid", "sent_at")
+# failures.csv: the row's own columns, then these. The loader recognises a failures.csv by them.
+FAILURE_COLUMNS: Final = (
+    "row",
+    "error_stage",
+    "http_status",
+    "error_type",
+    "error_message",
+    "attempts",
+)
+REPORT_FILES: Final = "successes.csv, failures.csv, summary.json"
+
+_ESCAPABLE = re.compile(r"'*[=+\-@\t\r]")
+_ESCAPED = re.compile(r"'+[=+\-@\t\r]")
+
+
+def escape_formula(cell: str) -> str:
+    """Prefix ``'`` to a cell a spreadsheet program would run as a formula.
+
+    Cells already starting with ``'`` before such a character get one more, so that
+    ``unescape_formula(escape_formula(x)) == x`` for every text.
+    """
+    if cell and cell[0] in "'=+-@\t\r" and _ESCAPABLE.match(cell):
+        return "'" + cell
+    return cell
+
+
+def unescape_formula(cell: str) -> str:
+    """Undo ``escape_formula``: drop the ``'`` the reports put before ``= + - @`` tab or CR."""
+    if cell[:1] == "'" and _ESCAPED.match(cell):
+        return cell[1:]
+    return cell
+
+
+@dataclass
+class RunReport:
+    """What happened, as summary.json says it."""
+
+    rows: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    duration_s: float = 0.0
+    out_dir: Path = Path(".")
+    dry_run: bool = False
+    aborted: str | None = None
+    interrupted: bool = False  # stopped by SIGINT/SIGTERM (a kind of abort)
+    already_sent: int = 0
+    left_to_send: int = 0
+    in_flight_found: int = 0
+    requests: int = 0
+    retries: int = 0
+    rate_limited_answers: int = 0
+    failure_types: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        if self.aborted:
+            return ExitStatus.ABORTED
+        return ExitStatus.FAILED_ROWS if self.failed else ExitStatus.OK
+
+
+def write_reports(
+    out_dir: Path,
+    ledger: Ledger,
+    report: RunReport,
+    source_headers: Sequence[str],
+    summary: Callable[[], dict[str, Any]],
+) -> None:
+    """Fill ``report``'s counts from the ledger and write the three reports."""
+    counts = ledger.counts()
+    report.rows = counts.rows
+    report.failed = counts.failed
+    report.already_sent = counts.already_sent
+    report.left_to_send = counts.unsent
+    if report.dry_run:
+        report.succeeded = counts.unsent  # rows an import would send
+        report.skipped = counts.already_sent
+        write_successes(out_dir / "successes.csv", ledger.would_send())
+    else:
+        report.succeeded = counts.succeeded
+        report.skipped = counts.already_sent + counts.unsent
+        write_successes(out_dir / "successes.csv", ledger.successes())
+    report.failure_types = ledger.failure_types()
+    write_failures(out_dir / "failures.csv", source_headers, ledger.failures())
+    write_summary(out_dir / "summary.json", summary())
+
+
+def summary_dict(
+    report: RunReport,
+    *,
+    input_path: Path,
+    mapping_path: Path,
+    input_format: str,
+    blank_rows: int,
+    footer_rows: int,
+    finished_at: str,
+) -> dict[str, Any]:
+    return {
+        "rows": report.rows,
+        "succeeded": report.succeeded,
+        "failed": report.failed,
+        "skipped": report.skipped,
+        "duration_s": report.duration_s,
+        "status": "aborted" if report.aborted else "completed",
+        "exit_status": int(report.exit_status),
+        "aborted_reason": report.aborted,
+        "dry_run": report.dry_run,
+        "input": str(input_path),
+        "input_format": input_format,
+        "mapping": str(mapping_path),
+        "finished_at": finished_at,
+        "already_sent": report.already_sent,
+        "left_to_send": report.left_to_send if not report.dry_run else 0,
+        "would_send": report.succeeded if report.dry_run else None,
+        "in_flight_found": report.in_flight_found,
+        "requests": report.requests,
+        "retries": report.retries,
+        "rate_limited_answers": report.rate_limited_answers,
+        "failure_types": report.failure_types,
+        "blank_rows": blank_rows,
+        "footer_rows": footer_rows,
+        "warnings": report.warnings,
+    }
+
+
+def console_summary(report: RunReport, input_name: str) -> str:
+    """The lines the console prints when a run ends."""
+    lines: list[str] = []
+    if report.dry_run:
+        if report.aborted:
+            lines.append(f"Stopped: {report.aborted}. The rows below were checked before it.")
+        lines.append(
+            f"Checked {input_name}: {report.rows:,} rows, {report.succeeded:,} ready to send, "
+            f"{report.failed:,} failed, {report.skipped:,} already sent "
+            f"({format_duration(report.duration_s)}). Nothing was sent."
+        )
+    elif report.aborted:
+        lines.append(f"Stopped: {report.aborted}.")
+        lines.append(
+            f"{report.succeeded:,} rows sent, {report.failed:,} failed, "
+            f"{report.left_to_send:,} left to send. Run the same command to resume."
+        )
+    else:
+        lines.append(
+            f"Imported {input_name}: {report.succeeded:,} rows sent, "
+            f"{report.failed:,} failed, {report.skipped:,} skipped (of {report.rows:,}) in "
+            f"{format_duration(report.duration_s)}."
+        )
+    if report.in_flight_found:
+        lines.append(
+            f"{report.in_flight_found:,} rows were in flight when an earlier run stopped "
+            "(they may have been recorded by RD Station)."
+        )
+    if report.failure_types:
+        kinds = ", ".join(f"{k} {v:,}" for k, v in report.failure_types.items())
+        lines.append(f"Failures by type: {kinds}")
+    lines.append(f"Reports: {report.out_dir}/ ({REPORT_FILES})")
+    return "\n".join(lines)
+
+
+def format_duration(seconds: float) -> str:
+    """'3 s', '12 min', '1 h 44 min'."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+# -- files ---------------------------------------------------------------------------------------
 
 
 def private_dir(path: Path) -> Path:
@@ -36,48 +217,52 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def open_private(path: Path, mode: str = "w", **kwargs: Any):
+def open_private(path: Path, mode: str = "w", **kwargs: Any) -> IO[Any]:
     """Open ``path`` for writing, created 0600 whatever the umask."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)
     return os.fdopen(fd, mode, **kwargs)
 
 
-def _replace_atomically(path: Path, write) -> None:
+def _replace_atomically(path: Path, write: Callable[[IO[str]], None]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open_private(tmp, "w", encoding="utf-8-sig", newline="") as handle:
         write(handle)
     os.replace(tmp, path)
 
 
-def write_successes(path: Path, rows: Iterable[Sequence[Any]]) -> None:
-    def write(handle) -> None:
+def write_successes(path: Path, rows: Iterable[Success]) -> None:
+    def write(handle: IO[str]) -> None:
         out = csv.writer(handle)
         out.writerow(SUCCESS_COLUMNS)
-        for row in rows:
-            out.writerow([escape_formula(str(v)) if isinstance(v, str) else v for v in row])
+        for s in rows:
+            out.writerow(
+                [
+                    s.row,
+                    escape_formula(s.email),
+                    escape_formula(s.conversion_id),
+                    escape_formula(s.event_uuid),
+                    escape_formula(s.sent_at),
+                ]
+            )
 
     _replace_atomically(path, write)
 
 
-def write_failures(
-    path: Path,
-    source_headers: Sequence[str],
-    rows: Iterable[tuple[int, list[str], str, int | None, str, str, int]],
-) -> None:
+def write_failures(path: Path, source_headers: Sequence[str], rows: Iterable[Failure]) -> None:
     width = len(source_headers)
 
-    def write(handle) -> None:
+    def write(handle: IO[str]) -> None:
         out = csv.writer(handle)
-        out.writerow([escape_formula(h) for h in source_headers] + FAILURE_COLUMNS)
-        for number, cells, stage, status, etype, message, attempts in rows:
-            cells = (list(cells) + [""] * width)[:width]
-            status_text = "" if status is None else status
+        out.writerow([escape_formula(h) for h in source_headers] + list(FAILURE_COLUMNS))
+        for f in rows:
+            cells = (list(f.cells) + [""] * width)[:width]
+            status_text = "" if f.http_status is None else f.http_status
             # The error's type and words may be the server's own: escaped like the cells.
             out.writerow(
                 [escape_formula(c) for c in cells]
-                + [number, stage, status_text, escape_formula(etype), escape_formula(message)]
-                + [attempts]
+                + [f.row, f.stage, status_text, escape_formula(f.error_type)]
+                + [escape_formula(f.message), f.attempts]
             )
 
     _replace_atomically(path, write)
@@ -88,15 +273,3 @@ def write_summary(path: Path, summary: dict[str, Any]) -> None:
     with open_private(tmp, "wb") as handle:
         handle.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
     os.replace(tmp, path)
-
-
-def format_duration(seconds: float) -> str:
-    """'3 s', '12 min', '1 h 44 min'."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"

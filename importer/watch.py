@@ -33,12 +33,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from importer.client import check_api_url
-from importer.errors import ImporterError, InputError
-from importer.loader import check_text_options
+from importer.errors import ExitStatus, ImporterError, InputError
 from importer.mapping import load_mapping
 from importer.pipeline import ImportConfig, Listener, RunReport, run_import_async, utc_now
 from importer.report import open_private, private_dir
+from importer.sending import RunControl
 
 SPREADSHEET_SUFFIXES = frozenset({".csv", ".xlsx", ".xls", ".ods"})
 LOCK_NAME = ".rd-importer.lock"
@@ -47,14 +46,14 @@ LOG_NAME = "watch.log"
 PROCESSED, REJECTED = "processed", "rejected"
 LOCK_POLL = 0.25  # seconds between looks at a busy inbox lock (--wait-lock)
 
-Runner = Callable[[ImportConfig, Listener], Awaitable[RunReport]]
+Runner = Callable[[ImportConfig, Listener, RunControl], Awaitable[RunReport]]
 Outcome = Literal["processed", "rejected", "aborted", "changed"]
 
 
 @dataclass
 class WatchConfig:
     """What to watch and how. ``template`` holds the import settings shared by every file; its
-    ``input_path``, ``out_dir`` and ``handle_signals`` are set per file."""
+    ``input_path`` and ``out_dir`` are set per file."""
 
     inbox: Path
     out_root: Path
@@ -83,17 +82,19 @@ class FileOutcome:
     reason: str | None = None
 
     @property
-    def exit_code(self) -> int:
+    def exit_status(self) -> ExitStatus:
         if self.outcome == "aborted":
-            return 3
-        return 1 if self.outcome != "processed" or self.failed else 0
+            return ExitStatus.ABORTED
+        if self.outcome != "processed" or self.failed:
+            return ExitStatus.FAILED_ROWS
+        return ExitStatus.OK
 
 
 @dataclass
 class WatchResult:
     files: list[FileOutcome] = field(default_factory=list)
     stopped: str | None = None  # "interrupted (SIGTERM)" when a signal ended the watch
-    exit_code: int = 0
+    exit_status: ExitStatus = ExitStatus.OK
 
 
 # -- which files ---------------------------------------------------------------------------------
@@ -344,15 +345,7 @@ def append_log(out_root: Path, line: str) -> None:
 def check_settings(template: ImportConfig) -> None:
     """Raise InputError when the mapping or a setting is unusable: a problem of the watcher's,
     which must stop it, never reject the files."""
-    load_mapping(template.mapping_path)
-    check_text_options(template.encoding, template.delimiter)
-    if not (template.dry_run or template.sandbox):
-        check_api_url(template.api_url)
-        if not template.api_key:
-            raise InputError(
-                "no API key: set RDSTATION_API_KEY or pass --api-key-file PATH "
-                "(--sandbox needs none)"
-            )
+    load_mapping(template.mapping_path)  # the settings checked themselves when built
 
 
 def _folder_in_use(out_dir: Path) -> bool:
@@ -377,28 +370,6 @@ def _interrupted(report: RunReport) -> bool:
 # -- the watcher ---------------------------------------------------------------------------------
 
 
-class _RunListener(Listener):
-    """Passes a run's messages on; when the run's sending ends (its signal handlers are gone),
-    gives the signals back to the watcher."""
-
-    def __init__(self, inner: Listener, on_finished: Callable[[], None]):
-        self.inner = inner
-        self.on_finished = on_finished
-
-    def info(self, message: str) -> None:
-        self.inner.info(message)
-
-    def warning(self, message: str) -> None:
-        self.inner.warning(message)
-
-    def progress(self, done: int, total: int | None, eta_s: float | None) -> None:
-        self.inner.progress(done, total, eta_s)
-
-    def finished(self) -> None:
-        self.inner.finished()
-        self.on_finished()
-
-
 class _Watcher:
     def __init__(
         self,
@@ -411,12 +382,12 @@ class _Watcher:
         self.echo = echo  # the per-file lines
         self.notice = listener.info  # what the watcher sees; silent when --quiet
         self.runner = runner
-        self.run_listener = _RunListener(listener, self._run_finishing)
+        self.run_listener = listener
         self.result = WatchResult()
         self.stop_reason: str | None = None
         self.wake = asyncio.Event()
         self.current: asyncio.Task[RunReport] | None = None
-        self.finishing = False
+        self.control: RunControl | None = None  # the current run's
         self.told: set[tuple[str, int]] = set()  # waiting files already announced
         self.told_lock = False
 
@@ -444,17 +415,19 @@ class _Watcher:
                 if self.stop_reason:
                     break
         self.result.stopped = self.stop_reason
-        self.result.exit_code = self._exit_code()
+        self.result.exit_status = self._exit_status()
         return self.result
 
-    def _exit_code(self) -> int:
+    def _exit_status(self) -> ExitStatus:
         files = self.result.files
         if self.config.once:
             if self.stop_reason:
-                return 3
-            return max((f.exit_code for f in files), default=0)
+                return ExitStatus.ABORTED
+            return max((f.exit_status for f in files), default=ExitStatus.OK)
         # Watching: stopped by a signal. 3 only when that stop left a file half imported.
-        return 3 if files and files[-1].outcome == "aborted" and self._stopped_it(files[-1]) else 0
+        if files and files[-1].outcome == "aborted" and self._stopped_it(files[-1]):
+            return ExitStatus.ABORTED
+        return ExitStatus.OK
 
     def _stopped_it(self, outcome: FileOutcome) -> bool:
         return self.stop_reason is not None and outcome.reason == self.stop_reason
@@ -463,37 +436,33 @@ class _Watcher:
 
     @contextlib.contextmanager
     def _signals(self) -> Iterator[None]:
-        self._arm()
+        """The watcher owns SIGINT/SIGTERM for its whole life and passes a stop on to the run
+        in progress (``_on_signal``)."""
+        if not self.config.handle_signals:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
         try:
             yield
         finally:
-            if self.config.handle_signals:
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(sig)
-
-    def _arm(self) -> None:
-        """(Re)install the watcher's handlers: a run installs its own while it sends, and
-        removes them when it is done."""
-        if self.config.handle_signals:
-            loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, self._on_signal, sig)
+                loop.remove_signal_handler(sig)
 
     def _on_signal(self, sig: int) -> None:
-        self.stop_reason = self.stop_reason or (
-            f"interrupted ({'Ctrl-C' if sig == signal.SIGINT else 'SIGTERM'})"
-        )
+        name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+        self.stop_reason = self.stop_reason or f"interrupted ({name})"
         self.wake.set()
-        # A run gets here only outside its sending (which has handlers of its own that stop it
-        # gracefully): nothing is in flight, so cancelling it loses nothing. Once it is writing
-        # its reports it ends by itself.
-        if self.current is not None and not self.finishing:
+        control = self.control
+        if control is None or self.current is None:
+            return
+        if control.sending:  # requests may be in flight: the run stops gracefully
+            control.interrupt(name)
+        elif not control.reporting:
+            # Reading, or about to send: nothing is in flight, so cancelling loses nothing.
+            # Once it is writing its reports it ends by itself.
             self.current.cancel()
-
-    def _run_finishing(self) -> None:
-        self.finishing = True
-        self._arm()
 
     # -- one pass -------------------------------------------------------------------------------
 
@@ -574,23 +543,17 @@ class _Watcher:
                 f"{name}: {out_dir} is in use by another rd-importer run; leaving it for now."
             )
             return None
-        file_config = dataclasses.replace(
-            config.template,
-            input_path=path,
-            out_dir=out_dir,
-            handle_signals=config.handle_signals,
-        )
+        file_config = dataclasses.replace(config.template, input_path=path, out_dir=out_dir)
         started = time.monotonic()
-        self.finishing = False
-        task = asyncio.create_task(self.runner(file_config, self.run_listener))
+        self.control = RunControl()
+        task = asyncio.create_task(self.runner(file_config, self.run_listener, self.control))
         self.current = task
         try:
             await asyncio.wait({task})
         finally:
-            self.current = None
+            self.current = self.control = None
             if not task.done():  # the watcher itself was cancelled
                 task.cancel()
-            self._arm()
         base = FileOutcome(name, "aborted", folder, duration_s=time.monotonic() - started)
         if task.cancelled():
             base.reason = self.stop_reason or "interrupted"

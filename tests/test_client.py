@@ -446,7 +446,7 @@ def test_gateway_429_takes_its_wait_from_the_headers(
     assert failed == Failed(
         FailureKind.RATE_LIMITED, 429, "RATE_LIMITED", RATE_MSG + "exceeded)" + suffix, retry_after
     )
-    assert failed.retryable
+    assert failed.kind.retry_now
 
 
 async def test_gateway_429_through_the_client_keeps_retry_after() -> None:
@@ -458,7 +458,7 @@ async def test_gateway_429_through_the_client_keeps_retry_after() -> None:
 async def test_lead_limiter_with_headers_is_still_the_lead_limit() -> None:
     result = await post_once(answer(429, LEAD_LIMITER, **{"Retry-After": "60"}))
     assert result == Failed(FailureKind.LEAD_LIMITED, 429, "LEAD_LIMITED", LEAD_MSG)
-    assert not result.retryable
+    assert not result.kind.retry_now
 
 
 def test_lead_limiter_without_its_numbers_still_says_so() -> None:
@@ -611,7 +611,7 @@ async def test_network_failures_are_transient_and_keyless(
 ) -> None:
     result = await post_once(raising(exc))
     assert result == Failed(FailureKind.TRANSIENT, None, error_type, message)
-    assert result.retryable
+    assert result.kind.retry_now
 
 
 async def test_invalid_url_is_fatal_and_keyless() -> None:
@@ -805,7 +805,7 @@ async def test_self_signed_tls_certificate_is_refused_as_fatal(tmp_path: Path) -
         rf"TLS certificate of {re.escape(host)} could not be verified: self[- ]signed certificate",
         result.message,
     )
-    assert not result.retryable
+    assert not result.kind.retry_now
     assert_no_key(result, result.message)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from aioresponses import aioresponses
 
 from importer import workbook
 from importer.errors import InputError
-from importer.pipeline import ImportConfig, run_import, run_import_async
+from importer.pipeline import ImportConfig, Tuning, run_import, run_import_async
 from tests.conftest import (
     API_KEY,
     EXAMPLE_MAPPING,
@@ -45,7 +46,7 @@ def answer(mocked: aioresponses, status: int, **kwargs) -> None:
 def config(tmp_path: Path, input_path: Path, mapping: Path, url: str, **kw) -> ImportConfig:
     kw.setdefault("rate", 0)
     kw.setdefault("concurrency", 4)
-    kw.setdefault("retry_wait", False)
+    kw.setdefault("tuning", Tuning(retry_wait=False))
     return ImportConfig(
         input_path=input_path,
         mapping_path=mapping,
@@ -72,7 +73,7 @@ def test_every_row_is_sent_once_with_its_uuid_in_successes(tmp_path, sandbox, si
     report = run_import(config(tmp_path, data, mapping, sandbox.url))
 
     assert (report.rows, report.succeeded, report.failed, report.skipped) == (20, 20, 0, 0)
-    assert report.exit_code == 0
+    assert report.exit_status == 0
     accepted = sandbox.snapshot()["accepted"]
     assert len(accepted) == 20
     successes = read_csv(tmp_path / "out" / "successes.csv")
@@ -102,7 +103,7 @@ def test_a_second_run_sends_nothing_and_reports_the_whole_file(tmp_path, sandbox
     assert (again.rows, again.succeeded, again.skipped, again.failed) == (20, 0, 20, 0)
     assert len(sandbox.snapshot()["accepted"]) == 20
     assert len(read_csv(tmp_path / "out" / "successes.csv")) == 20
-    assert again.exit_code == 0
+    assert again.exit_status == 0
 
 
 def test_fixed_rows_are_sent_on_the_next_run_and_sent_rows_are_not(tmp_path, sandbox):
@@ -111,7 +112,7 @@ def test_fixed_rows_are_sent_on_the_next_run_and_sent_rows_are_not(tmp_path, san
     data = write_csv(tmp_path / "f.csv", ["email", "nome", "plano"], rows)
     first = run_import(config(tmp_path, data, mapping, sandbox.url))
     assert (first.succeeded, first.failed) == (2, 1)
-    assert first.exit_code == 1
+    assert first.exit_status == 1
     failure = read_csv(tmp_path / "out" / "failures.csv")[0]
     assert failure["row"] == "3"
     assert failure["error_stage"] == "validation"
@@ -164,7 +165,7 @@ def test_a_workbook_reader_killed_mid_file_stops_the_run_and_the_rerun_resumes(
     assert stopped.aborted == (
         f"the process reading {data} was killed (SIGKILL) while reading its rows"
     )
-    assert stopped.exit_code == 3
+    assert stopped.exit_status == 3
     # The first batch (the header and 511 rows) was read; like any stop, nothing more is sent.
     assert (stopped.rows, stopped.succeeded, stopped.left_to_send) == (511, 0, 511)
     assert read_summary(tmp_path / "out")["status"] == "aborted"
@@ -172,7 +173,7 @@ def test_a_workbook_reader_killed_mid_file_stops_the_run_and_the_rerun_resumes(
     monkeypatch.setattr(workbook, "_CHILD", real_child)
     resumed = run_import(config(tmp_path, data, mapping, sandbox.url))
 
-    assert (resumed.exit_code, resumed.rows, resumed.succeeded) == (0, 1200, 1200)
+    assert (resumed.exit_status, resumed.rows, resumed.succeeded) == (0, 1200, 1200)
     sent = [e["payload"]["email"] for e in sandbox.snapshot()["accepted"]]
     assert sorted(sent) == sorted(f"pessoa{i}@exemplo.com.br" for i in range(1, 1201))
 
@@ -241,10 +242,11 @@ def test_the_sample_xlsx_sends_the_same_payloads_as_the_csv(tmp_path, make_sandb
 
 def test_a_refused_key_stops_the_run_and_leaves_the_rest_to_resume(tmp_path, sandbox, simple):
     data, mapping = simple
-    bad = config(tmp_path, data, mapping, sandbox.url, concurrency=1)
-    bad.api_key = "wrong-key"
+    bad = dataclasses.replace(
+        config(tmp_path, data, mapping, sandbox.url, concurrency=1), api_key="wrong-key"
+    )
     report = run_import(bad)
-    assert report.exit_code == 3
+    assert report.exit_status == 3
     assert "refused the API key" in (report.aborted or "")
     assert "wrong-key" not in (report.aborted or "")
     assert report.failed == 0

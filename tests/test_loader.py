@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from importer.errors import InputError
-from importer.loader import escape_formula, open_table, unescape_formula
+from importer.loader import open_table
 from importer.records import Row
+from importer.report import escape_formula, unescape_formula
 
 CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "csv-spectrum"
 DATA = Path(__file__).resolve().parent / "data" / "loader"

@@ -15,7 +15,7 @@ import pytest
 from importer.errors import RowError
 from importer.loader import open_table
 from importer.mapping import load_mapping
-from importer.pipeline import ImportConfig, run_import
+from importer.pipeline import ImportConfig, Tuning, run_import
 from importer.sandbox import SandboxThread
 from tests.conftest import API_KEY, read_csv
 
@@ -226,7 +226,7 @@ def test_every_preset_imports_its_samples_into_the_sandbox(
             api_key=API_KEY,
             rate=0,
             concurrency=4,
-            retry_wait=False,
+            tuning=Tuning(retry_wait=False),
         )
     )
     bad = SAMPLES[preset][sample]

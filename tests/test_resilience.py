@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
-from importer.pipeline import ImportConfig, Listener, run_import
+from importer.pipeline import ImportConfig, Listener, Tuning, run_import
 from importer.sandbox import SandboxThread
 from tests.conftest import API_KEY, ROOT, ScriptedResponse, read_csv, read_summary, write_csv
 
@@ -148,7 +148,7 @@ def reconfigure(box: SandboxThread, **changes: object) -> None:
 def config(tmp_path: Path, data: Path, mapping: Path, url: str, **kw) -> ImportConfig:
     kw.setdefault("rate", 0)
     kw.setdefault("concurrency", CONCURRENCY)
-    kw.setdefault("retry_wait", False)
+    kw.setdefault("tuning", Tuning(retry_wait=False))
     return ImportConfig(
         input_path=data,
         mapping_path=mapping,

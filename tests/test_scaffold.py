@@ -12,7 +12,7 @@ from importer.errors import InputError, RowError
 from importer.loader import open_table
 from importer.mapping import load_mapping
 from importer.payload import InvalidEmail, normalize_email
-from importer.pipeline import ImportConfig, run_import
+from importer.pipeline import ImportConfig, Tuning, run_import
 from importer.sandbox import SandboxThread
 from importer.scaffold import (
     brazilian_phone_kind,
@@ -376,7 +376,7 @@ def test_a_scaffolded_mapping_imports_into_the_sandbox(
             api_url=sandbox.url,
             api_key=API_KEY,
             rate=0,
-            retry_wait=False,
+            tuning=Tuning(retry_wait=False),
         )
     )
     assert (report.rows, report.succeeded, report.failed) == (12, 12, 0)

@@ -76,7 +76,8 @@ def _write_peak_memory():  # VmHWM: this program's own peak, not the forking par
 atexit.register(_write_peak_memory)
 import functools, importer.cli, importer.pipeline
 importer.cli.ImportConfig = functools.partial(
-    importer.pipeline.ImportConfig, retry_wait=False, max_attempts=2{config}
+    importer.pipeline.ImportConfig,
+    tuning=importer.pipeline.Tuning(retry_wait=False, max_attempts=2{config}),
 )
 """
 

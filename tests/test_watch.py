@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from importer.cli import cli
 from importer.errors import InputError
-from importer.pipeline import ImportConfig, Listener, run_import_async
+from importer.pipeline import ImportConfig, Listener, Tuning, run_import_async
 from importer.watch import (
     LOG_NAME,
     FolderIndex,
@@ -94,7 +94,7 @@ class Watch:
             api_key=key,
             rate=0,
             concurrency=4,
-            retry_wait=False,
+            tuning=Tuning(retry_wait=False),
         )
         config = WatchConfig(self.inbox, self.out, template, **kw)
         extra = {"runner": runner} if runner else {}
@@ -131,7 +131,7 @@ def test_once_imports_settled_spreadsheets_oldest_first_and_leaves_the_rest(watc
 
     result = watch.run()
 
-    assert result.exit_code == 1  # a bad row and a rejected file
+    assert result.exit_status == 1  # a bad row and a rejected file
     assert sorted(accepted(sandbox)) == sorted(emails("a", 5) + emails("b", 3))
     assert watch.left() == {"half.csv.part", ".hidden.csv", "~$a.xlsx", "notes.txt", "fresh.csv"}
     assert {p.name for p in (inbox / "processed").iterdir()} == {"a.csv", "b.csv"}
@@ -172,12 +172,12 @@ def test_once_imports_settled_spreadsheets_oldest_first_and_leaves_the_rest(watc
         assert mode(folder) == 0o700
 
     # Again: the settling file still waits, nothing is sent twice.
-    assert watch.run().exit_code == 0
+    assert watch.run().exit_status == 0
     assert len(accepted(sandbox)) == 8
 
     past = time.time() - 60
     os.utime(inbox / "fresh.csv", (past, past))
-    assert watch.run().exit_code == 0
+    assert watch.run().exit_status == 0
     assert sorted(accepted(sandbox)) == sorted(emails("a", 5) + emails("b", 3) + emails("f", 2))
     assert "fresh.csv" not in watch.left()
     assert len(watch.log()) == 5
@@ -185,11 +185,11 @@ def test_once_imports_settled_spreadsheets_oldest_first_and_leaves_the_rest(watc
 
 def test_a_file_with_a_stem_seen_before_gets_its_own_folder_and_name(watch, sandbox):
     drop(watch.inbox, "leads.csv", emails("one", 2))
-    assert watch.run().exit_code == 0
+    assert watch.run().exit_status == 0
     drop(watch.inbox, "leads.csv", emails("two", 2), age=200)  # tomorrow's file, same name
     drop(watch.inbox, "leads.CSV", emails("three", 2), age=100)  # same stem, suffix in capitals
 
-    assert watch.run().exit_code == 0
+    assert watch.run().exit_status == 0
 
     def sent_from(folder: str) -> list[str]:
         return [s["email"] for s in read_csv(watch.out / folder / "successes.csv")]
@@ -218,7 +218,7 @@ def test_an_aborted_file_stays_stops_the_pass_and_resumes_into_its_folder(watch,
 
     result = watch.run(key="revoked-key")  # RD Station refuses the key: the run aborts
 
-    assert result.exit_code == 3
+    assert result.exit_status == 3
     assert watch.left() == {"a.csv", "b.csv"}
     assert accepted(sandbox) == []
     [line] = watch.log()  # b.csv was not tried: the same key would be refused again
@@ -226,7 +226,7 @@ def test_an_aborted_file_stays_stops_the_pass_and_resumes_into_its_folder(watch,
 
     result = watch.run()
 
-    assert result.exit_code == 0
+    assert result.exit_status == 0
     assert watch.left() == set()
     assert sorted(accepted(sandbox)) == sorted(emails("a", 3) + emails("b", 3))
     assert sorted(p.name for p in watch.out.iterdir() if p.is_dir()) == ["a", "b"]
@@ -235,22 +235,22 @@ def test_an_aborted_file_stays_stops_the_pass_and_resumes_into_its_folder(watch,
 def test_a_file_rewritten_during_its_import_stays_and_only_its_new_rows_follow(watch, sandbox):
     path = drop(watch.inbox, "a.csv", emails("a", 3))
 
-    async def rewriting_runner(config, listener):
-        report = await run_import_async(config, listener)
+    async def rewriting_runner(config, listener, control):
+        report = await run_import_async(config, listener, control)
         with path.open("a", encoding="utf-8") as handle:  # the partner appends meanwhile
             handle.write("late1@exemplo.com.br,Tarde\r\n")
         return report
 
     result = watch.run(runner=rewriting_runner)
 
-    assert result.exit_code == 1
+    assert result.exit_status == 1
     assert result.files[0].outcome == "changed"
     assert watch.left() == {"a.csv"}
     assert "a.csv: changed while being imported" in watch.log()[0]
 
     past = time.time() - 60
     os.utime(path, (past, past))
-    assert watch.run().exit_code == 0
+    assert watch.run().exit_status == 0
     assert sorted(accepted(sandbox)) == sorted([*emails("a", 3), "late1@exemplo.com.br"])
     summary = read_summary(watch.out / "a")  # the same folder, resumed
     assert (summary["rows"], summary["succeeded"], summary["skipped"]) == (4, 1, 3)
@@ -280,12 +280,12 @@ def test_a_second_watcher_skips_a_held_inbox_or_waits_for_it(watch, sandbox):
     lock = InboxLock(watch.inbox)
     assert lock.try_acquire()
 
-    assert watch.run().exit_code == 0
+    assert watch.run().exit_status == 0
     assert watch.left() == {"a.csv"}
     assert any(f"another watcher (pid {os.getpid()}); skipping it" in m for m in watch.echoed)
 
     threading.Timer(0.3, lock.release).start()
-    assert watch.run(wait_lock=True).exit_code == 0
+    assert watch.run(wait_lock=True).exit_status == 0
     assert watch.left() == set()
     assert sorted(accepted(sandbox)) == emails("a", 2)
 
@@ -414,10 +414,10 @@ def test_two_inboxes_share_one_output_root_without_sharing_folders(tmp_path, san
     second.out = first.out
     drop(first.inbox, "leads.csv", emails("one", 2))
     drop(second.inbox, "leads.csv", emails("two", 2))
-    assert first.run(key="revoked-key").exit_code == 3  # stays in its inbox, owns leads/
+    assert first.run(key="revoked-key").exit_status == 3  # stays in its inbox, owns leads/
 
-    assert second.run().exit_code == 0
-    assert first.run().exit_code == 0
+    assert second.run().exit_status == 0
+    assert first.run().exit_status == 0
 
     assert [s["email"] for s in read_csv(first.out / "leads" / "successes.csv")] == emails("one", 2)
     assert [s["email"] for s in read_csv(first.out / "leads-2" / "successes.csv")] == emails(

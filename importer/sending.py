@@ -1,0 +1,319 @@
+"""Sending: the worker pool, the retry loop, and what stops a run.
+
+    Sender(transport, ...).run()     concurrency workers take pending rows in file order; each
+                                     waits for the rate budget, marks its row in flight (durably),
+                                     sends it through ``transport`` and records the answer
+    RunControl                       whether the run is stopping and why; signals; the streak of
+                                     rows RD Station could not be reached for
+
+``transport`` is any ``async (body) -> Sent | Failed``: the run passes its client's
+``post_conversion``, tests a plain function. What a failure means for the row is its kind's
+business (``FailureKind.retry_now``); what an answer means is the client's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+from importer.ledger import Ledger, Marks, Pending
+from importer.pacing import RateBudget
+from importer.records import Failed, FailureKind, Sent
+from importer.retry import RetryPolicy
+
+Transport = Callable[[bytes], Awaitable[Sent | Failed]]
+FETCH = 256  # pending rows the workers take from the ledger at a time
+
+
+class RunControl:
+    """Whether the run is stopping and why, shared by the reader, the workers and whoever stops
+    it: a signal handler (``signals()``, for the CLI) or a ``watch`` that owns the signals and
+    calls ``interrupt``."""
+
+    def __init__(self, *, handle_signals: bool = False) -> None:
+        self.handle_signals = handle_signals
+        self.stopping = False
+        self.reason: str | None = None
+        self.interrupted = False  # stopped by SIGINT/SIGTERM
+        self.sending = False  # requests may be in flight: a stop must let them finish
+        self.reporting = False  # sending is over; the run is writing its reports
+        self.requesting: set[asyncio.Task[object]] = set()  # workers waiting on an answer
+        self.unreachable = 0  # rows in a row that RD Station could not be reached for
+        self._on_stop: list[Callable[[], None]] = []
+
+    def abort(self, reason: str) -> None:
+        """Stop taking rows; requests in flight get a grace period to bring their answers."""
+        if not self.stopping:
+            self.stopping = True
+            self.reason = reason
+            for wake in self._on_stop:
+                wake()
+
+    def interrupt(self, name: str) -> None:
+        """A Ctrl-C or SIGTERM: the first stops the run gracefully, a second stops waiting for
+        the requests in flight."""
+        if self.stopping:
+            for task in self.requesting:
+                task.cancel()
+            return
+        self.interrupted = True
+        self.abort(f"interrupted ({name})")
+
+    def on_stop(self, wake: Callable[[], None]) -> None:
+        self._on_stop.append(wake)
+
+    def count_unreachable(self, failed: Failed, concurrency: int) -> None:
+        """Stop when RD Station has been unreachable for many rows in a row: failing the whole
+        file one row at a time would only spend hours of retries."""
+        self.unreachable += 1
+        limit = max(10, 2 * concurrency)
+        if self.unreachable >= limit:
+            self.abort(
+                f"RD Station could not be reached for {limit} rows in a row "
+                f"(last: {failed.message}); run the same command later to resume"
+            )
+
+    @contextlib.contextmanager
+    def signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM stop the run gracefully while inside, when ``handle_signals``."""
+        if not self.handle_signals:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: int) -> None:
+        self.interrupt("Ctrl-C" if sig == signal.SIGINT else "SIGTERM")
+
+
+class PendingRows:
+    """The rows still to send, in file order, fetched from the ledger as the reader records
+    them. Workers take rows from a shared buffer they refill themselves: a dispatcher task
+    between them and a queue cost a task switch per row."""
+
+    def __init__(self, ledger: Ledger, control: RunControl) -> None:
+        self._ledger = ledger
+        self._control = control
+        self._buffered: collections.deque[Pending] = collections.deque()
+        self._fetched_to = 0  # the last row fetched
+        self.reader_done = asyncio.Event()
+        self._more = asyncio.Event()
+        control.on_stop(self._more.set)
+
+    def recorded(self) -> None:
+        """The reader recorded more rows."""
+        self._more.set()
+
+    def reading_ended(self) -> None:
+        self.reader_done.set()
+        self._more.set()
+
+    async def next(self) -> Pending | None:
+        """The next row to send; None when none are left or the run is stopping."""
+        buffered = self._buffered
+        while not self._control.stopping:
+            if buffered:
+                return buffered.popleft()
+            batch = self._ledger.next_pending(self._fetched_to, FETCH)
+            if batch:
+                self._fetched_to = batch[-1].row
+                buffered.extend(batch)
+                continue
+            if self.reader_done.is_set():
+                return None
+            # Nothing recorded yet past what was fetched (checked just now): wait for the reader.
+            self._more.clear()
+            await self._more.wait()
+        return None
+
+
+@dataclass(slots=True)
+class SendStats:
+    requests: int = 0
+    retries: int = 0
+    rate_limited_answers: int = 0
+
+
+LEAD_LIMITED_EARLIER = Failed(
+    FailureKind.LEAD_LIMITED,
+    None,
+    "LEAD_LIMITED",
+    "not sent: RD Station refused an earlier row of this email with its per-lead limit in this "
+    "run; run the same command tomorrow to send it",
+)
+MAYBE_RECORDED = "; an attempt got no answer, so RD Station may have recorded it"
+
+
+class Sender:
+    """The worker pool: ``concurrency`` workers send the pending rows until none are left or
+    the run stops. ``row_done`` is called once per row that ends (sent or failed)."""
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        rows: PendingRows,
+        marks: Marks,
+        control: RunControl,
+        budget: RateBudget,
+        retry: RetryPolicy,
+        concurrency: int,
+        stop_grace: float,
+        now: Callable[[], str],
+        row_done: Callable[[], None],
+    ) -> None:
+        self.transport = transport
+        self.rows = rows
+        self.marks = marks
+        self.control = control
+        self.budget = budget
+        self.retry = retry
+        self.concurrency = concurrency
+        self.stop_grace = stop_grace
+        self.now = now
+        self.row_done = row_done
+        self.stats = SendStats()
+        self.lead_limited: set[str] = set()  # emails RD Station's per-lead limit refused
+
+    async def run(self) -> None:
+        workers = [asyncio.create_task(self._worker()) for _ in range(self.concurrency)]
+        self.control.sending = True
+        try:
+            await self._wait_for(workers)
+        finally:
+            self.control.sending = False
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            self.marks.flush()
+
+    async def _wait_for(self, workers: list[asyncio.Task[None]]) -> None:
+        control = self.control
+        pending = set(workers)
+        while pending:
+            done, pending = await asyncio.wait(pending, timeout=0.2)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            if control.stopping:
+                # Workers waiting for a row, a slot or a backoff hold no request: stop them
+                # now; requests already sent get a grace period to bring their answers home.
+                for task in pending:
+                    if task not in control.requesting:
+                        task.cancel()
+                deadline = time.monotonic() + self.stop_grace
+                while control.requesting and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                return
+
+    async def _worker(self) -> None:
+        while True:
+            item = await self.rows.next()
+            if item is None or self.control.stopping:
+                return
+            if item.email in self.lead_limited:
+                self._failed(item, LEAD_LIMITED_EARLIER, item.attempts)
+                continue
+            await self._send(item)
+
+    async def _send(self, item: Pending) -> None:
+        """Send one row until it is sent, fails, or the run stops; retries live here."""
+        me = asyncio.current_task()
+        assert me is not None
+        control, marks, budget, stats = self.control, self.marks, self.budget, self.stats
+        attempts = item.attempts
+        tries = 0  # attempts that count against the retry policy (429s do not)
+        first_at = time.monotonic()
+        answered = True  # did the last attempt get an answer? (else it may have been recorded)
+        maybe_recorded = False  # did any attempt go unanswered?
+        try:
+            while True:
+                await budget.acquire()
+                if control.stopping:
+                    return
+                attempts += 1
+                tries += 1
+                await marks.in_flight(item.key, attempts)
+                if control.stopping:  # stopped while the mark was committed: nothing left
+                    marks.pending(item.key)
+                    return
+                stats.requests += 1
+                control.requesting.add(me)
+                answered = False  # cancelled before the answer: the request may be recorded
+                try:
+                    result = await self.transport(item.body)
+                finally:
+                    control.requesting.discard(me)
+                if isinstance(result, Sent):
+                    marks.sent(item.key, result.event_uuid, self.now(), attempts)
+                    budget.on_accepted()
+                    control.unreachable = 0
+                    self.row_done()
+                    return
+                answered = result.http_status is not None
+                maybe_recorded = maybe_recorded or not answered
+                kind = result.kind
+                if kind is FailureKind.RATE_LIMITED:
+                    stats.rate_limited_answers += 1
+                    budget.on_rate_limited(result.retry_after)
+                    marks.pending(item.key)
+                    tries -= 1
+                    continue
+                budget.on_accepted()
+                if kind.retry_now:  # transient
+                    elapsed = time.monotonic() - first_at
+                    if self.retry.should_retry(tries, elapsed) and not control.stopping:
+                        stats.retries += 1
+                        if answered:
+                            marks.pending(item.key)
+                        await asyncio.sleep(self.retry.delay(tries))
+                        continue
+                    self._failed(item, result, attempts, maybe_recorded=maybe_recorded)
+                    control.count_unreachable(result, self.concurrency)
+                    return
+                if kind in (FailureKind.AUTH_REFUSED, FailureKind.FATAL):
+                    marks.pending(item.key)  # refused: nothing recorded
+                    control.abort(result.message)
+                    return
+                if kind is FailureKind.LEAD_LIMITED:
+                    self.lead_limited.add(item.email)
+                control.unreachable = 0
+                self._failed(item, result, attempts)
+                return
+        except asyncio.CancelledError:
+            if answered:
+                marks.pending(item.key)
+            raise
+
+    def _failed(
+        self, item: Pending, failed: Failed, attempts: int, *, maybe_recorded: bool = False
+    ) -> None:
+        # A row whose unanswered attempt may have been recorded is, for the next run, like a row
+        # in flight when a run died: in doubt, and not resent under --in-flight skip.
+        if maybe_recorded:
+            failed = Failed(
+                failed.kind, failed.http_status, failed.error_type, failed.message + MAYBE_RECORDED
+            )
+        self.marks.failed(item.key, failed, attempts, in_doubt=maybe_recorded)
+        self.row_done()
+
+
+def default_retry(max_attempts: int, max_elapsed: float, wait: bool) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=max_attempts, max_elapsed=max_elapsed, wait=wait, rng=random.Random()
+    )
