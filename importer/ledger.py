@@ -278,8 +278,17 @@ class Ledger:
                 " error_type, error_message, conversion_identifier, email)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                 [
-                    (f.key, f.row, f.state.value, run, f.cells)
-                    + (f.stage, f.error_type, f.message, f.conversion_id)
+                    (
+                        f.key,
+                        f.row,
+                        f.state.value,
+                        run,
+                        f.cells,
+                        f.stage,
+                        f.error_type,
+                        f.message,
+                        f.conversion_id,
+                    )
                     for f in chunk.failed
                 ],
             )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import functools
 import math
@@ -191,18 +192,14 @@ def _disk_error(
     (exit 3)."""
     if isinstance(exc, OSError) and exc.strerror:
         what = f"{exc.filename or out_dir}: {exc.strerror}"
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
     else:
         what = f"{out_dir}: the ledger cannot be written ({exc})"
+        full = "full" in str(exc)
+    todo = "free some space" if full else "fix the folder or its permissions"
     if not sent:
-        return InputError(
-            f"{what}; free some space or fix the folder's permissions, or choose another "
-            "output folder",
-            setting="out_dir",
-        )
-    return AbortError(
-        f"{what}; free some space or fix the folder's permissions, then run the same "
-        "command to resume"
-    )
+        return InputError(f"{what}; {todo}, or choose another output folder", setting="out_dir")
+    return AbortError(f"{what}; {todo}, then run the same command to resume")
 
 
 async def _open_table(config: ImportConfig) -> Table:

@@ -291,3 +291,31 @@ def test_mapping_init_prints_to_stdout_without_o(runner):
     result = runner.invoke(cli, ["mapping", "init", str(SAMPLE_CSV)])
     assert result.exit_code == 0
     assert 'email: "E-mail"' in result.stdout
+
+
+def test_an_out_folder_under_a_file_is_one_line_and_exit_2(runner, files, tmp_path):
+    data, mapping = files
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / "sub"
+    result = runner.invoke(
+        cli, ["validate", str(data), "--mapping", str(mapping), "--out", str(out)]
+    )
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: {out}: Not a directory; fix the folder or its permissions, or choose another "
+        "output folder"
+    )
+
+
+def test_a_bug_is_one_line_without_its_details_and_exit_3(runner, files, monkeypatch):
+    import importer.cli
+
+    def broken(*args, **kwargs):
+        raise ValueError("https://api.rd.services/?api_key=secret-in-a-message")
+
+    monkeypatch.setattr(importer.cli, "run_import", broken)
+    data, mapping = files
+    result = runner.invoke(cli, ["validate", str(data), "--mapping", str(mapping)])
+    assert result.exit_code == 3
+    assert "secret-in-a-message" not in result.output
+    assert result.stderr.startswith("Stopped: unexpected error (ValueError in test_cli.py line ")

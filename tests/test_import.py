@@ -13,7 +13,8 @@ import pytest
 from aioresponses import aioresponses
 
 from importer import workbook
-from importer.errors import InputError
+from importer.errors import AbortError, InputError
+from importer.ledger import Ledger
 from importer.pipeline import ImportConfig, Tuning, run_import, run_import_async
 from tests.conftest import (
     API_KEY,
@@ -390,3 +391,47 @@ def test_a_row_whose_unanswered_attempt_may_be_recorded_counts_as_in_flight_next
         answer(mocked, 200, payload={"event_uuid": "5408c5a3-4711-4f2e-8d0b-13407a3e30f3"})
         resent = run_import(config(tmp_path, one, mapping, RD))
     assert (resent.in_flight_found, resent.requests, resent.succeeded) == (1, 1, 1)
+
+
+def test_a_full_disk_mid_run_stops_resumably_and_the_rerun_sends_each_row_once(
+    tmp_path, sandbox, simple, monkeypatch
+):
+    data, mapping = simple
+    real_mark_sent = Ledger.mark_sent
+    marks: list[int] = []
+
+    def filling_up(self, *args):
+        marks.append(1)
+        if len(marks) > 5:
+            raise sqlite3.OperationalError("database or disk is full")
+        real_mark_sent(self, *args)
+
+    monkeypatch.setattr(Ledger, "mark_sent", filling_up)
+    with pytest.raises(AbortError, match=r"disk is full\).*free some space.*run the same command"):
+        run_import(config(tmp_path, data, mapping, sandbox.url, concurrency=1))
+    monkeypatch.setattr(Ledger, "mark_sent", real_mark_sent)
+
+    again = run_import(config(tmp_path, data, mapping, sandbox.url, concurrency=1))
+    # The rows whose answer could not be written are in doubt and resent (--in-flight resend):
+    # at most the one in flight when the disk filled is sent twice, none is lost.
+    assert again.exit_status == 0
+    assert len(read_csv(tmp_path / "out" / "successes.csv")) == 20
+    assert sorted(set(accepted_emails(sandbox))) == sorted(
+        f"pessoa{i}@exemplo.com.br" for i in range(1, 21)
+    )
+    assert len(accepted_emails(sandbox)) <= 21
+
+
+def test_a_ledger_that_cannot_be_written_before_sending_is_an_input_error(
+    tmp_path, sandbox, simple, monkeypatch
+):
+    data, mapping = simple
+
+    def full(self, chunk):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Ledger, "record_chunk", full)
+    with pytest.raises(InputError, match=r"disk is full\).*free some space") as raised:
+        run_import(config(tmp_path, data, mapping, sandbox.url))
+    assert raised.value.setting == "out_dir"
+    assert sandbox.snapshot()["accepted"] == []
