@@ -17,61 +17,16 @@ from typing import Any
 
 import click
 
-from importer import __version__
+from importer import __version__, flags
+from importer.console import ConsoleListener, err
 from importer.errors import AbortError, ExitStatus, ImporterError, InputError
-from importer.pipeline import DEFAULT_API_URL, ImportConfig, Listener, run_import
-from importer.report import console_summary, format_duration
+from importer.pipeline import ImportConfig, run_import
+from importer.report import console_summary
 from importer.sending import RunControl
 from importer.watch import WatchConfig, run_watch
 
 # The flag of each setting the library names in its messages, where it is not "--" + its name.
 _FLAGS = {"out_dir": "--out"}
-
-
-def _err(message: str) -> None:
-    click.echo(message, err=True)
-
-
-class ConsoleListener(Listener):
-    """Messages on stderr; a tqdm bar when stderr is a terminal."""
-
-    def __init__(self, *, quiet: bool = False):
-        self.quiet = quiet
-        self.bar: Any = None
-        self.interactive = sys.stderr.isatty() and not quiet
-
-    def info(self, message: str) -> None:
-        if not self.quiet:
-            self._write(message)
-
-    def warning(self, message: str) -> None:
-        self._write(f"Warning: {message}")
-
-    def _write(self, message: str) -> None:
-        if self.bar is not None:
-            self.bar.write(message, file=sys.stderr)
-        else:
-            _err(message)
-
-    def progress(self, done: int, total: int | None, eta_s: float | None) -> None:
-        if not self.interactive:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="row", file=sys.stderr, dynamic_ncols=True)
-        bar = self.bar
-        if total is not None and bar.total != total:
-            bar.total = total
-        bar.n = done
-        if eta_s is not None:
-            bar.set_postfix_str(f"paced ETA {format_duration(eta_s)}", refresh=False)
-        bar.refresh()
-
-    def finished(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
 
 
 def read_api_key(api_key_file: Path | None) -> str | None:
@@ -83,7 +38,7 @@ def read_api_key(api_key_file: Path | None) -> str | None:
         except OSError as exc:
             raise InputError(f"--api-key-file {api_key_file}: {exc.strerror}") from None
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            _err(
+            err(
                 f"Warning: {api_key_file} can be read or changed by other users; "
                 f"run 'chmod 600 {api_key_file}'"
             )
@@ -154,112 +109,8 @@ class _Cli(click.Group):
             status, line = _outcome(exc, ctx.invoked_subcommand)
         except KeyboardInterrupt as exc:
             status, line = _outcome(exc, ctx.invoked_subcommand)
-        _err(line)
+        err(line)
         ctx.exit(int(status))
-
-
-def _table_options(func):
-    """How a spreadsheet is read: shared by import, validate and watch (for every file)."""
-    for option in reversed(
-        [
-            click.option("--sheet", help="Worksheet name (Excel files) [default: the first]."),
-            click.option("--encoding", help="Text encoding of a CSV [default: detected]."),
-            click.option("--delimiter", help="CSV delimiter [default: detected]."),
-            click.option(
-                "--header-row",
-                type=click.IntRange(min=1),
-                default=1,
-                show_default=True,
-                help="Row number of the header.",
-            ),
-        ]
-    ):
-        func = option(func)
-    return func
-
-
-def _reading_options(func):
-    for option in reversed(
-        [
-            click.option(
-                "--mapping",
-                "mapping_path",
-                required=True,
-                type=click.Path(path_type=Path, dir_okay=False),
-                help="YAML column mapping.",
-            ),
-            click.option(
-                "--out",
-                "out_dir",
-                type=click.Path(path_type=Path, file_okay=False),
-                help="Reports folder [default: ./rd-import-out/<input stem>/].",
-            ),
-            _table_options,
-            click.option("--quiet", "-q", is_flag=True, help="Only the final summary."),
-        ]
-    ):
-        func = option(func)
-    return func
-
-
-_in_flight_option = click.option(
-    "--in-flight",
-    type=click.Choice(["resend", "skip"]),
-    default="resend",
-    show_default=True,
-    help="Rows in flight when an earlier run was killed: send again, or leave as failed.",
-)
-
-
-def _refuse_key_argument(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    if value is not None:
-        raise click.UsageError(
-            "the API key is never taken on the command line, where ps and shell history would "
-            "show it: set RDSTATION_API_KEY or use --api-key-file PATH",
-            ctx,
-        )
-
-
-def _sending_options(func):
-    """Flags of the commands that send: pace, concurrency, where, and the key's source."""
-    for option in reversed(
-        [
-            click.option(
-                "--rate",
-                type=click.FloatRange(min=0),
-                default=120,
-                show_default=True,
-                help="Requests per minute at most; 0 for unpaced.",
-            ),
-            click.option(
-                "--concurrency",
-                type=click.IntRange(min=1, max=256),
-                default=8,
-                show_default=True,
-                help="Requests in flight at once.",
-            ),
-            click.option(
-                "--api-url",
-                envvar="RDSTATION_API_URL",
-                default=DEFAULT_API_URL,
-                show_default=True,
-                help="RD Station API address (env RDSTATION_API_URL).",
-            ),
-            click.option(
-                "--api-key-file",
-                type=click.Path(path_type=Path, dir_okay=False),
-                help="File holding the API key [default: env RDSTATION_API_KEY].",
-            ),
-            click.option(
-                "--api-key",
-                hidden=True,
-                expose_value=False,
-                callback=_refuse_key_argument,
-            ),
-        ]
-    ):
-        func = option(func)
-    return func
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
@@ -270,11 +121,11 @@ def cli() -> None:
 
 @cli.command("import")
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False))
-@_reading_options
-@_sending_options
+@flags.reading_options
+@flags.sending_options
 @click.option("--dry-run", is_flag=True, help="Read, map and validate; send nothing.")
 @click.option("--sandbox", is_flag=True, help="Send to a built-in stand-in for RD Station.")
-@_in_flight_option
+@flags.in_flight_option
 @click.option(
     "--retry-rejected",
     is_flag=True,
@@ -321,7 +172,7 @@ def import_command(
 
 @cli.command("validate")
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False))
-@_reading_options
+@flags.reading_options
 @click.pass_context
 def validate_command(ctx: click.Context, **options: Any) -> None:
     """Read, map and validate every row of INPUT and write the reports; send nothing."""
@@ -375,7 +226,7 @@ def sandbox_command(
     )
 
     def ready(url: str) -> None:
-        _err(f"Sandbox for RD Station conversions at {url} (use --api-url {url}); Ctrl-C to stop")
+        err(f"Sandbox for RD Station conversions at {url} (use --api-url {url}); Ctrl-C to stop")
 
     serve(host, port, config, on_ready=ready)
 
@@ -412,9 +263,9 @@ def sandbox_command(
     help="A file changed more recently than this many seconds is still being written.",
 )
 @click.option("--wait-lock", is_flag=True, help="Another watcher holds INBOX: wait, not skip.")
-@_sending_options
-@_table_options
-@_in_flight_option
+@flags.sending_options
+@flags.table_options
+@flags.in_flight_option
 @click.option("--sandbox", is_flag=True, help="Send to a built-in stand-in for RD Station.")
 @click.option("--quiet", "-q", is_flag=True, help="Only one line per file.")
 def watch_command(
@@ -467,9 +318,9 @@ def watch_command(
         wait_lock=wait_lock,
         handle_signals=True,
     )
-    result = run_watch(config, ConsoleListener(quiet=quiet), echo=_err)
+    result = run_watch(config, ConsoleListener(quiet=quiet), echo=err)
     if result.stopped:
-        _err(f"Stopped: {result.stopped}.")
+        err(f"Stopped: {result.stopped}.")
     sys.exit(int(result.exit_status))
 
 
@@ -507,7 +358,7 @@ def mapping_init_command(
         ) from None
     except OSError as exc:
         raise InputError(f"cannot write {output}: {exc.strerror}") from None
-    _err(
+    err(
         f'Wrote {output}: edit the conversion identifier (marked "# <- edit"), then check it '
         f"with: rd-importer validate {input_path} --mapping {output}"
     )

@@ -174,17 +174,7 @@ def plan_chunk(
     first_of_key: dict[str, int] = {}
     for outcome in outcomes:
         if isinstance(outcome, Rejected):
-            record.failed.append(
-                FailedRow(
-                    f"row:{outcome.row}",
-                    outcome.row,
-                    outcome.cells,
-                    outcome.stage,
-                    outcome.error_type,
-                    outcome.message,
-                    None,
-                )
-            )
+            record.failed.append(_rejected(outcome))
             continue
         key, number = outcome.key, outcome.row
         entry = known.get(key)
@@ -213,19 +203,28 @@ def plan_chunk(
             record.resend.append((key, outcome.body))
             plan.to_send += 1
         elif action is Action.HOLD:
-            record.failed.append(
-                FailedRow(
-                    key,
-                    number,
-                    outcome.cells,
-                    "api",
-                    "IN_FLIGHT_UNKNOWN",
-                    HOLD_MESSAGE,
-                    outcome.conversion_id,
-                    RowState.IN_DOUBT,
-                )
-            )
+            record.failed.append(_held(outcome))
     return plan
+
+
+def _rejected(row: Rejected) -> FailedRow:
+    return FailedRow(
+        f"row:{row.row}", row.row, row.cells, row.stage, row.error_type, row.message, None
+    )
+
+
+def _held(row: Prepared) -> FailedRow:
+    """A row in doubt left unsent (--in-flight skip): it stays in doubt for the next run."""
+    return FailedRow(
+        row.key,
+        row.row,
+        row.cells,
+        "api",
+        "IN_FLIGHT_UNKNOWN",
+        HOLD_MESSAGE,
+        row.conversion_id,
+        RowState.IN_DOUBT,
+    )
 
 
 def _duplicate(row: Prepared, first: int) -> FailedRow:

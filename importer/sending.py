@@ -267,38 +267,41 @@ class Sender:
                     return
                 answered = result.http_status is not None
                 maybe_recorded = maybe_recorded or not answered
-                kind = result.kind
-                if kind is FailureKind.RATE_LIMITED:
+                if result.kind is FailureKind.RATE_LIMITED:
                     stats.rate_limited_answers += 1
                     budget.on_rate_limited(result.retry_after)
                     marks.pending(item.key)
                     tries -= 1
                     continue
                 budget.on_accepted()
-                if kind.retry_now:  # transient
-                    elapsed = time.monotonic() - first_at
-                    if self.retry.should_retry(tries, elapsed) and not control.stopping:
-                        stats.retries += 1
-                        if answered:
-                            marks.pending(item.key)
-                        await asyncio.sleep(self.retry.delay(tries))
-                        continue
-                    self._failed(item, result, attempts, maybe_recorded=maybe_recorded)
-                    control.count_unreachable(result, self.concurrency)
-                    return
-                if kind in (FailureKind.AUTH_REFUSED, FailureKind.FATAL):
-                    marks.pending(item.key)  # refused: nothing recorded
-                    control.abort(result.message)
-                    return
-                if kind is FailureKind.LEAD_LIMITED:
-                    self.lead_limited.add(item.email)
-                control.unreachable = 0
-                self._failed(item, result, attempts)
+                retry = result.kind.retry_now and not control.stopping
+                if retry and self.retry.should_retry(tries, time.monotonic() - first_at):
+                    stats.retries += 1
+                    if answered:
+                        marks.pending(item.key)
+                    await asyncio.sleep(self.retry.delay(tries))
+                    continue
+                self._give_up(item, result, attempts, maybe_recorded)
                 return
         except asyncio.CancelledError:
             if answered:
                 marks.pending(item.key)
             raise
+
+    def _give_up(self, item: Pending, result: Failed, attempts: int, maybe_recorded: bool) -> None:
+        """The row's last attempt failed: what that means for the row and for the run."""
+        kind, control = result.kind, self.control
+        if kind.retry_now:  # transient, out of tries
+            self._failed(item, result, attempts, maybe_recorded=maybe_recorded)
+            control.count_unreachable(result, self.concurrency)
+        elif kind in (FailureKind.AUTH_REFUSED, FailureKind.FATAL):
+            self.marks.pending(item.key)  # refused: nothing recorded
+            control.abort(result.message)
+        else:
+            if kind is FailureKind.LEAD_LIMITED:
+                self.lead_limited.add(item.email)
+            control.unreachable = 0
+            self._failed(item, result, attempts)
 
     def _failed(
         self, item: Pending, failed: Failed, attempts: int, *, maybe_recorded: bool = False

@@ -1,0 +1,117 @@
+"""The flags several commands share, defined once: how a table is read, where reports go,
+how rows are sent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from importer.pipeline import DEFAULT_API_URL
+
+
+
+def table_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """How a spreadsheet is read: shared by import, validate and watch (for every file)."""
+    for option in reversed(
+        [
+            click.option("--sheet", help="Worksheet name (Excel files) [default: the first]."),
+            click.option("--encoding", help="Text encoding of a CSV [default: detected]."),
+            click.option("--delimiter", help="CSV delimiter [default: detected]."),
+            click.option(
+                "--header-row",
+                type=click.IntRange(min=1),
+                default=1,
+                show_default=True,
+                help="Row number of the header.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def reading_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option(
+                "--mapping",
+                "mapping_path",
+                required=True,
+                type=click.Path(path_type=Path, dir_okay=False),
+                help="YAML column mapping.",
+            ),
+            click.option(
+                "--out",
+                "out_dir",
+                type=click.Path(path_type=Path, file_okay=False),
+                help="Reports folder [default: ./rd-import-out/<input stem>/].",
+            ),
+            table_options,
+            click.option("--quiet", "-q", is_flag=True, help="Only the final summary."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+in_flight_option = click.option(
+    "--in-flight",
+    type=click.Choice(["resend", "skip"]),
+    default="resend",
+    show_default=True,
+    help="Rows in flight when an earlier run was killed: send again, or leave as failed.",
+)
+
+
+def _refuse_key_argument(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        raise click.UsageError(
+            "the API key is never taken on the command line, where ps and shell history would "
+            "show it: set RDSTATION_API_KEY or use --api-key-file PATH",
+            ctx,
+        )
+
+
+def sending_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Flags of the commands that send: pace, concurrency, where, and the key's source."""
+    for option in reversed(
+        [
+            click.option(
+                "--rate",
+                type=click.FloatRange(min=0),
+                default=120,
+                show_default=True,
+                help="Requests per minute at most; 0 for unpaced.",
+            ),
+            click.option(
+                "--concurrency",
+                type=click.IntRange(min=1, max=256),
+                default=8,
+                show_default=True,
+                help="Requests in flight at once.",
+            ),
+            click.option(
+                "--api-url",
+                envvar="RDSTATION_API_URL",
+                default=DEFAULT_API_URL,
+                show_default=True,
+                help="RD Station API address (env RDSTATION_API_URL).",
+            ),
+            click.option(
+                "--api-key-file",
+                type=click.Path(path_type=Path, dir_okay=False),
+                help="File holding the API key [default: env RDSTATION_API_KEY].",
+            ),
+            click.option(
+                "--api-key",
+                hidden=True,
+                expose_value=False,
+                callback=_refuse_key_argument,
+            ),
+        ]
+    ):
+        func = option(func)
+    return func

@@ -1,0 +1,116 @@
+"""The row states and the typed values the ledger reads and writes."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from importer.records import FailureKind
+
+
+class RowState(enum.Enum):
+    PENDING = "pending"  # to send
+    IN_FLIGHT = "in_flight"  # its request left; no answer recorded yet
+    SENT = "sent"  # RD Station answered with an event_uuid
+    FAILED = "failed"  # refused before or at sending; the failure kind says whether it is final
+    IN_DOUBT = "in_doubt"  # may have been recorded (unanswered attempt, or left unsent for that)
+
+
+FAILED_STATES = "('failed', 'in_doubt')"  # the states failures.csv lists, as SQL
+STATES = {state.value: state for state in RowState}
+KINDS = {kind.value: kind for kind in FailureKind}
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What the ledger knows of one key."""
+
+    state: RowState
+    row: int
+    seen_run: int  # the last run whose input held it
+    kind: FailureKind | None  # why it failed at the API (FAILED rows only)
+
+
+@dataclass(slots=True)
+class NewRow:
+    """A row never seen before, to send."""
+
+    key: str
+    row: int
+    body: bytes
+    cells: bytes
+    email: str
+    conversion_id: str
+
+
+@dataclass(slots=True)
+class SeenRow:
+    """A known row found again: its number and cells are updated, its state kept."""
+
+    key: str
+    row: int
+    cells: bytes
+
+
+@dataclass(slots=True)
+class FailedRow:
+    """A row that fails before sending (or is held in doubt): replaces what the key held."""
+
+    key: str
+    row: int
+    cells: bytes
+    stage: str
+    error_type: str
+    message: str
+    conversion_id: str | None
+    state: RowState = RowState.FAILED
+
+
+@dataclass(slots=True)
+class ChunkRecord:
+    """One chunk of the reader's decisions, written in one transaction."""
+
+    new: list[NewRow]
+    seen: list[SeenRow]
+    resend: list[tuple[str, bytes]]  # (key, body): back to pending (their row is in ``seen``)
+    failed: list[FailedRow]
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A row waiting to be sent."""
+
+    key: str
+    row: int
+    body: bytes
+    email: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    rows: int
+    succeeded: int
+    failed: int
+    already_sent: int
+    unsent: int
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    row: int
+    email: str
+    conversion_id: str
+    event_uuid: str
+    sent_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    row: int
+    cells: list[str]
+    stage: str
+    http_status: int | None
+    error_type: str
+    message: str
+    attempts: int
