@@ -12,7 +12,6 @@ import click
 from importer.pipeline import DEFAULT_API_URL
 
 
-
 def table_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """How a spreadsheet is read: shared by import, validate and watch (for every file)."""
     for option in reversed(
