@@ -70,6 +70,12 @@ def _flagged(exc: InputError, command: str | None) -> str:
         return text
     if text.startswith(setting + " "):
         text = _FLAGS.get(setting, "--" + setting.replace("_", "-")) + text[len(setting) :]
+    if setting == "changed":
+        text += (
+            ": add --keep-sent to leave them as sent and send only rows never sent, or "
+            "--resend-changed to send them again (RD Station updates each lead and records "
+            "another conversion)"
+        )
     if setting == "api_key":
         needs_none = (
             "--sandbox needs none" if command == "watch" else ("validate and --sandbox need none")
@@ -131,6 +137,7 @@ def cli() -> None:
     is_flag=True,
     help="Send again rows RD Station rejected in an earlier run (after fixing the cause there).",
 )
+@flags.changed_options
 def import_command(
     input_path: Path,
     mapping_path: Path,
@@ -146,8 +153,10 @@ def import_command(
     api_key_file: Path | None,
     dry_run: bool,
     sandbox: bool,
-    in_flight: str,
+    in_flight: str | None,
     retry_rejected: bool,
+    keep_sent: bool,
+    resend_changed: bool,
 ) -> None:
     """Send every row of INPUT to RD Station as a conversion."""
     config = ImportConfig(
@@ -166,6 +175,7 @@ def import_command(
         header_row=header_row,
         in_flight=in_flight,  # type: ignore[arg-type]
         retry_rejected=retry_rejected,
+        changed=flags.changed_choice(keep_sent, resend_changed),  # type: ignore[arg-type]
     )
     sys.exit(int(_run(config, quiet)))
 

@@ -59,10 +59,40 @@ def reading_options(func: Callable[..., Any]) -> Callable[..., Any]:
 in_flight_option = click.option(
     "--in-flight",
     type=click.Choice(["resend", "skip"]),
-    default="resend",
-    show_default=True,
-    help="Rows in flight when an earlier run was killed: send again, or leave as failed.",
+    default=None,
+    help="Rows that may have been recorded (in flight when an earlier run was killed, or "
+    "unanswered): send again, or leave as failed [default: resend, except rows an earlier "
+    "--in-flight skip left unsent].",
 )
+
+
+def changed_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """What to do with rows sent earlier whose payload changed (a changed mapping, an edited
+    row): --keep-sent or --resend-changed, passed on as ``changed``."""
+    for option in reversed(
+        [
+            click.option(
+                "--keep-sent",
+                is_flag=True,
+                help="Rows sent earlier that now give another payload stay as sent; send only "
+                "rows never sent.",
+            ),
+            click.option(
+                "--resend-changed",
+                is_flag=True,
+                help="Send again rows sent earlier that now give another payload (RD Station "
+                "updates the lead and records another conversion).",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def changed_choice(keep_sent: bool, resend_changed: bool) -> str | None:
+    if keep_sent and resend_changed:
+        raise click.UsageError("--keep-sent and --resend-changed exclude each other: choose one")
+    return "keep" if keep_sent else "resend" if resend_changed else None
 
 
 def _refuse_key_argument(ctx: click.Context, param: click.Parameter, value: str | None) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -22,9 +23,10 @@ import orjson
 
 from importer.client import encode_conversion
 from importer.errors import RowError
-from importer.ledger import ChunkRecord, Entry, FailedRow, NewRow, RowState, SeenRow
+from importer.ledger import ChunkRecord, Entry, FailedRow, NewRow, RowState, SeenRow, Sibling
+from importer.ledger.rows import MAYBE_SENT
 from importer.mapping import BoundMapping
-from importer.records import FailureKind, Row
+from importer.records import FailureKind, Row, row_identity
 
 MAX_BODY_BYTES: Final = 200_000  # RD Station's documented 0.2 MB per request
 
@@ -41,6 +43,9 @@ class Prepared:
     conversion_id: str
     cells: bytes  # the row's cells as a JSON list
     row: int
+    identity: str  # records.row_identity: the same source row under any mapping
+    source_row: int  # its number in the file it first came from
+    from_report: bool = False  # read from one of our failures.csv
 
 
 @dataclass(slots=True)
@@ -52,6 +57,8 @@ class Rejected:
     message: str
     cells: bytes
     row: int
+    identity: str
+    source_row: int
 
 
 def payload_key(encoded_payload: bytes) -> str:
@@ -59,16 +66,20 @@ def payload_key(encoded_payload: bytes) -> str:
     return hashlib.blake2b(encoded_payload, digest_size=16).hexdigest()
 
 
-def prepare(row: Row, mapping: BoundMapping) -> Prepared | Rejected:
-    """Map and validate one row."""
+def prepare(
+    row: Row, mapping: BoundMapping, key: Sequence[str] | None = None
+) -> Prepared | Rejected:
+    """Map and validate one row; ``key`` is the mapping's identity columns (None: every cell)."""
     cells = orjson.dumps(list(row.cells.values()))
+    identity = row.row_id if row.row_id and not key else row_identity(row.cells, key)
+    source_row = row.source_row or row.number
     if row.error:
-        return Rejected("read", "READ_ERROR", row.error, cells, row.number)
+        return Rejected("read", "READ_ERROR", row.error, cells, row.number, identity, source_row)
     try:
         payload = mapping.apply(row)
     except RowError as exc:
         etype = "MAPPING_ERROR" if exc.stage == "mapping" else "VALIDATION_ERROR"
-        return Rejected(exc.stage, etype, exc.message, cells, row.number)
+        return Rejected(exc.stage, etype, exc.message, cells, row.number, identity, source_row)
     encoded, body = encode_conversion(payload)
     if len(body) > MAX_BODY_BYTES:
         return Rejected(
@@ -78,6 +89,8 @@ def prepare(row: Row, mapping: BoundMapping) -> Prepared | Rejected:
             f"{MAX_BODY_BYTES:,} (0.2 MB): shorten the longest cells",
             cells,
             row.number,
+            identity,
+            source_row,
         )
     return Prepared(
         payload_key(encoded),
@@ -86,6 +99,9 @@ def prepare(row: Row, mapping: BoundMapping) -> Prepared | Rejected:
         payload["conversion_identifier"],
         cells,
         row.number,
+        identity,
+        source_row,
+        row.row_id is not None,
     )
 
 
@@ -97,8 +113,9 @@ class Action(enum.Enum):
     ALREADY_SENT = "already_sent"  # an earlier run sent it: skip
     RESEND = "resend"  # back to pending and send again
     KEEP_FAILED = "keep_failed"  # RD Station refused it: it stays failed
-    IN_DOUBT = "in_doubt"  # it may have been recorded: --in-flight decides
-    HOLD = "hold"  # in doubt and --in-flight skip: not sent, stays in doubt
+    IN_DOUBT = "in_doubt"  # it may have been recorded: resent unless --in-flight skip
+    HELD = "held"  # left unsent by an earlier --in-flight skip: held unless --in-flight resend
+    HOLD = "hold"  # not sent, held in doubt until --in-flight resend
 
 
 class Cause(enum.Enum):
@@ -113,16 +130,24 @@ RESUME_RULES: Final[dict[tuple[RowState, Cause | None], Action]] = {
     (RowState.PENDING, None): Action.SEND,
     (RowState.SENT, None): Action.ALREADY_SENT,
     (RowState.IN_FLIGHT, None): Action.IN_DOUBT,  # a run died while its request was out
-    (RowState.IN_DOUBT, None): Action.IN_DOUBT,  # unanswered, or held by --in-flight skip
+    (RowState.IN_DOUBT, None): Action.IN_DOUBT,  # an attempt went unanswered
+    (RowState.HELD, None): Action.HELD,  # the user chose --in-flight skip for it
     (RowState.FAILED, Cause.ON_THE_WAY): Action.RESEND,
     (RowState.FAILED, Cause.IN_THE_ROW): Action.KEEP_FAILED,
 }
 
+Changed = Literal["keep", "resend"]
+
 
 @dataclass(frozen=True, slots=True)
 class ResumePolicy:
-    in_flight: InFlight = "resend"  # what to do with rows that may have been recorded
+    # Rows that may have been recorded: "resend", "skip", or None (resend, but keep holding
+    # the rows an earlier --in-flight skip held).
+    in_flight: InFlight | None = None
     retry_rejected: bool = False  # send again rows RD Station refused in an earlier run
+    # Rows sent earlier that now produce another payload: "keep" them as sent, "resend" them,
+    # or None: count them, and the run stops before sending (a dry run only counts).
+    changed: Changed | None = None
 
 
 def cause_of(kind: FailureKind | None) -> Cause:
@@ -134,6 +159,8 @@ def resume_action(entry: Entry, policy: ResumePolicy) -> Action:
     cause = cause_of(entry.kind) if entry.state is RowState.FAILED else None
     action = RESUME_RULES[entry.state, cause]
     if action is Action.IN_DOUBT:
+        return Action.HOLD if policy.in_flight == "skip" else Action.RESEND
+    if action is Action.HELD:
         return Action.RESEND if policy.in_flight == "resend" else Action.HOLD
     if action is Action.KEEP_FAILED and policy.retry_rejected:
         return Action.RESEND
@@ -142,7 +169,7 @@ def resume_action(entry: Entry, policy: ResumePolicy) -> Action:
 
 HOLD_MESSAGE: Final = (
     "was being sent when an earlier run stopped; it may have been recorded, so it was not sent "
-    "again (--in-flight skip)"
+    "again (--in-flight skip; --in-flight resend sends it)"
 )
 
 
@@ -150,21 +177,34 @@ HOLD_MESSAGE: Final = (
 
 
 @dataclass(slots=True)
+class ChangedRow:
+    """A row an earlier run sent with another payload (the first one found, for the message)."""
+
+    row: int
+    before: bytes | None  # the body sent then, when the ledger has it
+    after: bytes
+
+
+@dataclass(slots=True)
 class ChunkPlan:
     """What one chunk of rows means for this run: the ledger's writes plus the counts."""
 
-    record: ChunkRecord = field(default_factory=lambda: ChunkRecord([], [], [], []))
+    record: ChunkRecord = field(default_factory=ChunkRecord)
     to_send: int = 0  # rows this run will send (new, still pending, resent)
     in_doubt_found: int = 0  # rows an earlier run may have recorded
+    changed: int = 0  # rows sent earlier whose payload is now another (by policy: see counts)
+    example: ChangedRow | None = None
 
 
 def plan_chunk(
     outcomes: list[Prepared | Rejected],
     known: dict[str, Entry],
+    siblings: dict[str, list[Sibling]],
     policy: ResumePolicy,
     run_id: int,
 ) -> ChunkPlan:
-    """Plan a chunk of rows given what the ledger knows (``known``, by key) of this run's rows.
+    """Plan a chunk of rows given what the ledger knows of their keys (``known``) and of their
+    identities (``siblings``: the rows of the same source recorded under another payload).
 
     A row identical to an earlier row of the same file (same payload, so the same key) fails
     as ``DUPLICATE_ROW``: sending it would record the same conversion twice.
@@ -172,6 +212,7 @@ def plan_chunk(
     plan = ChunkPlan()
     record = plan.record
     first_of_key: dict[str, int] = {}
+    claimed: set[str] = set()  # sibling keys matched to a row of this chunk
     for outcome in outcomes:
         if isinstance(outcome, Rejected):
             record.failed.append(_rejected(outcome))
@@ -186,15 +227,12 @@ def plan_chunk(
             continue
         first_of_key[key] = number
         if entry is None:
-            record.new.append(
-                NewRow(
-                    key, number, outcome.body, outcome.cells, outcome.email, outcome.conversion_id
-                )
+            _plan_unknown(
+                plan, outcome, siblings.get(outcome.identity, ()), claimed, policy, run_id
             )
-            plan.to_send += 1
             continue
         record.seen.append(SeenRow(key, number, outcome.cells))
-        if entry.state in (RowState.IN_FLIGHT, RowState.IN_DOUBT):
+        if entry.state in (RowState.IN_FLIGHT, RowState.IN_DOUBT, RowState.HELD):
             plan.in_doubt_found += 1
         action = resume_action(entry, policy)
         if action is Action.SEND:
@@ -207,14 +245,74 @@ def plan_chunk(
     return plan
 
 
+def _plan_unknown(
+    plan: ChunkPlan,
+    row: Prepared,
+    siblings: Sequence[Sibling],
+    claimed: set[str],
+    policy: ResumePolicy,
+    run_id: int,
+) -> None:
+    """A payload the ledger does not know: a new row, a fixed one, or one sent earlier under
+    another payload (a changed mapping, or a row edited in a cumulative export)."""
+    earlier = [s for s in siblings if s.seen_run != run_id and s.key not in claimed]
+    if row.from_report:  # a row of our failures.csv: the failure it fixes is at its source row
+        fixed = [
+            s.key for s in earlier if s.state not in MAYBE_SENT and s.source_row == row.source_row
+        ]
+        if fixed:
+            plan.record.superseded.extend(fixed)
+            plan.record.new.append(_new(row))
+            plan.to_send += 1
+            return
+    sent = next((s for s in earlier if s.state in MAYBE_SENT), None)
+    if sent is None:
+        # Never sent in any form: the rows it replaces (failed, or pending under the old
+        # mapping) go, so failures.csv lists only what is still failed.
+        plan.record.superseded.extend(s.key for s in earlier)
+        plan.record.new.append(_new(row))
+        plan.to_send += 1
+        return
+    claimed.add(sent.key)
+    plan.changed += 1
+    if plan.example is None:
+        plan.example = ChangedRow(row.row, sent.body, row.body)
+    if policy.changed == "resend":
+        plan.record.new.append(_new(row))
+        plan.to_send += 1
+    else:  # kept as sent (or, undecided, counted as such until the run stops)
+        plan.record.seen.append(SeenRow(sent.key, row.row, row.cells))
+
+
+def _new(row: Prepared) -> NewRow:
+    return NewRow(
+        row.key,
+        row.row,
+        row.body,
+        row.cells,
+        row.email,
+        row.conversion_id,
+        row.identity,
+        row.source_row,
+    )
+
+
 def _rejected(row: Rejected) -> FailedRow:
     return FailedRow(
-        f"row:{row.row}", row.row, row.cells, row.stage, row.error_type, row.message, None
+        f"rej:{row.identity}:{row.source_row}",
+        row.row,
+        row.cells,
+        row.stage,
+        row.error_type,
+        row.message,
+        None,
+        row.identity,
+        row.source_row,
     )
 
 
 def _held(row: Prepared) -> FailedRow:
-    """A row in doubt left unsent (--in-flight skip): it stays in doubt for the next run."""
+    """A row in doubt left unsent (--in-flight skip): held until --in-flight resend."""
     return FailedRow(
         row.key,
         row.row,
@@ -223,7 +321,9 @@ def _held(row: Prepared) -> FailedRow:
         "IN_FLIGHT_UNKNOWN",
         HOLD_MESSAGE,
         row.conversion_id,
-        RowState.IN_DOUBT,
+        row.identity,
+        row.source_row,
+        RowState.HELD,
     )
 
 
@@ -236,4 +336,6 @@ def _duplicate(row: Prepared, first: int) -> FailedRow:
         "DUPLICATE_ROW",
         f"row {row.row} is identical to row {first}: not sent twice",
         row.conversion_id,
+        row.identity,
+        row.source_row,
     )

@@ -150,12 +150,20 @@ class Table:
                 self.footer_rows += 1
                 continue
             if unescape:
-                yield Row(
-                    number,
-                    {h: unescape_formula(c) for h, c in zip(headers, cells)},  # noqa: B905
-                )
+                yield self._report_row(number, cells)
             else:
                 yield Row(number, dict(zip(headers, cells)))  # noqa: B905
+
+    def _report_row(self, number: int, cells: list[str]) -> Row:
+        """A row of our failures.csv: its cells unescaped; the number and identity the row had
+        where it first came from, when the report says them."""
+        headers = self.headers
+        row = Row(number, {h: unescape_formula(c) for h, c in zip(headers, cells)})  # noqa: B905
+        if self._header.report_width == len(FAILURE_COLUMNS):
+            source_row, row_id = cells[len(headers) + 6 : len(headers) + 8]
+            row.source_row = int(source_row) if source_row.isdigit() else None
+            row.row_id = row_id.strip() or None
+        return row
 
     def close(self) -> None:
         """Release the file."""
@@ -545,13 +553,14 @@ class _Header:
         names: list[str],
         source: list[str],
         width: int,
-        is_report: bool,
+        report_width: int,
         first_column: int | None,
     ) -> None:
         self.names = names
         self.source = source
         self.width = width  # cells a row may fill: the header's, report columns included
-        self.is_report = is_report
+        self.report_width = report_width  # our failures.csv's own columns at the end, or 0
+        self.is_report = report_width > 0
         self.first_column = first_column  # None for a CSV; a sheet's data may start past column A
         self.warnings: list[str] = []
 
@@ -608,6 +617,15 @@ def _first_filled_row(records: Iterator[list[str]], number: int) -> int | None:
     return None
 
 
+def _report_width(keys: list[str]) -> int:
+    """How many of the header's last columns are our failures.csv's own (0: not a report).
+    Earlier releases wrote the first six of them."""
+    for width in (len(FAILURE_COLUMNS), 6):
+        if len(keys) > width and tuple(keys[-width:]) == FAILURE_COLUMNS[:width]:
+            return width
+    return 0
+
+
 def _make_header(cells: list[str], where: str, first_column: int | None) -> _Header | None:
     source = list(cells)
     while source and not source[-1].strip():
@@ -616,10 +634,10 @@ def _make_header(cells: list[str], where: str, first_column: int | None) -> _Hea
         return None
     keys = [c.replace("\ufeff", "").strip() for c in source]
     width = len(source)
-    is_report = len(keys) > len(FAILURE_COLUMNS) and tuple(keys[-6:]) == FAILURE_COLUMNS
-    if is_report:
-        del source[-6:]
-        keys = [unescape_formula(k) for k in keys[:-6]]
+    report_width = _report_width(keys)
+    if report_width:
+        del source[-report_width:]
+        keys = [unescape_formula(k) for k in keys[:-report_width]]
         source = [unescape_formula(s) for s in source]
     warnings: list[str] = []
     for i, key in enumerate(keys):
@@ -630,7 +648,7 @@ def _make_header(cells: list[str], where: str, first_column: int | None) -> _Hea
                 f"column {letter} of {where} has no header: its cells are read as '{keys[i]}'"
             )
     names = _unique(keys, where, warnings)
-    header = _Header(names, source, width, is_report, first_column)
+    header = _Header(names, source, width, report_width, first_column)
     header.warnings = warnings
     return header
 

@@ -1319,11 +1319,13 @@ def _header_hint(column: str, folded: dict[str, str]) -> str:
 # TEMPORARY shim until the mapping package lands (bind replaces check_columns).
 class BoundMapping(Mapping):  # type: ignore[misc]
     warnings: list[str]
+    key: list[str] | None = None
 
 
 def _bind(self: Mapping, headers: list[str], source: str = "the file") -> BoundMapping:
     warnings = self.check_columns(headers, source=source)
     self.warnings = warnings  # type: ignore[attr-defined]
+    self.key = None  # type: ignore[attr-defined]
     return self  # type: ignore[return-value]
 
 

@@ -30,14 +30,16 @@ from typing import Any
 from importer import intake
 from importer.client import ConversionsClient, check_api_url
 from importer.errors import AbortError, InputError
-from importer.intake import InFlight, ResumePolicy
+from importer.intake import Changed, InFlight, ResumePolicy
 from importer.ledger import Ledger, Marks
 from importer.loader import Table, check_text_options, open_table
 from importer.mapping import BoundMapping, load_mapping
 from importer.pacing import RateBudget
 from importer.records import Row
 from importer.report import (
+    REPORT_NAMES,
     RunReport,
+    describe_change,
     format_duration,
     private_dir,
     summary_dict,
@@ -83,8 +85,9 @@ class ImportConfig:
     encoding: str | None = None
     delimiter: str | None = None
     header_row: int = 1
-    in_flight: InFlight = "resend"
+    in_flight: InFlight | None = None  # None: resend, but keep holding what skip held
     retry_rejected: bool = False
+    changed: Changed | None = None  # rows sent earlier whose payload changed: keep / resend
     tuning: Tuning = Tuning()
 
     def __post_init__(self) -> None:
@@ -97,7 +100,9 @@ class ImportConfig:
                 f"rate {self.rate:g}: use a number of requests per minute, 0 unpaced",
                 setting="rate",
             )
-        if self.in_flight not in ("resend", "skip"):
+        if self.changed not in (None, "keep", "resend"):
+            raise InputError(f"changed {self.changed!r}: use keep or resend", setting="changed")
+        if self.in_flight not in (None, "resend", "skip"):
             raise InputError(
                 f"in_flight {self.in_flight!r}: use resend or skip", setting="in_flight"
             )
@@ -116,7 +121,7 @@ class ImportConfig:
 
     @property
     def resume_policy(self) -> ResumePolicy:
-        return ResumePolicy(self.in_flight, self.retry_rejected)
+        return ResumePolicy(self.in_flight, self.retry_rejected, self.changed)
 
     def resolved_out_dir(self) -> Path:
         return self.out_dir or Path("rd-import-out") / self.input_path.stem
@@ -156,6 +161,8 @@ async def run_import_async(
 ) -> RunReport:
     """``control`` lets the caller stop the run (``watch`` does, on its signals)."""
     listener = listener or Listener()
+    out_dir = config.resolved_out_dir()
+    _refuse_reading_a_report(config, out_dir)
     mapping = load_mapping(config.mapping_path)
     with await _open_table(config) as table:
         bound = mapping.bind(table.headers, source=config.input_path.name)
@@ -164,7 +171,6 @@ async def run_import_async(
         for warning in table.warnings:
             listener.warning(warning)
         listener.info(f"Reading {config.input_path.name}: {table.description}")
-        out_dir = config.resolved_out_dir()
         run: _Run | None = None
         try:
             with _exclusive(private_dir(out_dir)):
@@ -182,6 +188,20 @@ async def run_import_async(
                     ledger.close()
         except (OSError, sqlite3.Error) as exc:
             raise _disk_error(exc, out_dir, sent=run is not None and run.requests() > 0) from None
+
+
+def _refuse_reading_a_report(config: ImportConfig, out_dir: Path) -> None:
+    """A run rewrites its reports at its end: one that reads one of them would write over what
+    the user typed into it (the fixes in a failures.csv). Stop before reading."""
+    for read, what in ((config.input_path, "input"), (config.mapping_path, "mapping")):
+        for name in REPORT_NAMES:
+            with contextlib.suppress(OSError):
+                if read.samefile(out_dir / name):
+                    raise InputError(
+                        f"{read}: this {what} is a report of {out_dir}, which the run rewrites "
+                        f"when it ends: copy it (for example to {read.stem}-fixed{read.suffix}), "
+                        "fix the copy, and import that into the same output folder"
+                    )
 
 
 def _disk_error(
@@ -275,16 +295,37 @@ class _Run:
         self.rows = PendingRows(ledger, self.control)
         self.budget = RateBudget(config.rate)
         self.sender: Sender | None = None
+        self.had_sent = False  # the ledger held sent rows before this run
+        self.had_rows = False  # ... any rows of earlier runs
         self.to_send = 0  # rows the reader planned to send in this run
         self.done = 0  # rows the senders finished (sent or failed)
         self.next_progress = 0.0  # monotonic time of the next progress report
+
+    def _changed_error(self) -> InputError:
+        report = self.report
+        return InputError(
+            f"{report.changed_rows:,} row(s) of {self.config.input_path.name} were sent by an "
+            f"earlier run into {self.out_dir} and would now be sent with another payload "
+            f"({report.changed_example}). Nothing was sent: decide what becomes of them",
+            setting="changed",
+        )
 
     def requests(self) -> int:
         return self.sender.stats.requests if self.sender else 0
 
     async def execute(self, api_url: str, api_key: str) -> RunReport:
         started = time.monotonic()
-        self.ledger.begin_run(self.config.input_path, utc_now(), dry_run=self.config.dry_run)
+        config, ledger = self.config, self.ledger
+        self.had_sent = ledger.has_sent_rows()
+        ledger.begin_run(
+            config.input_path,
+            utc_now(),
+            dry_run=config.dry_run,
+            out_dir=self.out_dir,
+            headers=self.table.headers,
+            key=self.mapping.key,
+        )
+        self.had_rows = ledger.has_earlier_rows()
         reader = asyncio.create_task(self._read())
         try:
             if self.config.dry_run:
@@ -324,6 +365,7 @@ class _Run:
                 return
             if chunk:
                 self._record(chunk)
+            self.ledger.forget_gone_failures()  # the whole file was read
         finally:
             self.rows.reading_ended()
         over = self.ledger.emails_over(LEAD_DAILY_LIMIT)
@@ -335,21 +377,38 @@ class _Run:
             )
 
     def _record(self, rows: list[Row]) -> None:
-        prepare, mapping = intake.prepare, self.mapping
-        outcomes = [prepare(row, mapping) for row in rows]
-        keys = [o.key for o in outcomes if isinstance(o, intake.Prepared)]
-        plan = intake.plan_chunk(
-            outcomes, self.ledger.lookup(keys), self.config.resume_policy, self.ledger.run_id
+        prepare, mapping, key, ledger = intake.prepare, self.mapping, self.mapping.key, self.ledger
+        outcomes = [prepare(row, mapping, key) for row in rows]
+        prepared = [o for o in outcomes if isinstance(o, intake.Prepared)]
+        known = ledger.lookup([o.key for o in prepared])
+        siblings = (
+            ledger.siblings([o.identity for o in prepared if o.key not in known])
+            if self.had_rows
+            else {}
         )
-        self.ledger.record_chunk(plan.record)
+        plan = intake.plan_chunk(
+            outcomes, known, siblings, self.config.resume_policy, ledger.run_id
+        )
+        ledger.record_chunk(plan.record)
         self.to_send += plan.to_send
-        self.report.in_flight_found += plan.in_doubt_found
+        report = self.report
+        report.in_flight_found += plan.in_doubt_found
+        report.changed_rows += plan.changed
+        if plan.example is not None and report.changed_example is None:
+            example = plan.example
+            report.changed_example = describe_change(example.row, example.before, example.after)
         self.rows.recorded()
 
     # -- sending -------------------------------------------------------------------------------
 
     async def _send(self, reader: asyncio.Task[None], api_url: str, api_key: str) -> None:
         config, tuning = self.config, self.config.tuning
+        if self.had_sent and config.changed is None:
+            # Rows an earlier run sent may now have another payload: the whole file is checked
+            # before the first request, so the run can stop with nothing sent.
+            await asyncio.shield(self.rows.reader_done.wait())
+            if self.report.changed_rows:
+                raise self._changed_error()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.rows.reader_done.wait()), PLAN_WAIT)
         self._announce_plan()

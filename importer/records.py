@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import enum
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import orjson
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass costs ~1 µs a row to build
@@ -19,6 +23,21 @@ class Row:
     number: int
     cells: dict[str, str]
     error: str | None = None
+    # Set when the row comes from one of our failures.csv: its number in the file it first came
+    # from, and its identity there (so a fixed row is known as the row that failed).
+    source_row: int | None = None
+    row_id: str | None = None
+
+
+def row_identity(cells: dict[str, str], key: Sequence[str] | None = None) -> str:
+    """A row's identity across runs, whatever the mapping makes of it: the mapping's ``key``
+    columns, else every non-empty cell by its header (so reordered or added empty columns keep
+    it). Stripped, not case-folded: CRM record ids can differ only in case."""
+    if key:
+        parts: object = [cells.get(column, "").strip() for column in key]
+    else:
+        parts = sorted((h, v.strip()) for h, v in cells.items() if v and not v.isspace())
+    return hashlib.blake2b(orjson.dumps(parts), digest_size=12).hexdigest()
 
 
 class FailureKind(enum.Enum):

@@ -27,8 +27,18 @@ import orjson
 from importer.errors import ExitStatus
 from importer.ledger import Failure, Ledger, Success
 
-SUCCESS_COLUMNS: Final = ("row", "email", "conversion_identifier", "event_uuid", "sent_at")
-# failures.csv: the row's own columns, then these. The loader recognises a failures.csv by them.
+SUCCESS_COLUMNS: Final = (
+    "row",
+    "email",
+    "conversion_identifier",
+    "event_uuid",
+    "sent_at",
+    "source_row",  # the row's number in the file it first came from
+    "sent_in",  # the file whose run sent it
+)
+# failures.csv: the row's own columns, then these. The loader recognises a failures.csv by them
+# (and by the first six alone: what earlier releases wrote), and reads source_row and row_id
+# back, so a fixed row keeps its number and is known as the row that failed.
 FAILURE_COLUMNS: Final = (
     "row",
     "error_stage",
@@ -36,8 +46,24 @@ FAILURE_COLUMNS: Final = (
     "error_type",
     "error_message",
     "attempts",
+    "source_row",
+    "row_id",
+)
+# Payload fields whose values a message may show: none of them holds personal data.
+_SHOWN_FIELDS: Final = frozenset(
+    {
+        "conversion_identifier",
+        "tags",
+        "available_for_mailing",
+        "legal_bases",
+        "traffic_source",
+        "traffic_medium",
+        "traffic_campaign",
+        "traffic_value",
+    }
 )
 REPORT_FILES: Final = "successes.csv, failures.csv, summary.json"
+REPORT_NAMES: Final = ("successes.csv", "failures.csv", "summary.json", "ledger.sqlite")
 
 _ESCAPABLE = re.compile(r"'*[=+\-@\t\r]")
 _ESCAPED = re.compile(r"'+[=+\-@\t\r]")
@@ -77,6 +103,9 @@ class RunReport:
     already_sent: int = 0
     left_to_send: int = 0
     in_flight_found: int = 0
+    changed_rows: int = 0  # rows sent earlier whose payload is now another
+    changed_example: str | None = None
+    folder: dict[str, int] = field(default_factory=dict)  # the reports folder's state
     requests: int = 0
     retries: int = 0
     rate_limited_answers: int = 0
@@ -97,7 +126,9 @@ def write_reports(
     source_headers: Sequence[str],
     summary: Callable[[], dict[str, Any]],
 ) -> None:
-    """Fill ``report``'s counts from the ledger and write the three reports."""
+    """Fill ``report``'s counts from the ledger and write the reports: the folder's record
+    (successes.csv: every row it ever sent; failures.csv: what is still failed), this run's
+    summary.json, and a copy of it under runs/ that later runs leave alone."""
     counts = ledger.counts()
     report.rows = counts.rows
     report.failed = counts.failed
@@ -106,14 +137,19 @@ def write_reports(
     if report.dry_run:
         report.succeeded = counts.unsent  # rows an import would send
         report.skipped = counts.already_sent
-        write_successes(out_dir / "successes.csv", ledger.would_send())
     else:
         report.succeeded = counts.succeeded
         report.skipped = counts.already_sent + counts.unsent
-        write_successes(out_dir / "successes.csv", ledger.successes())
     report.failure_types = ledger.failure_types()
+    report.folder = ledger.folder_counts()
+    # A dry run sends nothing, so the record it writes is the one it found.
+    write_successes(out_dir / "successes.csv", ledger.successes())
     write_failures(out_dir / "failures.csv", source_headers, ledger.failures())
-    write_summary(out_dir / "summary.json", summary())
+    document = summary()
+    write_summary(out_dir / "summary.json", document)
+    runs = private_dir(out_dir / "runs")
+    stamp = str(document["finished_at"]).replace(":", "").replace("-", "")
+    write_summary(runs / f"{stamp}-run{ledger.run_id}.json", document)
 
 
 def summary_dict(
@@ -144,6 +180,8 @@ def summary_dict(
         "left_to_send": report.left_to_send if not report.dry_run else 0,
         "would_send": report.succeeded if report.dry_run else None,
         "in_flight_found": report.in_flight_found,
+        "changed_rows": report.changed_rows,
+        "folder": report.folder,
         "requests": report.requests,
         "retries": report.retries,
         "rate_limited_answers": report.rate_limited_answers,
@@ -243,6 +281,8 @@ def write_successes(path: Path, rows: Iterable[Success]) -> None:
                     escape_formula(s.conversion_id),
                     escape_formula(s.event_uuid),
                     escape_formula(s.sent_at),
+                    "" if s.source_row is None else s.source_row,
+                    escape_formula(s.sent_in),
                 ]
             )
 
@@ -263,9 +303,37 @@ def write_failures(path: Path, source_headers: Sequence[str], rows: Iterable[Fai
                 [escape_formula(c) for c in cells]
                 + [f.row, f.stage, status_text, escape_formula(f.error_type)]
                 + [escape_formula(f.message), f.attempts]
+                + ["" if f.source_row is None else f.source_row, f.row_id or ""]
             )
 
     _replace_atomically(path, write)
+
+
+def describe_change(row: int, before_body: bytes | None, after_body: bytes) -> str:
+    """'row 2: conversion_identifier "feira-2025" -> "feira-2026"; name changed'. Values are
+    shown only for fields that hold no personal data."""
+    if before_body is None:
+        return f"row {row}: the payload sent then is not in this ledger"
+    before = orjson.loads(before_body)["payload"]
+    after = orjson.loads(after_body)["payload"]
+    parts = []
+    for name in sorted(before.keys() | after.keys()):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        if name in _SHOWN_FIELDS:
+            parts.append(f"{name} {_shown(old)} -> {_shown(new)}")
+        elif old is None:
+            parts.append(f"{name} added")
+        elif new is None:
+            parts.append(f"{name} left out")
+        else:
+            parts.append(f"{name} changed")
+    return f"row {row}: " + "; ".join(parts)
+
+
+def _shown(value: Any) -> str:
+    return "(none)" if value is None else orjson.dumps(value).decode()
 
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:

@@ -132,9 +132,20 @@ def test_validate_writes_the_reports_and_sends_nothing(tmp_path, sandbox, simple
     report = run_import(config(tmp_path, data, mapping, sandbox.url, dry_run=True))
     assert (report.rows, report.succeeded, report.failed) == (20, 20, 0)
     assert sandbox.snapshot()["requests"] == 0
-    would = read_csv(tmp_path / "out" / "successes.csv")
-    assert len(would) == 20 and would[0]["event_uuid"] == ""
-    assert read_summary(tmp_path / "out")["dry_run"] is True
+    # successes.csv is the folder's record of what was sent: nothing, yet
+    assert read_csv(tmp_path / "out" / "successes.csv") == []
+    summary = read_summary(tmp_path / "out")
+    assert (summary["dry_run"], summary["would_send"]) == (True, 20)
+
+
+def test_validate_into_an_import_folder_keeps_its_record(tmp_path, sandbox, simple):
+    data, mapping = simple
+    run_import(config(tmp_path, data, mapping, sandbox.url))
+    sent = read_csv(tmp_path / "out" / "successes.csv")
+    checked = run_import(config(tmp_path, data, mapping, sandbox.url, dry_run=True))
+    assert (checked.succeeded, checked.skipped) == (0, 20)
+    assert read_csv(tmp_path / "out" / "successes.csv") == sent
+    assert all(s["event_uuid"] for s in sent) and len(sent) == 20
 
 
 def test_a_workbook_reader_killed_mid_file_stops_the_run_and_the_rerun_resumes(
@@ -213,13 +224,15 @@ def test_the_sample_csv_imports_with_its_bad_rows_in_failures(tmp_path, sandbox,
     failures = read_csv(tmp_path / "out" / "failures.csv")
     header = list(failures[0].keys())
     assert header[:3] == ["Nome", "Sobrenome", "E-mail"]
-    assert header[-6:] == [
+    assert header[-8:] == [
         "row",
         "error_stage",
         "http_status",
         "error_type",
         "error_message",
         "attempts",
+        "source_row",
+        "row_id",
     ]
     types = {f["error_type"] for f in failures}
     assert "DUPLICATE_ROW" in types
@@ -387,9 +400,13 @@ def test_a_row_whose_unanswered_attempt_may_be_recorded_counts_as_in_flight_next
     assert (skipped.in_flight_found, skipped.requests, skipped.failed) == (1, 0, 1)
     assert read_csv(tmp_path / "out" / "failures.csv")[0]["error_type"] == "IN_FLIGHT_UNKNOWN"
 
-    with aioresponses() as mocked:  # the default decides again: counted, and sent
+    with aioresponses() as mocked:  # the skip is remembered: still held without a flag
+        held = run_import(config(tmp_path, one, mapping, RD))
+    assert (held.in_flight_found, held.requests, held.failed) == (1, 0, 1)
+
+    with aioresponses() as mocked:  # until the user says resend: counted, and sent
         answer(mocked, 200, payload={"event_uuid": "5408c5a3-4711-4f2e-8d0b-13407a3e30f3"})
-        resent = run_import(config(tmp_path, one, mapping, RD))
+        resent = run_import(config(tmp_path, one, mapping, RD, in_flight="resend"))
     assert (resent.in_flight_found, resent.requests, resent.succeeded) == (1, 1, 1)
 
 

@@ -30,13 +30,14 @@ ENTRY_CASES = [
     (RowState.PENDING, None),
     (RowState.IN_FLIGHT, None),
     (RowState.IN_DOUBT, None),
+    (RowState.HELD, None),
     (RowState.SENT, None),
     (RowState.FAILED, None),
     *((RowState.FAILED, kind) for kind in FailureKind),
 ]
 POLICIES = [
     ResumePolicy(in_flight, retry_rejected)
-    for in_flight, retry_rejected in itertools.product(("resend", "skip"), (False, True))
+    for in_flight, retry_rejected in itertools.product((None, "resend", "skip"), (False, True))
 ]
 
 
@@ -46,7 +47,9 @@ def expected(state: RowState, kind: FailureKind | None, policy: ResumePolicy) ->
         return Action.SEND
     if state is RowState.SENT:
         return Action.ALREADY_SENT
-    if state in (RowState.IN_FLIGHT, RowState.IN_DOUBT):
+    if state in (RowState.IN_FLIGHT, RowState.IN_DOUBT):  # resent unless the user says skip
+        return Action.HOLD if policy.in_flight == "skip" else Action.RESEND
+    if state is RowState.HELD:  # a skip is remembered until the user says resend
         return Action.RESEND if policy.in_flight == "resend" else Action.HOLD
     # failed: the cause on the way (network, budget, key, lead limit) is resent; a refusal of
     # the row itself only with --retry-rejected
@@ -73,10 +76,10 @@ def test_the_table_has_a_rule_for_every_state() -> None:
     assert {state for state, _ in RESUME_RULES} == set(RowState)
 
 
-def _prepared(row: int, email: str = "ana@example.com") -> Prepared:
+def _prepared(row: int, email: str = "ana@example.com", identity: str = "") -> Prepared:
     payload = {"conversion_identifier": "c", "email": email}
     encoded, body = encode_conversion(payload)
-    return Prepared(payload_key(encoded), body, email, "c", b'["x"]', row)
+    return Prepared(payload_key(encoded), body, email, "c", b'["x"]', row, identity or email, row)
 
 
 @pytest.mark.parametrize("policy", POLICIES, ids=repr)
@@ -85,7 +88,7 @@ def test_a_chunk_plan_records_what_each_action_needs(
     state: RowState, kind: FailureKind | None, policy: ResumePolicy
 ) -> None:
     row = _prepared(3)
-    plan = plan_chunk([row], {row.key: Entry(state, 9, RUN - 1, kind)}, policy, RUN)
+    plan = plan_chunk([row], {row.key: Entry(state, 9, RUN - 1, kind)}, {}, policy, RUN)
     record = plan.record
     action = expected(state, kind, policy)
     assert not record.new
@@ -94,19 +97,19 @@ def test_a_chunk_plan_records_what_each_action_needs(
     assert record.resend == ([(row.key, row.body)] if action is Action.RESEND else [])
     held = [(f.key, f.error_type, f.state) for f in record.failed]
     assert held == (
-        [(row.key, "IN_FLIGHT_UNKNOWN", RowState.IN_DOUBT)] if action is Action.HOLD else []
+        [(row.key, "IN_FLIGHT_UNKNOWN", RowState.HELD)] if action is Action.HOLD else []
     )
-    assert plan.in_doubt_found == (state in (RowState.IN_FLIGHT, RowState.IN_DOUBT))
+    assert plan.in_doubt_found == (state in (RowState.IN_FLIGHT, RowState.IN_DOUBT, RowState.HELD))
 
 
 def test_new_rows_rejected_rows_and_duplicates() -> None:
     first, again, other = _prepared(2), _prepared(3), _prepared(4, "bia@example.com")
-    bad = Rejected("validation", "VALIDATION_ERROR", "no email", b"[]", 5)
-    plan = plan_chunk([first, again, other, bad], {}, ResumePolicy(), RUN)
+    bad = Rejected("validation", "VALIDATION_ERROR", "no email", b"[]", 5, "id5", 5)
+    plan = plan_chunk([first, again, other, bad], {}, {}, ResumePolicy(), RUN)
     assert [n.row for n in plan.record.new] == [2, 4]
     assert [(f.key, f.error_type) for f in plan.record.failed] == [
         ("dup:3", "DUPLICATE_ROW"),
-        ("row:5", "VALIDATION_ERROR"),
+        ("rej:id5:5", "VALIDATION_ERROR"),
     ]
     assert plan.record.failed[0].message == "row 3 is identical to row 2: not sent twice"
     assert plan.to_send == 2
@@ -114,7 +117,8 @@ def test_new_rows_rejected_rows_and_duplicates() -> None:
 
 def test_a_duplicate_of_a_row_in_an_earlier_chunk_of_the_same_run() -> None:
     row = _prepared(900)
-    plan = plan_chunk([row], {row.key: Entry(RowState.PENDING, 2, RUN, None)}, ResumePolicy(), RUN)
+    known = {row.key: Entry(RowState.PENDING, 2, RUN, None)}
+    plan = plan_chunk([row], known, {}, ResumePolicy(), RUN)
     assert [(f.key, f.message) for f in plan.record.failed] == [
         ("dup:900", "row 900 is identical to row 2: not sent twice")
     ]

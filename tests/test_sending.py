@@ -35,10 +35,10 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
 
 def record(ledger: Ledger, *emails: str) -> None:
     rows = [
-        NewRow(f"k{n}", n, f"body-{n}".encode(), b"[]", email, "c")
+        NewRow(f"k{n}", n, f"body-{n}".encode(), b"[]", email, "c", f"id{n}", n)
         for n, email in enumerate(emails, start=2)
     ]
-    ledger.record_chunk(ChunkRecord(rows, [], [], []))
+    ledger.record_chunk(ChunkRecord(new=rows))
 
 
 class Script:

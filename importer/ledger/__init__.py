@@ -34,6 +34,7 @@ from importer.ledger.rows import (
     Pending,
     RowState,
     SeenRow,
+    Sibling,
     Success,
 )
 from importer.ledger.store import Ledger
@@ -50,5 +51,6 @@ __all__ = [
     "Pending",
     "RowState",
     "SeenRow",
+    "Sibling",
     "Success",
 ]

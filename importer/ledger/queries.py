@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 
 from importer.ledger.rows import FAILED_STATES, Counts, Failure, Success
+
+# The runs that wrote the same reports folder as run ? (an SQL subquery).
+_RUNS_OF_THIS_FOLDER = "SELECT id FROM runs WHERE out_dir = (SELECT out_dir FROM runs WHERE id = ?)"
 
 
 class ReportQueries:
@@ -30,33 +34,61 @@ class ReportQueries:
         return Counts(*row)
 
     def successes(self) -> Iterator[Success]:
-        """The sent rows of this run's file, by row."""
+        """Every row sent from this run's reports folder, and the rows of this run's file that
+        an earlier run (of any folder sharing the ledger) sent: the folder's record."""
         for fields in self._db.execute(
-            "SELECT row, email, conversion_identifier, event_uuid, sent_at FROM rows"
-            " WHERE seen_run = ? AND state = 'sent' ORDER BY row",
-            (self.run_id,),
+            "SELECT rows.row, email, conversion_identifier, event_uuid, sent_at, source_row,"
+            " sender.input FROM rows JOIN runs AS sender ON sender.id = rows.sent_run"
+            " WHERE state = 'sent' AND (seen_run = ? OR sent_run IN"
+            f" ({_RUNS_OF_THIS_FOLDER})) ORDER BY coalesce(source_row, rows.row), sent_run",
+            (self.run_id, self.run_id),
         ):
-            yield Success(*fields)
-
-    def would_send(self) -> Iterator[Success]:
-        """For a dry run: the rows an import would send, as successes with no uuid or time."""
-        for fields in self._db.execute(
-            "SELECT row, email, conversion_identifier, '', '' FROM rows"
-            " WHERE seen_run = ? AND state IN ('pending', 'in_flight') ORDER BY row",
-            (self.run_id,),
-        ):
-            yield Success(*fields)
+            *head, sent_in = fields
+            yield Success(*head, sent_in=Path(sent_in).name)
 
     def failures(self) -> Iterator[Failure]:
-        """The failed rows (in doubt included) of this run's file, by row."""
-        for row, cells, stage, status, etype, message, attempts in self._db.execute(
-            "SELECT row, cells, error_stage, http_status, error_type, error_message, attempts"
-            f" FROM rows WHERE seen_run = ? AND state IN {FAILED_STATES} ORDER BY row",
-            (self.run_id,),
+        """What is still failed in this run's reports folder: the failed rows (in doubt and held
+        included) of its runs that read a table with this run's columns, by row."""
+        for (
+            row,
+            cells,
+            stage,
+            status,
+            etype,
+            message,
+            attempts,
+            source_row,
+            identity,
+        ) in self._db.execute(
+            "SELECT row, cells, error_stage, http_status, error_type, error_message,"
+            " attempts, source_row, identity FROM rows"
+            f" WHERE state IN {FAILED_STATES} AND (seen_run = ? OR seen_run IN"
+            f" ({_RUNS_OF_THIS_FOLDER} AND headers IS"
+            " (SELECT headers FROM runs WHERE id = ?))) ORDER BY coalesce(source_row, row)",
+            (self.run_id, self.run_id, self.run_id),
         ):
             yield Failure(
-                row, orjson.loads(cells) if cells else [], stage, status, etype, message, attempts
+                row,
+                orjson.loads(cells) if cells else [],
+                stage,
+                status,
+                etype,
+                message,
+                attempts,
+                source_row,
+                identity,
             )
+
+    def folder_counts(self) -> dict[str, int]:
+        """The state of this run's reports folder, over all its runs."""
+        sent, failed, unsent = self._db.execute(
+            "SELECT coalesce(sum(state = 'sent'), 0),"
+            f" coalesce(sum(state IN {FAILED_STATES}), 0),"
+            " coalesce(sum(state IN ('pending', 'in_flight')), 0)"
+            f" FROM rows WHERE seen_run = ? OR seen_run IN ({_RUNS_OF_THIS_FOLDER})",
+            (self.run_id, self.run_id),
+        ).fetchone()
+        return {"sent": sent, "failed": failed, "left_to_send": unsent}
 
     def failure_types(self) -> dict[str, int]:
         return dict(

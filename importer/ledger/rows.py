@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from importer.records import FailureKind
 
@@ -13,10 +13,13 @@ class RowState(enum.Enum):
     IN_FLIGHT = "in_flight"  # its request left; no answer recorded yet
     SENT = "sent"  # RD Station answered with an event_uuid
     FAILED = "failed"  # refused before or at sending; the failure kind says whether it is final
-    IN_DOUBT = "in_doubt"  # may have been recorded (unanswered attempt, or left unsent for that)
+    IN_DOUBT = "in_doubt"  # an attempt got no answer: it may have been recorded
+    HELD = "held"  # in doubt and left unsent by --in-flight skip, until --in-flight resend
 
 
-FAILED_STATES = "('failed', 'in_doubt')"  # the states failures.csv lists, as SQL
+# The states failures.csv lists, and those whose row may be recorded at RD Station, as SQL.
+FAILED_STATES = "('failed', 'in_doubt', 'held')"
+MAYBE_SENT = (RowState.SENT, RowState.IN_FLIGHT, RowState.IN_DOUBT, RowState.HELD)
 STATES = {state.value: state for state in RowState}
 KINDS = {kind.value: kind for kind in FailureKind}
 
@@ -31,6 +34,17 @@ class Entry:
     kind: FailureKind | None  # why it failed at the API (FAILED rows only)
 
 
+@dataclass(frozen=True, slots=True)
+class Sibling:
+    """A row recorded under another payload with the same identity (the same source row)."""
+
+    key: str
+    state: RowState
+    seen_run: int
+    source_row: int | None
+    body: bytes | None  # its request body, when the ledger still has it
+
+
 @dataclass(slots=True)
 class NewRow:
     """A row never seen before, to send."""
@@ -41,6 +55,8 @@ class NewRow:
     cells: bytes
     email: str
     conversion_id: str
+    identity: str
+    source_row: int
 
 
 @dataclass(slots=True)
@@ -63,6 +79,8 @@ class FailedRow:
     error_type: str
     message: str
     conversion_id: str | None
+    identity: str
+    source_row: int
     state: RowState = RowState.FAILED
 
 
@@ -70,10 +88,11 @@ class FailedRow:
 class ChunkRecord:
     """One chunk of the reader's decisions, written in one transaction."""
 
-    new: list[NewRow]
-    seen: list[SeenRow]
-    resend: list[tuple[str, bytes]]  # (key, body): back to pending (their row is in ``seen``)
-    failed: list[FailedRow]
+    new: list[NewRow] = field(default_factory=list)
+    seen: list[SeenRow] = field(default_factory=list)
+    resend: list[tuple[str, bytes]] = field(default_factory=list)  # (key, body): to pending
+    failed: list[FailedRow] = field(default_factory=list)
+    superseded: list[str] = field(default_factory=list)  # keys a fixed or remapped row replaces
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +122,8 @@ class Success:
     conversion_id: str
     event_uuid: str
     sent_at: str
+    source_row: int | None
+    sent_in: str  # the name of the file whose run sent it
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +135,5 @@ class Failure:
     error_type: str
     message: str
     attempts: int
+    source_row: int | None
+    row_id: str | None  # the row's identity, so a fixed copy is known as this row

@@ -5,13 +5,29 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+import orjson
 
 from importer.errors import InputError
 from importer.ledger.queries import ReportQueries
-from importer.ledger.rows import KINDS, STATES, ChunkRecord, Entry, Pending, RowState
-from importer.records import Failed
+from importer.ledger.rows import (
+    FAILED_STATES,
+    KINDS,
+    STATES,
+    ChunkRecord,
+    Entry,
+    Pending,
+    RowState,
+    Sibling,
+)
+from importer.records import Failed, row_identity
+
+
+def _json(value: object) -> str:
+    return orjson.dumps(value).decode()
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -31,19 +47,36 @@ CREATE TABLE IF NOT EXISTS rows (
     http_status INTEGER,
     error_type TEXT,
     error_message TEXT,
-    failure_kind TEXT               -- FailureKind's values, for rows failed at the API
+    failure_kind TEXT,              -- FailureKind's values, for rows failed at the API
+    identity TEXT,                  -- records.row_identity: the same source row, any payload
+    source_row INTEGER              -- its number in the file it first came from
 );
 CREATE INDEX IF NOT EXISTS rows_by_run ON rows (seen_run, row);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     started_at TEXT NOT NULL,
     input TEXT NOT NULL,
-    dry_run INTEGER NOT NULL
+    dry_run INTEGER NOT NULL,
+    out_dir TEXT,                   -- the reports folder the run wrote
+    headers TEXT                    -- the input's column names, as JSON
 );
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
 """
-# Ledgers written before the in_doubt state kept such rows as failed rows of kind "uncertain".
-_UPGRADE = (
-    "UPDATE rows SET state = 'in_doubt' WHERE state = 'failed' AND failure_kind = 'uncertain'"
+# What ledgers written by earlier releases lack; each statement is tried once and may fail
+# because the ledger has it already.
+_ADDED_COLUMNS = (
+    "ALTER TABLE rows ADD COLUMN identity TEXT",
+    "ALTER TABLE rows ADD COLUMN source_row INTEGER",
+    "ALTER TABLE runs ADD COLUMN out_dir TEXT",
+    "ALTER TABLE runs ADD COLUMN headers TEXT",
+)
+_UPGRADES = (
+    "CREATE INDEX IF NOT EXISTS rows_by_identity ON rows (identity)",
+    # Earlier releases kept rows in doubt as failed rows of kind "uncertain", and rows held by
+    # --in-flight skip as such rows with the error type IN_FLIGHT_UNKNOWN.
+    "UPDATE rows SET state = 'held' WHERE error_type = 'IN_FLIGHT_UNKNOWN'"
+    " AND state IN ('failed', 'in_doubt')",
+    "UPDATE rows SET state = 'in_doubt' WHERE state = 'failed' AND failure_kind = 'uncertain'",
 )
 
 
@@ -68,7 +101,13 @@ class Ledger(ReportQueries):
             self._db.execute("PRAGMA wal_autocheckpoint=10000")  # pages: 40 MB of WAL
             self._db.execute("PRAGMA cache_size=-16000")  # KiB
             self._db.executescript(SCHEMA)
-            self._db.execute(_UPGRADE)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(rows)")}
+            if "identity" not in columns:
+                for statement in _ADDED_COLUMNS:
+                    with contextlib.suppress(sqlite3.OperationalError):
+                        self._db.execute(statement)
+            for statement in _UPGRADES:
+                self._db.execute(statement)
         except (sqlite3.DatabaseError, OSError) as exc:
             raise InputError(
                 f"{path}: the ledger cannot be opened ({exc}); use another output folder",
@@ -79,7 +118,17 @@ class Ledger(ReportQueries):
     def close(self) -> None:
         self._db.close()
 
-    def begin_run(self, input_path: Path, started_at: str, *, dry_run: bool) -> int:
+    def begin_run(
+        self,
+        input_path: Path,
+        started_at: str,
+        *,
+        dry_run: bool,
+        out_dir: Path | None = None,
+        headers: Sequence[str] = (),
+        key: Sequence[str] | None = None,
+    ) -> int:
+        """Start a run; ``key`` is the mapping's identity columns (None: every cell)."""
         if dry_run and self._db.execute("SELECT 1 FROM runs WHERE dry_run = 0").fetchone() is None:
             # Only dry runs ever wrote here: the ledger holds nothing the input file does not
             # re-derive (no row was sent or in flight), so it need not survive a power cut, only
@@ -89,11 +138,39 @@ class Ledger(ReportQueries):
             # and a damaged ledger could forget which rows were sent.
             self._db.execute("PRAGMA synchronous=OFF")
         cur = self._db.execute(
-            "INSERT INTO runs (started_at, input, dry_run) VALUES (?, ?, ?)",
-            (started_at, str(input_path), int(dry_run)),
+            "INSERT INTO runs (started_at, input, dry_run, out_dir, headers)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (started_at, str(input_path), int(dry_run), str(out_dir or ""), _json(headers)),
         )
         self.run_id = int(cur.lastrowid or 0)
+        # Duplicates are found anew by each run in its own file.
+        self._db.execute("DELETE FROM rows WHERE key LIKE 'dup:%'")
+        self._use_identity_rule(list(key) if key else None)
         return self.run_id
+
+    def _use_identity_rule(self, key: list[str] | None) -> None:
+        """Identities follow the mapping's ``key``: when it changed since the identities were
+        computed, compute them again from each row's cells and its run's headers."""
+        rule = _json(key)
+        found = self._db.execute("SELECT value FROM meta WHERE name = 'identity_rule'").fetchone()
+        if found is not None and found[0] == rule:
+            return
+        headers_of = {
+            run: orjson.loads(headers)
+            for run, headers in self._db.execute("SELECT id, headers FROM runs")
+            if headers
+        }
+        updates = []
+        for rowid, cells, run in self._db.execute("SELECT rowid, cells, seen_run FROM rows"):
+            headers = headers_of.get(run)
+            if headers is not None and cells is not None:
+                by_header = dict(zip(headers, orjson.loads(cells), strict=False))
+                updates.append((row_identity(by_header, key), rowid))
+        with self.transaction():
+            self._db.executemany("UPDATE rows SET identity = ? WHERE rowid = ?", updates)
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES ('identity_rule', ?)", (rule,)
+            )
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -123,15 +200,47 @@ class Ledger(ReportQueries):
                 found[key] = Entry(states[state], row, seen_run, kinds.get(kind))
         return found
 
+    def siblings(self, identities: list[str]) -> dict[str, list[Sibling]]:
+        """The rows recorded with each of ``identities``, by identity."""
+        found: dict[str, list[Sibling]] = {}
+        for start in range(0, len(identities), 900):
+            part = identities[start : start + 900]
+            marks = ",".join("?" * len(part))
+            for identity, key, state, seen_run, source_row, body in self._db.execute(
+                "SELECT identity, key, state, seen_run, source_row, body FROM rows"
+                f" WHERE identity IN ({marks})",
+                part,
+            ):
+                found.setdefault(identity, []).append(
+                    Sibling(key, STATES[state], seen_run, source_row, body)
+                )
+        return found
+
     def record_chunk(self, chunk: ChunkRecord) -> None:
         """Write one chunk of the reader's decisions in a single transaction."""
         run = self.run_id
         db = self._db
         with self.transaction():
+            if chunk.superseded:
+                db.executemany("DELETE FROM rows WHERE key = ?", [(k,) for k in chunk.superseded])
             db.executemany(
                 "INSERT INTO rows (key, row, state, seen_run, body, cells, email,"
-                " conversion_identifier) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
-                [(n.key, n.row, run, n.body, n.cells, n.email, n.conversion_id) for n in chunk.new],
+                " conversion_identifier, identity, source_row)"
+                " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        n.key,
+                        n.row,
+                        run,
+                        n.body,
+                        n.cells,
+                        n.email,
+                        n.conversion_id,
+                        n.identity,
+                        n.source_row,
+                    )
+                    for n in chunk.new
+                ],
             )
             db.executemany(
                 "UPDATE rows SET seen_run = ?, row = ?, cells = ? WHERE key = ?",
@@ -145,8 +254,8 @@ class Ledger(ReportQueries):
             )
             db.executemany(
                 "INSERT OR REPLACE INTO rows (key, row, state, seen_run, cells, error_stage,"
-                " error_type, error_message, conversion_identifier, email)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                " error_type, error_message, conversion_identifier, email, identity, source_row)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
                 [
                     (
                         f.key,
@@ -158,10 +267,36 @@ class Ledger(ReportQueries):
                         f.error_type,
                         f.message,
                         f.conversion_id,
+                        f.identity,
+                        f.source_row,
                     )
                     for f in chunk.failed
                 ],
             )
+
+    def has_sent_rows(self) -> bool:
+        return (
+            self._db.execute("SELECT 1 FROM rows WHERE state = 'sent' LIMIT 1").fetchone()
+            is not None
+        )
+
+    def has_earlier_rows(self) -> bool:
+        """Whether rows of runs before this one are recorded (else no row can have siblings)."""
+        found = self._db.execute(
+            "SELECT 1 FROM rows WHERE seen_run != ? LIMIT 1", (self.run_id,)
+        ).fetchone()
+        return found is not None
+
+    def forget_gone_failures(self) -> None:
+        """After reading a whole file: the failures earlier runs of this folder recorded for
+        that same file and that it no longer holds (fixed in place, or removed) are gone."""
+        self._db.execute(
+            f"DELETE FROM rows WHERE state IN {FAILED_STATES} AND seen_run IN"
+            " (SELECT id FROM runs WHERE input = (SELECT input FROM runs WHERE id = ?)"
+            " AND coalesce(out_dir, '') IN ((SELECT out_dir FROM runs WHERE id = ?), '')"
+            " AND id != ?)",
+            (self.run_id, self.run_id, self.run_id),
+        )
 
     # -- the senders' side ---------------------------------------------------------------------
 
@@ -184,9 +319,10 @@ class Ledger(ReportQueries):
     def mark_sent(self, key: str, event_uuid: str, sent_at: str, attempts: int) -> None:
         # The error columns need no clearing: a row is only sent from pending, and a row comes
         # back to pending with them cleared (record_chunk's resend) or never set (mark_pending).
+        # The body stays: a later run with another mapping shows what changed.
         self._db.execute(
             "UPDATE rows SET state = 'sent', sent_run = ?, event_uuid = ?, sent_at = ?,"
-            " attempts = ?, body = NULL WHERE key = ?",
+            " attempts = ? WHERE key = ?",
             (self.run_id, event_uuid, sent_at, attempts, key),
         )
 
