@@ -105,6 +105,20 @@ def prepare(
     )
 
 
+# Fields in which rows of one lead differ by design: each row is its own conversion.
+_PER_CONVERSION = frozenset(
+    {"conversion_identifier", "tags", "traffic_source", "traffic_medium", "traffic_campaign"}
+    | {"traffic_value", "client_tracking_id"}
+)
+
+
+def conflicting_fields(bodies: Sequence[bytes]) -> list[str]:
+    """The lead's fields that the bodies of one email's rows set to different values."""
+    payloads = [orjson.loads(body)["payload"] for body in bodies]
+    names = set().union(*payloads) - _PER_CONVERSION
+    return sorted(n for n in names if len({orjson.dumps(p.get(n)) for p in payloads}) > 1)
+
+
 # -- the resume rules ------------------------------------------------------------------------------
 
 

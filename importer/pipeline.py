@@ -21,7 +21,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -166,9 +166,8 @@ async def run_import_async(
     mapping = load_mapping(config.mapping_path)
     with await _open_table(config) as table:
         bound = mapping.bind(table.headers, source=config.input_path.name)
-        for warning in bound.warnings:
-            listener.warning(warning)
-        for warning in table.warnings:
+        early = [*bound.warnings, *table.warnings]  # kept in the report once the run begins
+        for warning in early:
             listener.warning(warning)
         listener.info(f"Reading {config.input_path.name}: {table.description}")
         run: _Run | None = None
@@ -176,7 +175,7 @@ async def run_import_async(
             with _exclusive(private_dir(out_dir)):
                 ledger = Ledger(out_dir / "ledger.sqlite")
                 try:
-                    run = _Run(config, bound, table, ledger, out_dir, listener, control)
+                    run = _Run(config, bound, table, ledger, out_dir, listener, control, early)
                     if not (config.sandbox and not config.dry_run):
                         return await run.execute(config.api_url, config.api_key or "")
                     from importer.sandbox import SandboxConfig, running_sandbox
@@ -283,6 +282,7 @@ class _Run:
         out_dir: Path,
         listener: Listener,
         control: RunControl | None,
+        warnings: Sequence[str] = (),
     ):
         self.config = config
         self.mapping = mapping
@@ -291,6 +291,8 @@ class _Run:
         self.out_dir = out_dir
         self.listener = listener
         self.report = RunReport(out_dir=out_dir, dry_run=config.dry_run)
+        for warning in warnings:  # said already
+            self.report.warn(warning)
         self.control = control or RunControl()
         self.rows = PendingRows(ledger, self.control)
         self.budget = RateBudget(config.rate)
@@ -368,6 +370,7 @@ class _Run:
             self.ledger.forget_gone_failures()  # the whole file was read
         finally:
             self.rows.reading_ended()
+        self._warn_conflicts()
         over = self.ledger.emails_over(LEAD_DAILY_LIMIT)
         if over:
             self._warn(
@@ -455,9 +458,23 @@ class _Run:
         eta = self.budget.eta_seconds(remaining) if self.config.rate > 0 else None
         self.listener.progress(self.done, total, eta)
 
-    def _warn(self, message: str) -> None:
-        self.report.warnings.append(message)
-        self.listener.warning(message)
+    def _warn_conflicts(self) -> None:
+        """Rows of one email that say different things of the lead (consent declined in one,
+        granted in another): RD Station keeps what it receives last, which nobody chose."""
+        for rows in self.ledger.rows_sharing_an_email():
+            fields = intake.conflicting_fields([body for _, body in rows])
+            if fields:
+                numbers = ", ".join(str(row) for row, _ in rows[:5])
+                self._warn(
+                    f"rows {numbers} have the same email and different {', '.join(fields)}: "
+                    "RD Station keeps the values of the row it receives last",
+                    kind="conflict",
+                    row=rows[0][0],
+                )
+
+    def _warn(self, message: str, *, kind: str = "", row: int | None = None) -> None:
+        if self.report.warn(message, kind=kind, row=row):
+            self.listener.warning(message)
 
     def _announce_plan(self) -> None:
         rate, reader_done = self.config.rate, self.rows.reader_done.is_set()

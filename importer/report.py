@@ -88,6 +88,22 @@ def unescape_formula(cell: str) -> str:
 
 
 @dataclass
+class Note:
+    """A warning as summary.json keeps it: how many rows it concerns, and the first of them."""
+
+    message: str
+    kind: str = ""  # warnings of one kind about many rows are one note
+    count: int = 1
+    rows: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"message": self.message, "count": self.count, "rows": self.rows}
+
+
+EXAMPLE_ROWS: Final = 10  # rows a note names; the count says how many there are
+
+
+@dataclass
 class RunReport:
     """What happened, as summary.json says it."""
 
@@ -110,7 +126,20 @@ class RunReport:
     retries: int = 0
     rate_limited_answers: int = 0
     failure_types: dict[str, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    not_attempted: int = 0  # rows left to send because the run stopped (a refused key...)
+    warnings: list[Note] = field(default_factory=list)
+
+    def warn(self, message: str, *, kind: str = "", row: int | None = None) -> bool:
+        """Keep a warning; True when it is new (the first of its kind), to be said at once."""
+        if kind:
+            for note in self.warnings:
+                if note.kind == kind:
+                    note.count += 1
+                    if row is not None and len(note.rows) < EXAMPLE_ROWS:
+                        note.rows.append(row)
+                    return False
+        self.warnings.append(Note(message, kind, 1, [] if row is None else [row]))
+        return True
 
     @property
     def exit_status(self) -> ExitStatus:
@@ -139,6 +168,7 @@ def write_reports(
         report.skipped = counts.already_sent
     else:
         report.succeeded = counts.succeeded
+        report.not_attempted = counts.unsent
         report.skipped = counts.already_sent + counts.unsent
     report.failure_types = ledger.failure_types()
     report.folder = ledger.folder_counts()
@@ -188,7 +218,8 @@ def summary_dict(
         "failure_types": report.failure_types,
         "blank_rows": blank_rows,
         "footer_rows": footer_rows,
-        "warnings": report.warnings,
+        "not_attempted": report.not_attempted,
+        "warnings": [note.as_dict() for note in report.warnings],
     }
 
 
@@ -223,7 +254,11 @@ def console_summary(report: RunReport, input_name: str) -> str:
     if report.failure_types:
         kinds = ", ".join(f"{k} {v:,}" for k, v in report.failure_types.items())
         lines.append(f"Failures by type: {kinds}")
-    lines.append(f"Reports: {report.out_dir}/ ({REPORT_FILES})")
+    last = f"Reports: {report.out_dir}/ ({REPORT_FILES})"
+    if report.warnings:
+        count = len(report.warnings)
+        last += f"; {count} warning{'s' if count > 1 else ''}, listed in summary.json"
+    lines.append(last)
     return "\n".join(lines)
 
 

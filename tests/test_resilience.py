@@ -400,11 +400,12 @@ def test_more_rows_for_one_email_than_the_lead_limit_are_warned_before_sending(
     listener = Warnings(box)
     report = run_import(config(tmp_path, data, mapping, box.url), listener)
 
-    [(warning, requests_then)] = listener.said
+    # The 30 rows also name the lead differently: a warning of its own (test_warnings.py).
+    [(warning, requests_then)] = [s for s in listener.said if "more than 24 rows" in s[0]]
     assert requests_then == 0  # before the first request
     assert "1 email(s) have more than 24 rows" in warning and "tomorrow" in warning
-    assert "muitas@" not in warning  # an email is personal data: never in a message
-    assert read_summary(tmp_path / "out")["warnings"] == [warning]
+    assert all("muitas@" not in said for said, _ in listener.said)  # personal data: never
+    assert warning in [w["message"] for w in read_summary(tmp_path / "out")["warnings"]]
 
     assert accepted_counts(box)["muitas@exemplo.com"] == 24
     assert (report.succeeded, report.failed) == (24 + 20, 6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,6 +100,18 @@ class ReportQueries:
                 (self.run_id,),
             ).fetchall()
         )
+
+    def rows_sharing_an_email(self, limit: int = 10_000) -> Iterator[list[tuple[int, bytes]]]:
+        """For each email of this run whose rows differ (at most ``limit`` emails): its
+        (row, body) pairs, by row. One pass over the run's rows."""
+        found = self._db.execute(
+            "SELECT email, row, body FROM rows WHERE seen_run = ? AND body IS NOT NULL"
+            " AND email IN (SELECT email FROM rows WHERE seen_run = ? AND body IS NOT NULL"
+            " GROUP BY email HAVING count(DISTINCT body) > 1 LIMIT ?) ORDER BY email, row",
+            (self.run_id, self.run_id, limit),
+        )
+        for _, group in itertools.groupby(found, key=lambda r: r[0]):
+            yield [(row, body) for _, row, body in group]
 
     def emails_over(self, limit: int) -> list[tuple[str, int]]:
         """Emails with more rows still to send than ``limit`` (RD's per-lead daily limit)."""
