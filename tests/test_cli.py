@@ -319,3 +319,24 @@ def test_a_bug_is_one_line_without_its_details_and_exit_3(runner, files, monkeyp
     assert result.exit_code == 3
     assert "secret-in-a-message" not in result.output
     assert result.stderr.startswith("Stopped: unexpected error (ValueError in test_cli.py line ")
+
+
+def test_without_a_terminal_progress_is_a_line_every_minute_or_5_percent(capsys):
+    from importer.console import ConsoleListener
+
+    now = [0.0]
+    listener = ConsoleListener(interactive=False, clock=lambda: now[0])
+    for minute, done in enumerate([0, 10, 100, 200, 210, 1000, 1000], start=0):
+        now[0] = minute * 61.0
+        listener.progress(done, 1000, 600.0)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [  # not at 10 rows (under 5%), nor at 210 (5% more), nor twice at the end
+        "Progress: 100 rows of 1,000 (10%), 49 rows/min, about 10 min left",
+        "Progress: 200 rows of 1,000 (20%), 66 rows/min, about 10 min left",
+        "Progress: 1,000 rows of 1,000 (100%), 197 rows/min, about 10 min left",
+    ]
+    quiet = ConsoleListener(quiet=True, interactive=False, clock=lambda: now[0])
+    quiet.progress(0, 10, None)
+    now[0] += 120
+    quiet.progress(10, 10, None)
+    assert capsys.readouterr().err == ""
