@@ -21,7 +21,7 @@ from importer import __version__, flags
 from importer.console import ConsoleListener, err
 from importer.errors import AbortError, ExitStatus, ImporterError, InputError
 from importer.pipeline import ImportConfig, run_import
-from importer.report import console_summary
+from importer.report import console_summary, shown_text
 from importer.sending import RunControl
 from importer.watch import WatchConfig, run_watch
 
@@ -58,6 +58,8 @@ def _run(config: ImportConfig, quiet: bool) -> ExitStatus:
         report = run_import(config, listener, RunControl(handle_signals=True))
     finally:
         listener.finished()
+    if report.shown:
+        click.echo(shown_text(report.shown) + "\n")
     click.echo(console_summary(report, config.input_path.name))
     return report.exit_status
 
@@ -138,6 +140,8 @@ def cli() -> None:
     help="Send again rows RD Station rejected in an earlier run (after fixing the cause there).",
 )
 @flags.changed_options
+@flags.rehearsal_options
+@flags.show_option
 def import_command(
     input_path: Path,
     mapping_path: Path,
@@ -157,6 +161,9 @@ def import_command(
     retry_rejected: bool,
     keep_sent: bool,
     resend_changed: bool,
+    limit: int | None,
+    row_range: tuple[int, int] | None,
+    show: int,
 ) -> None:
     """Send every row of INPUT to RD Station as a conversion."""
     config = ImportConfig(
@@ -176,6 +183,9 @@ def import_command(
         in_flight=in_flight,  # type: ignore[arg-type]
         retry_rejected=retry_rejected,
         changed=flags.changed_choice(keep_sent, resend_changed),  # type: ignore[arg-type]
+        limit=limit,
+        rows=row_range,
+        show=show,
     )
     sys.exit(int(_run(config, quiet)))
 
@@ -183,6 +193,8 @@ def import_command(
 @cli.command("validate")
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path, dir_okay=False))
 @flags.reading_options
+@flags.rehearsal_options
+@flags.show_option
 @click.pass_context
 def validate_command(ctx: click.Context, **options: Any) -> None:
     """Read, map and validate every row of INPUT and write the reports; send nothing."""

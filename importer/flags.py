@@ -144,3 +144,51 @@ def sending_options(func: Callable[..., Any]) -> Callable[..., Any]:
     ):
         func = option(func)
     return func
+
+
+def _row_range(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    first, dash, last = value.strip().partition("-")
+    try:
+        start = int(first)
+        end = int(last) if last.strip() else (1 << 62) if dash else start
+    except ValueError:
+        raise click.BadParameter(
+            "use FIRST-LAST, e.g. 2-11 (rows as the spreadsheet numbers them)"
+        ) from None
+    if not 1 <= start <= end:
+        raise click.BadParameter(f"{value}: use FIRST-LAST with FIRST <= LAST, e.g. 2-11")
+    return (start, end)
+
+
+def rehearsal_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Only some rows: a rehearsal into the same ledger, so the full run afterwards skips them."""
+    for option in reversed(
+        [
+            click.option(
+                "--limit",
+                type=click.IntRange(min=1),
+                help="Only the first N data rows (a rehearsal; the full run skips them later).",
+            ),
+            click.option(
+                "--rows",
+                "row_range",
+                metavar="FIRST-LAST",
+                callback=_row_range,
+                help="Only these rows, numbered as the spreadsheet shows them (e.g. 2-11).",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+show_option = click.option(
+    "--show",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="Print the exact request of the first N valid rows beside their cells (and of every "
+    "row a warning names); a dry run's payloads.jsonl has them all.",
+)

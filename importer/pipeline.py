@@ -42,6 +42,7 @@ from importer.report import (
     describe_change,
     format_duration,
     private_dir,
+    shown_rows,
     summary_dict,
     write_reports,
 )
@@ -88,6 +89,9 @@ class ImportConfig:
     in_flight: InFlight | None = None  # None: resend, but keep holding what skip held
     retry_rejected: bool = False
     changed: Changed | None = None  # rows sent earlier whose payload changed: keep / resend
+    rows: tuple[int, int] | None = None  # only these rows (first, last: as a spreadsheet shows)
+    limit: int | None = None  # only the first N data rows (a rehearsal)
+    show: int = 0  # a dry run keeps the payloads of its first N rows for the report
     tuning: Tuning = Tuning()
 
     def __post_init__(self) -> None:
@@ -106,6 +110,12 @@ class ImportConfig:
             raise InputError(
                 f"in_flight {self.in_flight!r}: use resend or skip", setting="in_flight"
             )
+        if self.rows is not None and not (1 <= self.rows[0] <= self.rows[1]):
+            raise InputError(
+                f"rows {self.rows[0]}-{self.rows[1]}: use FIRST-LAST, 2 or more", setting="rows"
+            )
+        if self.limit is not None and self.limit < 1:
+            raise InputError(f"limit {self.limit}: use 1 or more", setting="limit")
         if self.header_row < 1:
             raise InputError(f"header_row {self.header_row}: use 1 or more", setting="header_row")
         check_text_options(self.encoding, self.delimiter)
@@ -122,6 +132,14 @@ class ImportConfig:
     @property
     def resume_policy(self) -> ResumePolicy:
         return ResumePolicy(self.in_flight, self.retry_rejected, self.changed)
+
+    @property
+    def selection(self) -> tuple[int, int] | None:
+        """The rows this run reads (both ends included), or None for every row."""
+        first, last = self.rows or (1, 1 << 62)
+        if self.limit is not None:
+            last = min(last, max(first, self.header_row + 1) + self.limit - 1)
+        return None if self.rows is None and self.limit is None else (first, last)
 
     def resolved_out_dir(self) -> Path:
         return self.out_dir or Path("rd-import-out") / self.input_path.stem
@@ -352,9 +370,15 @@ class _Run:
 
     async def _read(self) -> None:
         chunk: list[Row] = []
+        selection = self.config.selection
+        first, last = selection or (0, 1 << 62)
         try:
             try:
                 for row in self.table.rows():
+                    if row.number < first:
+                        continue
+                    if row.number > last:
+                        break
                     chunk.append(row)
                     if len(chunk) >= CHUNK:
                         self._record(chunk)
@@ -367,7 +391,8 @@ class _Run:
                 return
             if chunk:
                 self._record(chunk)
-            self.ledger.forget_gone_failures()  # the whole file was read
+            if selection is None:
+                self.ledger.forget_gone_failures()  # the whole file was read
         finally:
             self.rows.reading_ended()
         self._warn_conflicts()
@@ -518,3 +543,5 @@ class _Run:
                 finished_at=utc_now(),
             ),
         )
+        if config.show:
+            shown_rows(self.ledger, table.headers, config.show, report)

@@ -63,7 +63,13 @@ _SHOWN_FIELDS: Final = frozenset(
     }
 )
 REPORT_FILES: Final = "successes.csv, failures.csv, summary.json"
-REPORT_NAMES: Final = ("successes.csv", "failures.csv", "summary.json", "ledger.sqlite")
+REPORT_NAMES: Final = (
+    "successes.csv",
+    "failures.csv",
+    "summary.json",
+    "payloads.jsonl",
+    "ledger.sqlite",
+)
 
 _ESCAPABLE = re.compile(r"'*[=+\-@\t\r]")
 _ESCAPED = re.compile(r"'+[=+\-@\t\r]")
@@ -103,6 +109,15 @@ class Note:
 EXAMPLE_ROWS: Final = 10  # rows a note names; the count says how many there are
 
 
+@dataclass(frozen=True)
+class Shown:
+    """One row's cells beside the exact request body they became."""
+
+    row: int
+    cells: dict[str, str]
+    request: dict[str, Any]
+
+
 @dataclass
 class RunReport:
     """What happened, as summary.json says it."""
@@ -128,6 +143,7 @@ class RunReport:
     failure_types: dict[str, int] = field(default_factory=dict)
     not_attempted: int = 0  # rows left to send because the run stopped (a refused key...)
     warnings: list[Note] = field(default_factory=list)
+    shown: list[Shown] = field(default_factory=list)  # payloads asked for (validate --show)
 
     def warn(self, message: str, *, kind: str = "", row: int | None = None) -> bool:
         """Keep a warning; True when it is new (the first of its kind), to be said at once."""
@@ -175,6 +191,8 @@ def write_reports(
     # A dry run sends nothing, so the record it writes is the one it found.
     write_successes(out_dir / "successes.csv", ledger.successes())
     write_failures(out_dir / "failures.csv", source_headers, ledger.failures())
+    if report.dry_run:
+        write_payloads(out_dir / "payloads.jsonl", ledger.would_send())
     document = summary()
     write_summary(out_dir / "summary.json", document)
     runs = private_dir(out_dir / "runs")
@@ -369,6 +387,34 @@ def describe_change(row: int, before_body: bytes | None, after_body: bytes) -> s
 
 def _shown(value: Any) -> str:
     return "(none)" if value is None else orjson.dumps(value).decode()
+
+
+def write_payloads(path: Path, rows: Iterable[tuple[int, bytes]]) -> None:
+    """payloads.jsonl: one line per row a dry run would send, its exact request body."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open_private(tmp, "wb") as handle:
+        for row, body in rows:
+            handle.write(b'{"row":%d,"request":%s}\n' % (row, body))
+    os.replace(tmp, path)
+
+
+def shown_rows(ledger: Ledger, headers: Sequence[str], first: int, report: RunReport) -> None:
+    """Keep for validate --show the payloads of the first rows and of the rows warned about."""
+    noted = [row for note in report.warnings for row in note.rows]
+    report.shown = [
+        Shown(row, dict(zip(headers, orjson.loads(cells), strict=False)), orjson.loads(body))
+        for row, cells, body in ledger.payload_rows(first, noted)
+    ]
+
+
+def shown_text(shown: Sequence[Shown]) -> str:
+    """validate --show: each row's cells, then the request they become, as JSON."""
+    parts = []
+    for item in shown:
+        cells = " | ".join(f"{h}={v}" for h, v in item.cells.items() if v)
+        request = orjson.dumps(item.request, option=orjson.OPT_INDENT_2).decode()
+        parts.append(f"Row {item.row}: {cells}\n{request}")
+    return "\n\n".join(parts)
 
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:

@@ -167,3 +167,42 @@ def test_a_row_fixed_in_place_leaves_the_failures(tmp_path, sandbox):
     second = run_import(config(tmp_path, data, m, sandbox.url))
     assert (second.succeeded, second.failed, second.skipped) == (1, 0, 2)
     assert read_csv(tmp_path / "out" / "failures.csv") == []
+
+
+def test_a_rehearsal_sends_only_its_rows_and_the_full_run_skips_them(tmp_path, sandbox):
+    data = write_csv(tmp_path / "leads.csv", ["email", "nome"], people(20))
+    m = mapping(tmp_path)
+    rehearsal = run_import(config(tmp_path, data, m, sandbox.url, limit=3))
+    assert (rehearsal.rows, rehearsal.succeeded) == (3, 3)
+    some = run_import(config(tmp_path, data, m, sandbox.url, rows=(10, 11)))
+    assert (some.rows, some.succeeded) == (2, 2)
+    full = run_import(config(tmp_path, data, m, sandbox.url))
+    assert (full.rows, full.succeeded, full.skipped) == (20, 15, 5)
+    assert len(sandbox.snapshot()["accepted"]) == 20
+
+
+def test_validate_show_prints_the_exact_requests_and_writes_payloads_jsonl(tmp_path):
+    import json
+
+    data = write_csv(tmp_path / "leads.csv", ["email", "nome"], [*people(3), ["bad", "X"]])
+    out = tmp_path / "out"
+    args = ["validate", str(data), "--mapping", str(mapping(tmp_path)), "--out", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--show", "1", "--rows", "2-5"])
+    assert result.exit_code == 1, result.output  # the bad row
+    shown, _, summary = result.stdout.partition("\n\nChecked ")
+    assert summary.startswith("leads.csv: 4 rows, 3 ready to send, 1 failed")
+    assert shown.startswith("Row 2: email=pessoa1@exemplo.com.br | nome=Pessoa 1\n{\n")
+    assert json.loads(shown.split("\n", 1)[1]) == {
+        "event_family": "CDP",
+        "event_type": "CONVERSION",
+        "payload": {
+            "conversion_identifier": "feira-2025",
+            "email": "pessoa1@exemplo.com.br",
+            "name": "Pessoa 1",
+        },
+    }
+    assert "Row 3" not in shown
+    lines = (out / "payloads.jsonl").read_text().splitlines()
+    assert [json.loads(line)["row"] for line in lines] == [2, 3, 4]
+    assert json.loads(lines[2])["request"]["payload"]["email"] == "pessoa3@exemplo.com.br"
+    assert (out / "payloads.jsonl").stat().st_mode & 0o777 == 0o600

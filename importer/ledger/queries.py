@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import orjson
@@ -100,6 +100,32 @@ class ReportQueries:
                 (self.run_id,),
             ).fetchall()
         )
+
+    def would_send(self) -> Iterator[tuple[int, bytes]]:
+        """For a dry run: (row, request body) of each row an import would send, by row."""
+        yield from self._db.execute(
+            "SELECT row, body FROM rows WHERE seen_run = ? AND state IN ('pending', 'in_flight')"
+            " ORDER BY row",
+            (self.run_id,),
+        )
+
+    def payload_rows(self, first: int, also: Sequence[int]) -> list[tuple[int, bytes, bytes]]:
+        """(row, cells, body) of this run's first ``first`` rows that have a body, and of the
+        rows numbered in ``also``; by row."""
+        found = self._db.execute(
+            "SELECT row, cells, body FROM rows WHERE seen_run = ? AND body IS NOT NULL"
+            " ORDER BY row LIMIT ?",
+            (self.run_id, first),
+        ).fetchall()
+        wanted = sorted(set(also) - {row for row, _, _ in found})
+        for start in range(0, len(wanted), 900):
+            part = wanted[start : start + 900]
+            found += self._db.execute(
+                "SELECT row, cells, body FROM rows WHERE seen_run = ? AND body IS NOT NULL"
+                f" AND row IN ({','.join('?' * len(part))})",
+                (self.run_id, *part),
+            ).fetchall()
+        return sorted(found)
 
     def rows_sharing_an_email(self, limit: int = 10_000) -> Iterator[list[tuple[int, bytes]]]:
         """For each email of this run whose rows differ (at most ``limit`` emails): its
