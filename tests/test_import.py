@@ -11,10 +11,7 @@ import openpyxl
 import pytest
 from aioresponses import aioresponses
 
-from importer import workbook
-from importer.errors import InputError
-from importer.pipeline import ImportConfig, run_import, run_import_async
-from tests.conftest import (
+from helpers import (
     API_KEY,
     EXAMPLE_MAPPING,
     SAMPLE_XLSX,
@@ -24,6 +21,9 @@ from tests.conftest import (
     write_csv,
     write_mapping,
 )
+from importer import workbook
+from importer.errors import InputError
+from importer.pipeline import ImportConfig, run_import, run_import_async
 
 SIMPLE_MAPPING = """\
 conversion_identifier: "teste-importer"
