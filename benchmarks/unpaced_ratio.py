@@ -54,9 +54,8 @@ async def bare_loop(url: str, bodies: list[bytes], concurrency: int) -> float:
 
 
 def prebuilt_bodies(csv_path: Path, mapping_path: Path) -> list[bytes]:
-    from importer.loader import open_table
-
     from importer.client import conversion_body
+    from importer.loader import open_table
     from importer.mapping import load_mapping
 
     mapping = load_mapping(mapping_path)

@@ -3,9 +3,10 @@
 calamine loads a whole sheet into one rectangle of cells. Two stray cells at A1 and XFD1048576
 ask it for 512 GiB, and Rust aborts the process when an allocation fails: no ``except`` can
 catch that, nor a damaged file that crashes the parser. So a ``Sheet`` is loaded in a child
-process held to ``CHILD_MEMORY``; the child turns cells into text and sends rows down
-a pipe in batches, and the parent builds them into rows meanwhile, so the two halves of the work
-run on two cores. When the child dies, the parent says why in one line.
+process held to ``CHILD_MEMORY`` (less in a smaller machine or container); the child turns
+cells into text and sends rows down a pipe in batches, and the parent builds them into rows
+meanwhile, so the two halves of the work run on two cores. When the child dies, the parent says
+why in one line.
 
 ``container_kind`` looks at the file first, in the parent: an encrypted workbook, a zip bomb or
 a zip that holds no workbook are refused from the zip's directory alone.
@@ -28,7 +29,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from decimal import Decimal
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, Any, Final
 
 from importer.errors import AbortError, ImporterError, InputError
@@ -36,7 +37,8 @@ from importer.errors import AbortError, ImporterError, InputError
 MAX_UNZIPPED_BYTES: Final = 1 << 30
 MAX_ZIP_RATIO: Final = 200  # sheets compress 5-30x; a bomb compresses 1000x
 MAX_SHEET_CELLS: Final = 40_000_000  # calamine allocates rows x columns cells of 32 bytes
-CHILD_MEMORY: Final = 4 << 30  # the address space the reading child may use
+CHILD_MEMORY: Final = 4 << 30  # the address space the reading child may use, at most
+_NO_MEMORY_LIMIT: Final = 1 << 62  # a cgroup "limit" this large (v1's "unlimited") is none
 
 _OLE_MAGIC: Final = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ENCRYPTED_MARK: Final = "EncryptedPackage".encode("utf-16-le")
@@ -351,18 +353,72 @@ def serve(args: Sequence[str]) -> None:
 
 def _limit_memory() -> None:
     # A sheet of MAX_SHEET_CELLS cells needs about 3 GiB while calamine builds it (its cells as
-    # read, then the rectangle they are moved into). Past CHILD_MEMORY, or the machine's memory
-    # if smaller, an allocation fails at once and the child dies, instead of filling the machine
-    # for a sheet that would be refused anyway.
+    # read, then the rectangle they are moved into). Past child_memory() an allocation fails at
+    # once and the child dies, instead of filling the machine (or the container, whose OOM killer
+    # might pick the parent) for a sheet that would be refused anyway.
     import resource
 
+    limit = child_memory()
     with contextlib.suppress(ValueError, OSError):
-        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
-        limit = min(physical, CHILD_MEMORY)
         if hard != resource.RLIM_INFINITY:
             limit = min(limit, hard)
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def child_memory(root: Path = Path("/")) -> int:
+    """The address space the reading child may use: ``CHILD_MEMORY``, or less when the machine's
+    memory or this process's cgroup limit is smaller. ``root`` stands in for / in tests."""
+    limits = [CHILD_MEMORY]
+    with contextlib.suppress(ValueError, OSError):
+        limits.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    cgroup = cgroup_memory_limit(root)
+    if cgroup is not None:
+        limits.append(cgroup)
+    return min(limits)
+
+
+def cgroup_memory_limit(root: Path = Path("/")) -> int | None:
+    """The smallest memory limit on this process's cgroup and those above it, or None if unset.
+
+    ``/proc/self/cgroup`` names the process's cgroup: ``0::PATH`` for cgroup v2 (limit in
+    ``memory.max`` under /sys/fs/cgroup), ``N:memory:PATH`` for v1 (``memory.limit_in_bytes``
+    under /sys/fs/cgroup/memory). Every cgroup from PATH up to the mount's root is read, because
+    a parent's limit binds its children; a container that mounts its own cgroup as the root
+    (without a cgroup namespace, PATH names the host's view) is found at the top of that walk.
+    """
+    try:
+        text = (root / "proc/self/cgroup").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    limits = []
+    for line in text.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and not controllers:
+            base, name = root / "sys/fs/cgroup", "memory.max"
+        elif "memory" in controllers.split(","):
+            base, name = root / "sys/fs/cgroup/memory", "memory.limit_in_bytes"
+        else:
+            continue
+        parts = PurePosixPath(path).parts[1:]
+        if ".." in parts:  # a cgroup outside this namespace's view: only the root is ours
+            parts = ()
+        for depth in range(len(parts), -1, -1):
+            limit = _memory_limit_file(base.joinpath(*parts[:depth], name))
+            if limit is not None:
+                limits.append(limit)
+    return min(limits, default=None)
+
+
+def _memory_limit_file(path: Path) -> int | None:
+    # v2 writes "max" for no limit; v1 writes the largest page-aligned 63-bit number, and either
+    # may hold some other huge number nobody meant as a limit.
+    try:
+        value = int(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return value if 0 < value < _NO_MEMORY_LIMIT else None
 
 
 def _sheet_messages(path: str, kind: str, wanted: str | None) -> Iterator[tuple[Any, ...]]:

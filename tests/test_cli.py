@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from importer.cli import cli
-from tests.conftest import (
+from helpers import (
     API_KEY,
     EXAMPLE_MAPPING,
     ROOT,
@@ -20,6 +19,7 @@ from tests.conftest import (
     write_csv,
     write_mapping,
 )
+from importer.cli import cli
 
 MAPPING = """\
 conversion_identifier: "teste-cli"

@@ -20,6 +20,7 @@ from aiohttp.client_reqrep import ConnectionKey
 from aioresponses import aioresponses
 from yarl import URL
 
+from helpers import ScriptedResponse, self_signed_tls
 from importer.client import (
     ConversionsClient,
     check_api_url,
@@ -30,7 +31,6 @@ from importer.client import (
 from importer.errors import InputError
 from importer.records import Failed, FailureKind, Sent
 from importer.sandbox import SandboxConfig, running_sandbox
-from tests.conftest import ScriptedResponse, self_signed_tls
 
 KEY = "k3y-Sup3rSecret-0123456789abcdef"
 RD = "https://api.rd.services"

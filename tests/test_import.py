@@ -12,11 +12,7 @@ import openpyxl
 import pytest
 from aioresponses import aioresponses
 
-from importer import workbook
-from importer.errors import AbortError, InputError
-from importer.ledger import Ledger
-from importer.pipeline import ImportConfig, Tuning, run_import, run_import_async
-from tests.conftest import (
+from helpers import (
     API_KEY,
     EXAMPLE_MAPPING,
     SAMPLE_XLSX,
@@ -26,6 +22,10 @@ from tests.conftest import (
     write_csv,
     write_mapping,
 )
+from importer import workbook
+from importer.errors import AbortError, InputError
+from importer.ledger import Ledger
+from importer.pipeline import ImportConfig, Tuning, run_import, run_import_async
 
 SIMPLE_MAPPING = """\
 conversion_identifier: "teste-importer"

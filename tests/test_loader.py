@@ -14,8 +14,9 @@ from importer.loader import open_table
 from importer.records import Row
 from importer.report import escape_formula, unescape_formula
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "csv-spectrum"
 DATA = Path(__file__).resolve().parent / "data" / "loader"
+# Vendored from the shared conformance data (tests/data/csv-spectrum/README.md), so it always runs.
+CONFORMANCE = Path(__file__).resolve().parent / "data" / "csv-spectrum"
 SPECTRUM_CASES = sorted(p.stem for p in (CONFORMANCE / "csvs").glob("*.csv"))
 
 
@@ -33,7 +34,17 @@ def write(tmp_path: Path, content: str | bytes, name: str = "leads.csv") -> Path
     return path
 
 
-@pytest.mark.skipif(not SPECTRUM_CASES, reason="../shared/conformance/csv-spectrum is absent")
+def test_csv_spectrum_is_all_there_with_its_crlf_endings() -> None:
+    # An empty case list would make the test below vanish rather than fail; and a checkout that
+    # turned CRLF into LF would quietly test the LF shape twice (.gitattributes forbids that).
+    assert len(SPECTRUM_CASES) == 11
+    assert sorted(p.stem for p in (CONFORMANCE / "json").glob("*.json")) == SPECTRUM_CASES
+    for case in (c for c in SPECTRUM_CASES if c.endswith("_crlf")):
+        raw = (CONFORMANCE / "csvs" / f"{case}.csv").read_bytes()
+        assert b"\r\n" in raw
+        assert b"\n" not in raw.replace(b"\r\n", b""), case
+
+
 @pytest.mark.parametrize("case", SPECTRUM_CASES)
 def test_csv_spectrum_reads_exactly_its_json(case: str) -> None:
     expected = json.loads((CONFORMANCE / "json" / f"{case}.json").read_text(encoding="utf-8"))

@@ -13,10 +13,10 @@ import math
 import random
 
 import pytest
-from pacing_sim import SimResult, VirtualTimeLoop, most_in_any_window, run_virtual, simulate
 
 from importer.errors import InputError
 from importer.pacing import GUARD_SHARE, RateBudget
+from pacing_sim import SimResult, VirtualTimeLoop, most_in_any_window, run_virtual, simulate
 
 INTERVAL_120 = 60 * (1 + GUARD_SHARE) / 120  # the spacing at --rate 120
 

@@ -12,12 +12,12 @@ from typing import Any
 import openpyxl
 import pytest
 
+from helpers import API_KEY, read_csv
 from importer.errors import RowError
 from importer.loader import open_table
 from importer.mapping import load_mapping
 from importer.pipeline import ImportConfig, Tuning, run_import
 from importer.sandbox import SandboxThread
-from tests.conftest import API_KEY, read_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPPINGS = ROOT / "mappings"

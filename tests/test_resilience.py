@@ -23,9 +23,9 @@ import aiohttp
 import pytest
 from aioresponses import CallbackResult, aioresponses
 
+from helpers import API_KEY, ROOT, ScriptedResponse, read_csv, read_summary, write_csv
 from importer.pipeline import ImportConfig, Listener, Tuning, run_import
 from importer.sandbox import SandboxThread
-from tests.conftest import API_KEY, ROOT, ScriptedResponse, read_csv, read_summary, write_csv
 
 MAPPING = """\
 conversion_identifier: "resiliencia"

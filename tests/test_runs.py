@@ -8,10 +8,10 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+from helpers import API_KEY, read_csv, read_summary, write_csv, write_mapping
 from importer.cli import cli
 from importer.errors import InputError
 from importer.pipeline import ImportConfig, Tuning, run_import
-from tests.conftest import API_KEY, read_csv, read_summary, write_csv, write_mapping
 
 MAPPING = """\
 conversion_identifier: "{identifier}"

@@ -8,6 +8,7 @@ import openpyxl
 import pytest
 import yaml
 
+from helpers import API_KEY
 from importer.errors import InputError, RowError
 from importer.loader import open_table
 from importer.mapping import load_mapping
@@ -23,7 +24,6 @@ from importer.scaffold import (
     scaffold_mapping,
     slug,
 )
-from tests.conftest import API_KEY
 
 PRESET_DATA = Path(__file__).parent / "data" / "presets"
 

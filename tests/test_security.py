@@ -37,13 +37,13 @@ import pytest
 from click.testing import CliRunner
 from yarl import URL
 
+from helpers import ROOT, read_csv, self_signed_tls, write_csv, write_mapping
 from importer.cli import cli
 from importer.mapping import load_mapping
 from importer.pipeline import ImportConfig
 from importer.records import Row
 from importer.sandbox import SandboxConfig, SandboxThread
 from importer.watch import WatchConfig
-from tests.conftest import ROOT, read_csv, self_signed_tls, write_csv, write_mapping
 
 # Distinctive, and with characters every URL encoder writes differently.
 KEY = "sk-SECRET-9d1f/7c+e2=a84b%Q"

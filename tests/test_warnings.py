@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
+from helpers import read_summary, write_csv, write_mapping
 from importer.cli import cli
 from importer.pipeline import ImportConfig, Tuning, run_import
-from tests.conftest import read_summary, write_csv, write_mapping
 
 MAPPING = """\
 conversion_identifier: "feira"

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from helpers import API_KEY, ROOT, read_csv, read_summary, write_csv, write_mapping
 from importer.cli import cli
 from importer.errors import InputError
 from importer.pipeline import ImportConfig, Listener, Tuning, run_import_async
@@ -34,7 +35,6 @@ from importer.watch import (
     run_watch,
     scan_inbox,
 )
-from tests.conftest import API_KEY, ROOT, read_csv, read_summary, write_csv, write_mapping
 
 MAPPING = """\
 conversion_identifier: "watch-test"
