@@ -89,6 +89,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapt
 from importer import payload as rd
 from importer import transforms as tf
 from importer.errors import InputError, RowError
+from importer.headers import header_key
 from importer.records import Row
 
 Scalar = str | int | float | bool
@@ -1166,7 +1167,7 @@ class Mapping:
         ``source`` names the spreadsheet in messages (e.g. ``leads.csv``).
         """
         present = set(headers)
-        keyed = [(_header_key(header), header) for header in headers]
+        keyed = [(header_key(header), header) for header in headers]
         problems: Problems = []
         warnings: list[str] = []
         for path, name, entry in self._references():
@@ -1301,14 +1302,9 @@ def _absent(cells: Cells) -> None:
     return None
 
 
-def _header_key(header: str) -> str:
-    """Headers that differ only in case, accents, spaces or punctuation share a key."""
-    return "".join(c for c in tf.fold(header) if c.isalnum())
-
-
 def _header_hint(column: str, folded: dict[str, str]) -> str:
     """ " (did you mean 'X'?)" for a header differing only in case, accents or spaces."""
-    key = _header_key(column)
+    key = header_key(column)
     found = folded.get(key)
     if found is None:
         close = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.85)
