@@ -61,8 +61,8 @@ def prebuilt_bodies(csv_path: Path, mapping_path: Path) -> list[bytes]:
 
     mapping = load_mapping(mapping_path)
     with open_table(csv_path) as table:
-        mapping.check_columns(table.headers)
-        return [conversion_body(mapping.apply(row)) for row in table.rows()]
+        bound = mapping.bind(table.headers)
+        return [conversion_body(bound.apply(row)) for row in table.rows()]
 
 
 def child(argv: list[str]) -> None:

@@ -34,7 +34,7 @@ from importer.client import ConversionsClient, check_api_url
 from importer.errors import AbortError, InputError, RowError
 from importer.ledger import RESENDABLE_KINDS, UNCERTAIN, Ledger, Pending
 from importer.loader import Table, open_table
-from importer.mapping import Mapping, load_mapping
+from importer.mapping import BoundMapping, load_mapping
 from importer.pacing import RateBudget
 from importer.records import Failed, FailureKind, Row, Sent
 from importer.report import (
@@ -155,7 +155,8 @@ async def run_import_async(config: ImportConfig, listener: Listener | None = Non
                 "(validate and --sandbox need none)"
             )
     with await _open_table(config) as table:
-        for warning in mapping.check_columns(table.headers, source=config.input_path.name):
+        bound = mapping.bind(table.headers, source=config.input_path.name)
+        for warning in bound.warnings:
             listener.warning(warning)
         for warning in table.warnings:
             listener.warning(warning)
@@ -164,7 +165,7 @@ async def run_import_async(config: ImportConfig, listener: Listener | None = Non
         with _exclusive(out_dir):
             ledger = Ledger(out_dir / "ledger.sqlite")
             try:
-                run = _Run(config, mapping, table, ledger, out_dir, listener)
+                run = _Run(config, bound, table, ledger, out_dir, listener)
                 if config.sandbox and not config.dry_run:
                     from importer.sandbox import SandboxConfig, running_sandbox
 
@@ -302,7 +303,7 @@ class _Run:
     def __init__(
         self,
         config: ImportConfig,
-        mapping: Mapping,
+        mapping: BoundMapping,
         table: Table,
         ledger: Ledger,
         out_dir: Path,
