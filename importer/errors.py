@@ -45,11 +45,10 @@ class InputError(ImporterError):
 class RowError(ImporterError):
     """One row cannot be sent. ``stage`` is ``read``, ``mapping`` or ``validation``."""
 
-    def __init__(self, message: str, *, stage: str = "validation", field: str | None = None):
+    def __init__(self, message: str, *, stage: str = "validation"):
         super().__init__(message)
         self.message = message
         self.stage = stage
-        self.field = field
 
 
 class AbortError(ImporterError):

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import phonenumbers
 
+from importer.headers import header_key
 from importer.loader import open_table
 
-# Header spellings, compared as `header_key` leaves them (ascii, lower case, letters and digits
-# only), so "E-mail", "e mail" and "EMAIL" are one spelling.
+# Header spellings, compared as `header_key` leaves them (lower case, no accents, letters and
+# digits only), so "E-mail", "e mail" and "EMAIL" are one spelling.
 HEADER_NAMES: dict[str, tuple[str, ...]] = {
     "email": (
         "email",
@@ -141,13 +142,6 @@ PHONE_CHARS = re.compile(r"^[\d\s()+\-.]+$")
 SHAPE_SHARE = 0.8
 
 EDIT_MARK = "# <- edit: the name of this conversion in RD Station"
-
-
-def header_key(header: str) -> str:
-    """The header as compared: accents, case, spaces and punctuation removed."""
-    folded = unicodedata.normalize("NFKD", header)
-    ascii_only = folded.encode("ascii", "ignore").decode("ascii").lower()
-    return re.sub(r"[^a-z0-9]", "", ascii_only)
 
 
 def slug(header: str) -> str:

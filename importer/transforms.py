@@ -46,7 +46,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import phonenumbers
 
@@ -62,10 +62,15 @@ class TransformError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class TransformInfo:
+    """One entry of :data:`TRANSFORMS`, the only list of transform names."""
+
     name: str
+    function: TransformFunc
     output: Kind
     validates: bool  # can refuse a value (then on_invalid applies)
     description: str
+    # the transform for a ``format:`` of the mapping's; None when it takes no format
+    with_format: Callable[[str], TransformFunc] | None = None
 
 
 def strip(value: str) -> str:
@@ -146,10 +151,17 @@ def digits(value: str) -> str:
     return _NOT_DIGITS.sub("", _excel_integer(value))
 
 
-_BR = phonenumbers.PhoneMetadata.metadata_for_region("BR")
-_BR_MOBILE_OR_FIXED = re.compile(
-    f"(?:{_BR.mobile.national_number_pattern})|(?:{_BR.fixed_line.national_number_pattern})"
-)
+def _br_mobile_or_fixed() -> re.Pattern[str]:
+    """Brazil's mobile and fixed-line national numbers, from the metadata phonenumbers ships."""
+    br = phonenumbers.PhoneMetadata.metadata_for_region("BR")
+    kinds = (br.mobile, br.fixed_line) if br is not None else ()
+    patterns = [k.national_number_pattern for k in kinds if k is not None]
+    if len(patterns) != 2 or not all(patterns):
+        raise RuntimeError("phonenumbers has no metadata for Brazil: reinstall phonenumbers")
+    return re.compile("|".join(f"(?:{pattern})" for pattern in patterns))
+
+
+_BR_MOBILE_OR_FIXED = _br_mobile_or_fixed()
 _PHONE_SEPARATORS = re.compile(r"[\s().\-/]+")
 _NOT_A_PHONE = "is not a phone number"
 
@@ -331,37 +343,41 @@ def to_bool(value: str) -> bool:
 TRANSFORMS: dict[str, TransformInfo] = {
     info.name: info
     for info in (
-        TransformInfo("strip", "text", False, "trims surrounding spaces"),
-        TransformInfo("unquote", "text", False, "takes off one pair of surrounding quotes"),
-        TransformInfo("lower", "text", False, "lower case"),
-        TransformInfo("upper", "text", False, "upper case"),
-        TransformInfo("title", "text", False, "capitalized names; da/de/do/das/dos/e stay lower"),
-        TransformInfo("digits", "text", True, "keeps the digits only"),
-        TransformInfo("phone_br", "text", True, "a Brazilian phone to E.164 (+5511987654321)"),
-        TransformInfo("date", "text", True, "dd/mm/yyyy (or format:) to YYYY-MM-DD"),
-        TransformInfo("bool", "bool", True, "sim/não/yes/no/true/false/1/0/x to true/false"),
-        TransformInfo("handle", "text", True, "a profile URL or @name to the bare handle"),
+        TransformInfo("strip", strip, "text", False, "trims surrounding spaces"),
+        TransformInfo(
+            "unquote", unquote, "text", False, "takes off one pair of surrounding quotes"
+        ),
+        TransformInfo("lower", lower, "text", False, "lower case"),
+        TransformInfo("upper", upper, "text", False, "upper case"),
+        TransformInfo(
+            "title", title, "text", False, "capitalized names; da/de/do/das/dos/e stay lower"
+        ),
+        TransformInfo("digits", digits, "text", True, "keeps the digits only"),
+        TransformInfo(
+            "phone_br", phone_br, "text", True, "a Brazilian phone to E.164 (+5511987654321)"
+        ),
+        TransformInfo(
+            "date", make_date(), "text", True, "dd/mm/yyyy (or format:) to YYYY-MM-DD", make_date
+        ),
+        TransformInfo(
+            "bool", to_bool, "bool", True, "sim/não/yes/no/true/false/1/0/x to true/false"
+        ),
+        TransformInfo("handle", handle, "text", True, "a profile URL or @name to the bare handle"),
     )
 }
-TransformName = Literal[
-    "strip", "unquote", "lower", "upper", "title", "digits", "phone_br", "date", "bool", "handle"
-]
 
-_SIMPLE: dict[str, TransformFunc] = {
-    "strip": strip,
-    "unquote": unquote,
-    "lower": lower,
-    "upper": upper,
-    "title": title,
-    "digits": digits,
-    "phone_br": phone_br,
-    "bool": to_bool,
-    "handle": handle,
-}
+if TYPE_CHECKING:
+    TransformName = str
+else:
+    # the mapping's ``transform:`` values: the names above, so pydantic and the JSON Schema
+    # refuse any other (Literal of a tuple is the Literal of its items)
+    TransformName = Literal[tuple(TRANSFORMS)]
 
 
 def get_transform(name: str, *, date_format: str | None = None) -> TransformFunc:
-    """The function for a transform name (a key of :data:`TRANSFORMS`)."""
-    if name == "date":
-        return make_date(date_format)
-    return _SIMPLE[name]
+    """The function for a transform name (a key of :data:`TRANSFORMS`); ``date_format`` is the
+    mapping's ``format:``, for the transforms that take one."""
+    info = TRANSFORMS[name]
+    if date_format is not None and info.with_format is not None:
+        return info.with_format(date_format)
+    return info.function

@@ -52,11 +52,11 @@ def map_file(preset: str, path: Path) -> tuple[dict[int, dict[str, Any]], dict[i
     payloads: dict[int, dict[str, Any]] = {}
     failures: dict[int, RowError] = {}
     with open_table(path) as table:
-        mapping.check_columns(table.headers)
+        bound = mapping.bind(table.headers)
         for row in table.rows():
             assert row.error is None, f"{path.name} row {row.number}: {row.error}"
             try:
-                payloads[row.number] = mapping.apply(row)
+                payloads[row.number] = bound.apply(row)
             except RowError as exc:
                 failures[row.number] = exc
     return payloads, failures

@@ -206,3 +206,22 @@ def test_validate_show_prints_the_exact_requests_and_writes_payloads_jsonl(tmp_p
     assert [json.loads(line)["row"] for line in lines] == [2, 3, 4]
     assert json.loads(lines[2])["request"]["payload"]["email"] == "pessoa3@exemplo.com.br"
     assert (out / "payloads.jsonl").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_key_column_knows_an_edited_row_as_the_row_sent_before(tmp_path, sandbox):
+    keyed = MAPPING + 'key: "id"\n'
+    m = write_mapping(tmp_path / "k.yaml", keyed.format(identifier="crm"))
+    header = ["id", "email", "nome"]
+    rows = [[f"00{i}", f"p{i}@exemplo.com.br", f"Pessoa {i}"] for i in range(1, 6)]
+    data = write_csv(tmp_path / "crm.csv", header, rows)
+    run_import(config(tmp_path, data, m, sandbox.url))
+    rows[1][2] = "Pessoa Dois"  # an edit in the CRM
+    rows.append(["006", "p6@exemplo.com.br", "Pessoa 6"])
+    write_csv(data, header, rows)
+    with pytest.raises(InputError, match=r"^1 row\(s\) of crm.csv .*row 3: name changed"):
+        run_import(config(tmp_path, data, m, sandbox.url))
+    kept = run_import(config(tmp_path, data, m, sandbox.url, changed="keep"))
+    assert (kept.succeeded, kept.skipped, kept.changed_rows) == (1, 5, 1)
+    bad = write_mapping(tmp_path / "bad.yaml", MAPPING.format(identifier="x") + 'key: "ID"\n')
+    with pytest.raises(InputError, match=r"bad.yaml: line 5: key column 'ID' is not in crm.csv"):
+        run_import(config(tmp_path, data, bad, sandbox.url))

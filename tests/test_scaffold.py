@@ -243,10 +243,10 @@ def run_mapping(mapping_path: Path, path: Path) -> tuple[dict[int, dict], dict[i
     payloads: dict[int, dict] = {}
     failures: dict[int, str] = {}
     with open_table(path) as table:
-        mapping.check_columns(table.headers)
+        bound = mapping.bind(table.headers)
         for row in table.rows():
             try:
-                payloads[row.number] = mapping.apply(row)
+                payloads[row.number] = bound.apply(row)
             except RowError as exc:
                 failures[row.number] = exc.message
     return payloads, failures
@@ -257,7 +257,7 @@ def map_with_scaffold(path: Path, tmp_path: Path) -> tuple[str, dict[int, dict],
     mapping_path = tmp_path / "mapping.yaml"
     mapping_path.write_text(text, encoding="utf-8")
     with open_table(path) as table:
-        assert load_mapping(mapping_path).check_columns(table.headers) == []
+        assert load_mapping(mapping_path).bind(table.headers).warnings == []
     return text, *run_mapping(mapping_path, path)
 
 
@@ -317,9 +317,9 @@ def test_uncommenting_the_suggestions_gives_a_mapping_that_runs(tmp_path: Path) 
     mapping_path.write_text(text, encoding="utf-8")
     mapping = load_mapping(mapping_path)
     with open_table(PRESET_DATA / "feira_negocios_2025.csv") as table:
-        mapping.check_columns(table.headers)
+        bound = mapping.bind(table.headers)
         rows = list(table.rows())
-    first, second = mapping.apply(rows[0]), mapping.apply(rows[1])
+    first, second = bound.apply(rows[0]), bound.apply(rows[1])
     assert first["cf_cep"] == "00310-100"
     assert first["legal_bases"][0]["status"] == "granted"  # Sim
     assert second["legal_bases"][0]["status"] == "declined"  # Não

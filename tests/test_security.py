@@ -732,7 +732,7 @@ def test_formula_cells_show_as_text_and_round_trip_through_failures_csv(tmp_path
         ],
     )
     mapping = write_mapping(tmp_path / "map.yaml", FORMULA_MAPPING)
-    expected = load_mapping(mapping)
+    expected = load_mapping(mapping).bind(FORMULA_HEADER)
     out = tmp_path / "out"
     with SandboxThread(SandboxConfig(api_keys=frozenset({KEY}))) as box:
         run = run_cli(*import_args((data, mapping), out, box.url), cwd=tmp_path)

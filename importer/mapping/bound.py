@@ -1,0 +1,76 @@
+"""A mapping bound to one file's headers: the only thing that turns a row into a payload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from importer.errors import RowError
+from importer.mapping.compile import Cells, Plan
+from importer.records import Row
+
+
+class BoundMapping:
+    """A mapping whose columns were checked against a file's headers (``Mapping.bind``).
+
+    ``warnings`` are what the check found and let pass: an optional column the file lacks,
+    a likely typo among candidate columns. ``key`` is the mapping's ``key:`` columns.
+    """
+
+    def __init__(self, plan: Plan, warnings: list[str], key: list[str] | None = None) -> None:
+        self.warnings = warnings
+        self.key = key  # the columns that identify a row across runs (None: every cell)
+        self._constants = plan.constants
+        self._plain = plan.plain
+        self._getters = plan.getters
+        self._legal = plan.legal
+        self._labels = plan.labels
+        self._read_columns = plan.read_columns
+
+    def apply(self, row: Row) -> dict[str, Any]:
+        """The row's payload (the inner ``payload`` object), or RowError saying what is wrong."""
+        cells = row.cells
+        try:
+            payload: dict[str, Any] = self._constants.copy()
+            # most fields are a constant or one column's trimmed text: filled here, without a
+            # function call each
+            for name, column in self._plain:
+                value = cells.get(column)
+                if value and (value := value.strip()):
+                    payload[name] = value
+            for name, get in self._getters:
+                value = get(cells)
+                if value is not None:
+                    payload[name] = value
+            if self._legal:
+                bases = self._legal_bases(cells)
+                if bases:
+                    payload["legal_bases"] = bases
+            if "email" not in payload or "conversion_identifier" not in payload:
+                raise self._missing_required(payload)
+            return payload
+        except RowError:
+            columns = self._read_columns
+            if columns and not any((cells.get(column) or "").strip() for column in columns):
+                raise RowError(
+                    "the row has none of the mapped columns filled (a blank or leftover row)",
+                    stage="mapping",
+                ) from None
+            raise
+
+    def _legal_bases(self, cells: Cells) -> list[dict[str, str]]:
+        bases = []
+        for kind, status in self._legal:
+            kind_value = kind if isinstance(kind, str) else kind(cells)
+            status_value = status if isinstance(status, str) else status(cells)
+            if kind_value is not None and status_value is not None:
+                bases.append(
+                    {"category": "communications", "type": kind_value, "status": status_value}
+                )
+        return bases
+
+    def _missing_required(self, payload: dict[str, Any]) -> RowError:
+        name = "email" if "email" not in payload else "conversion_identifier"
+        what = "an email address" if name == "email" else "a conversion identifier"
+        return RowError(
+            f"{self._labels[name]} is empty: every conversion needs {what}", stage="validation"
+        )

@@ -1,0 +1,75 @@
+"""Loading a mapping file: read the YAML, check it, and report every problem at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from importer.errors import InputError
+from importer.mapping.bound import BoundMapping
+from importer.mapping.checks import check
+from importer.mapping.columns import missing_columns
+from importer.mapping.compile import compile_plan
+from importer.mapping.problems import pydantic_problems, raise_problems
+from importer.mapping.schema import MappingFile, columns_read
+from importer.mapping.yamltext import Lines, line_of, read_yaml
+
+
+class Mapping:
+    """A checked mapping file. :meth:`bind` it to a file's headers to map that file's rows."""
+
+    def __init__(self, path: Path, spec: MappingFile, lines: Lines | None = None):
+        self.path = path
+        self.spec = spec
+        self._lines = lines or {}
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column the mapping reads, in the order the mapping names them."""
+        return columns_read(self.spec)
+
+    def bind(self, headers: list[str], source: str = "the file") -> BoundMapping:
+        """The mapping for a file with these headers; InputError naming every needed column
+        the file lacks. ``source`` names the file in messages (e.g. ``leads.csv``); the
+        returned mapping's ``warnings`` say what the file lacks that the mapping can do without.
+        """
+        problems, warnings = missing_columns(self.spec, self._lines, headers, source)
+        key = self.spec.key_columns
+        for column in key or ():
+            if column not in headers:
+                line = line_of(self._lines, ("key",)) if self._lines else 0
+                problems.append(
+                    (line, f"key column '{column}' is not in {source}: a row's key must be there")
+                )
+        raise_problems(self.path.name, problems)
+        return BoundMapping(compile_plan(self.spec, set(headers)), warnings, key)
+
+
+def load_mapping(path: Path) -> Mapping:
+    """Reads and checks a mapping file; InputError lists every problem with its line."""
+    path = Path(path)
+    name = path.name
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"mapping file {path} not found: check the --mapping path") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{name} is not UTF-8 text: save it as UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"mapping file {path} cannot be read: {exc.strerror}") from None
+    document = read_yaml(text, name)
+    raise_problems(name, document.refused)
+    data, lines, problems = document.data, document.lines, list(document.problems)
+    if not isinstance(data, dict):
+        raise InputError(
+            f"{name}: line 1: a mapping starts with conversion_identifier: and fields: "
+            "(see mappings/example.yaml)"
+        )
+    try:
+        spec = MappingFile.model_validate(data)
+    except ValidationError as exc:
+        problems += pydantic_problems(exc, data, lines)
+    problems += check(data, lines)
+    raise_problems(name, problems)
+    return Mapping(path, spec, lines)
