@@ -112,6 +112,8 @@ def check_value(name: str, value: object) -> Problem | None:
     if name in STRING_LIST_FIELDS:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             return Problem(name, "MUST_BE_STRING_ARRAY", "must be a list of texts")
+        if any(item != item.lower() for item in value):
+            return Problem(name, "VALUES_MUST_BE_LOWERCASE", "must be in lower case")
         return None
     if name in BOOLEAN_FIELDS:
         if not isinstance(value, bool):
@@ -148,6 +150,12 @@ def legal_basis_problem(index: int, basis: object) -> Problem | None:
                 f"{value!r} is not one of {', '.join(allowed)}",
             )
     return None
+
+
+def lowercase_tags(tags: list[str]) -> list[str]:
+    """RD Station refuses a tag with a capital letter (``VALUES_MUST_BE_LOWERCASE``) and keeps
+    tags in lower case: "VIP" and "vip" are one tag there, so they are one here too."""
+    return list(dict.fromkeys(tag.lower() for tag in tags))
 
 
 def payload_problems(payload: Mapping[str, object]) -> list[Problem]:

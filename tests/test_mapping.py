@@ -762,7 +762,8 @@ def test_split_then_transform_and_map_each_item(tmp_path: Path) -> None:
             "Fones": "11987654321 / x / 1133334444",
         },
     )
-    assert payload["tags"] == ["busca", "Vendas"]  # keep: "vendas" not in the map, as written
+    # keep: "Vendas" is not in the map and is kept, then lower-cased as RD Station needs tags
+    assert payload["tags"] == ["busca", "vendas"]
     assert payload["cf_telefones"] == ["+5511987654321", "+551133334444"]
 
 

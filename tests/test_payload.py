@@ -147,3 +147,24 @@ def test_a_valid_payload_has_no_problems() -> None:
         "legal_bases": [{"category": "communications", "type": "consent", "status": "declined"}],
     }
     assert rd.payload_problems(payload) == []
+
+
+def test_tags_in_capitals_are_refused_by_rd_station_and_lower_cased_by_the_mapping(
+    tmp_path,
+) -> None:
+    from importer.mapping import load_mapping
+    from importer.records import Row
+
+    assert rd.check_value("tags", ["VIP", "feira"]) == rd.Problem(
+        "tags", "VALUES_MUST_BE_LOWERCASE", "must be in lower case"
+    )
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(
+        'conversion_identifier: c\nfields:\n  email: E\n  tags: {column: T, split: ","}\n'
+        "  cf_x: {value: 1}\n",
+        encoding="utf-8",
+    )
+    bound = load_mapping(mapping).bind(["E", "T"])
+    payload = bound.apply(Row(2, {"E": "a@b.co", "T": "VIP, Feira,vip"}))
+    assert payload["tags"] == ["vip", "feira"]
+    assert rd.payload_problems(payload) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from importer import payload as rd
 from importer.errors import RowError
 from importer.mapping.compile import Cells, Plan
 from importer.records import Row
@@ -47,6 +48,9 @@ class BoundMapping:
                     payload["legal_bases"] = bases
             if "email" not in payload or "conversion_identifier" not in payload:
                 raise self._missing_required(payload)
+            tags = payload.get("tags")
+            if tags:
+                payload["tags"] = rd.lowercase_tags(tags)
             return payload
         except RowError:
             columns = self._read_columns
