@@ -448,6 +448,8 @@ def _payload_field_errors(
                 isinstance(value, list) and all(isinstance(tag, str) for tag in value)
             ):
                 errors[name] = [_error("MUST_BE_STRING_ARRAY", "tags must be an array of strings.")]
+            elif value and any(tag != tag.lower() for tag in value):
+                errors[name] = [_error("VALUES_MUST_BE_LOWERCASE", "tags must be lowercase.")]
         elif name == "available_for_mailing":
             if value is not None and not isinstance(value, bool):
                 errors[name] = [

@@ -234,6 +234,7 @@ async def test_an_unknown_path_is_resource_not_found(session, sandbox):
         ({"facebook": "ana/x"}, "facebook", "INVALID_FORMAT"),
         ({"tags": "a,b"}, "tags", "MUST_BE_STRING_ARRAY"),
         ({"tags": ["a", 1]}, "tags", "MUST_BE_STRING_ARRAY"),
+        ({"tags": ["feira", "VIP"]}, "tags", "VALUES_MUST_BE_LOWERCASE"),
         ({"available_for_mailing": "true"}, "available_for_mailing", "MUST_BE_BOOLEAN"),
         ({"legal_bases": "consent"}, "legal_bases", "INVALID"),
         ({"birthdate": "1990-01-01"}, "birthdate", "INVALID"),
