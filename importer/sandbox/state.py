@@ -1,0 +1,124 @@
+"""How the sandbox behaves, what it saw, and the exact sliding-window limiter."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from importer.errors import InputError
+from importer.sandbox.rules import Clock
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """How the sandbox behaves. The defaults answer every valid POST at once with 200."""
+
+    api_keys: frozenset[str] | None = None  # None: any non-empty key except refused_keys
+    refused_keys: frozenset[str] = frozenset({"revoked-key"})
+    rate_limit: int | None = None  # POSTs per rate_window seconds per key, at the gateway
+    rate_window: float = 60.0
+    lead_limit: int | None = None  # accepted conversions per email per 24 h
+    fail_ratio: float = 0.0
+    drop_ratio: float = 0.0
+    accept_then_drop_ratio: float = 0.0
+    latency: float = 0.0
+    latency_jitter: float = 0.0
+    seed: int | None = None
+    custom_fields: frozenset[str] | None = None  # None: any cf_* is accepted
+
+    def __post_init__(self) -> None:
+        ratios = (self.fail_ratio, self.drop_ratio, self.accept_then_drop_ratio)
+        if any(r < 0 for r in ratios) or sum(ratios) > 1:
+            raise InputError("sandbox fault ratios must be >= 0 and add up to at most 1")
+        if self.rate_limit is not None and (self.rate_limit < 1 or self.rate_window <= 0):
+            raise InputError("sandbox rate_limit must be >= 1 and rate_window > 0")
+        if self.lead_limit is not None and self.lead_limit < 1:
+            raise InputError("sandbox lead_limit must be >= 1")
+        if self.latency < 0 or self.latency_jitter < 0:
+            raise InputError("sandbox latency and latency_jitter must be >= 0")
+
+
+@dataclass
+class SandboxState:
+    """What the sandbox saw. Written by the server's loop; read it from other threads through
+    ``snapshot``.
+
+    ``accepted`` holds one ``{"event_uuid", "payload", "received_at"}`` per recorded conversion
+    (``received_at`` ISO 8601, UTC). ``statuses`` counts answers by status, and ``"dropped"`` for
+    connections closed without an answer. ``requests`` counts POSTs to the conversions endpoint
+    (the inspection endpoints are not counted).
+    """
+
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+    statuses: collections.Counter[int | str] = field(default_factory=collections.Counter)
+    requests: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy safe to read from any thread; status keys become strings, as in the JSON."""
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "statuses": {str(k): v for k, v in self.statuses.items()},
+                "accepted": list(self.accepted),
+            }
+
+    def reset(self) -> None:
+        with self._lock:
+            self.accepted = []
+            self.statuses = collections.Counter()
+            self.requests = 0
+
+    def _count_request(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def _count_answer(self, status: int | str) -> None:
+        with self._lock:
+            self.statuses[status] += 1
+
+    def _record(self, payload: dict[str, Any]) -> str:
+        event_uuid = str(uuid.uuid4())
+        entry = {
+            "event_uuid": event_uuid,
+            "payload": payload,
+            "received_at": datetime.now(UTC).isoformat(),
+        }
+        with self._lock:
+            self.accepted.append(entry)
+        return event_uuid
+
+
+class WindowLimiter:
+    """At most ``limit`` hits per key in any ``window`` seconds: a sliding log, exact.
+
+    A hit at time t stays counted until t + window. Refused hits are not counted.
+    """
+
+    def __init__(self, limit: int, window: float, clock: Clock = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._hits: dict[str, collections.deque[float]] = {}
+
+    def hit(self, key: str) -> float | None:
+        """Count a hit and answer None, or answer the seconds until one would be allowed."""
+        now = self._clock()
+        hits = self._hits.get(key)
+        if hits is None:
+            hits = self._hits[key] = collections.deque()
+        horizon = now - self.window
+        while hits and hits[0] <= horizon:
+            hits.popleft()
+        if len(hits) >= self.limit:
+            return hits[0] - horizon
+        hits.append(now)
+        return None
+
+    def reset(self) -> None:
+        self._hits.clear()
