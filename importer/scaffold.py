@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -212,7 +212,7 @@ def brazilian_phone_kind(value: str) -> str | None:
     return "mobile_phone" if kind == phonenumbers.PhoneNumberType.MOBILE else "personal_phone"
 
 
-def _share(values: Sequence[str], test) -> float:
+def _share(values: Sequence[str], test: Callable[[str], bool]) -> float:
     filled = [v for v in values if v.strip()]
     if not filled:
         return 0.0

@@ -428,7 +428,7 @@ def _sheet_messages(path: str, kind: str, wanted: str | None) -> Iterator[tuple[
         book = python_calamine.CalamineWorkbook.from_path(path)
         name = _choose_sheet(path, book, wanted)
         data = book.get_sheet_by_name(name)
-        if data.start is None:
+        if data.start is None or data.end is None:  # both or neither
             raise InputError(
                 f"sheet '{name}' of {path} is empty: choose another sheet with --sheet"
             )
@@ -527,11 +527,11 @@ def cell_text(value: object) -> str:
 def _choose_sheet(path: str, book: Any, wanted: str | None) -> str:
     import python_calamine
 
-    names = list(book.sheet_names)
+    names: list[str] = list(book.sheet_names)
     if not names:
         raise InputError(f"{path} has no sheets: save it again from Excel")
     if wanted is None:
-        visible = [
+        visible: list[str] = [
             m.name
             for m in book.sheets_metadata
             if m.visible == python_calamine.SheetVisibleEnum.Visible

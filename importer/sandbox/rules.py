@@ -125,7 +125,7 @@ def payload_field_errors(
         elif not value.strip():
             errors[name] = [_error("CANNOT_BE_BLANK", f"{name} cannot be blank.")]
     email = payload.get("email")
-    if "email" not in errors and not _EMAIL_RE.fullmatch(email):
+    if "email" not in errors and isinstance(email, str) and not _EMAIL_RE.fullmatch(email):
         errors["email"] = [_error("INVALID_FORMAT", "email has an invalid format.")]
 
     for name, value in payload.items():
