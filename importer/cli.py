@@ -196,7 +196,7 @@ def import_command(
 @flags.rehearsal_options
 @flags.show_option
 @click.pass_context
-def validate_command(ctx: click.Context, **options: Any) -> None:
+def validate_command(ctx: click.Context, /, **options: Any) -> None:
     """Read, map and validate every row of INPUT and write the reports; send nothing."""
     # Exactly `import --dry-run`, by construction: one path builds the run.
     ctx.invoke(import_command, dry_run=True, **options)

@@ -11,11 +11,17 @@ import click
 
 from importer.pipeline import DEFAULT_API_URL
 
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _decorators(*options: Decorator) -> list[Decorator]:
+    return list(options)
+
 
 def table_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """How a spreadsheet is read: shared by import, validate and watch (for every file)."""
     for option in reversed(
-        [
+        _decorators(
             click.option("--sheet", help="Worksheet name (Excel files) [default: the first]."),
             click.option("--encoding", help="Text encoding of a CSV [default: detected]."),
             click.option("--delimiter", help="CSV delimiter [default: detected]."),
@@ -26,7 +32,7 @@ def table_options(func: Callable[..., Any]) -> Callable[..., Any]:
                 show_default=True,
                 help="Row number of the header.",
             ),
-        ]
+        )
     ):
         func = option(func)
     return func
@@ -34,7 +40,7 @@ def table_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def reading_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(
-        [
+        _decorators(
             click.option(
                 "--mapping",
                 "mapping_path",
@@ -50,7 +56,7 @@ def reading_options(func: Callable[..., Any]) -> Callable[..., Any]:
             ),
             table_options,
             click.option("--quiet", "-q", is_flag=True, help="Only the final summary."),
-        ]
+        )
     ):
         func = option(func)
     return func
@@ -70,7 +76,7 @@ def changed_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """What to do with rows sent earlier whose payload changed (a changed mapping, an edited
     row): --keep-sent or --resend-changed, passed on as ``changed``."""
     for option in reversed(
-        [
+        _decorators(
             click.option(
                 "--keep-sent",
                 is_flag=True,
@@ -83,7 +89,7 @@ def changed_options(func: Callable[..., Any]) -> Callable[..., Any]:
                 help="Send again rows sent earlier that now give another payload (RD Station "
                 "updates the lead and records another conversion).",
             ),
-        ]
+        )
     ):
         func = option(func)
     return func
@@ -107,7 +113,7 @@ def _refuse_key_argument(ctx: click.Context, param: click.Parameter, value: str 
 def sending_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Flags of the commands that send: pace, concurrency, where, and the key's source."""
     for option in reversed(
-        [
+        _decorators(
             click.option(
                 "--rate",
                 type=click.FloatRange(min=0),
@@ -140,7 +146,7 @@ def sending_options(func: Callable[..., Any]) -> Callable[..., Any]:
                 expose_value=False,
                 callback=_refuse_key_argument,
             ),
-        ]
+        )
     ):
         func = option(func)
     return func
@@ -165,7 +171,7 @@ def _row_range(ctx: click.Context, param: click.Parameter, value: str | None) ->
 def rehearsal_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Only some rows: a rehearsal into the same ledger, so the full run afterwards skips them."""
     for option in reversed(
-        [
+        _decorators(
             click.option(
                 "--limit",
                 type=click.IntRange(min=1),
@@ -178,7 +184,7 @@ def rehearsal_options(func: Callable[..., Any]) -> Callable[..., Any]:
                 callback=_row_range,
                 help="Only these rows, numbered as the spreadsheet shows them (e.g. 2-11).",
             ),
-        ]
+        )
     ):
         func = option(func)
     return func

@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from importer import intake
 from importer.client import ConversionsClient, check_api_url
@@ -157,13 +156,14 @@ class Listener:
     def finished(self) -> None: ...
 
 
-_stamp: list[Any] = [None, ""]  # (second, its text): a run stamps thousands of rows a second
+_stamp: tuple[int, str] = (-1, "")  # (second, its text): a run stamps thousands of rows a second
 
 
 def utc_now() -> str:
+    global _stamp
     second = int(time.time())
     if second != _stamp[0]:
-        _stamp[:] = [second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")]
+        _stamp = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     return _stamp[1]
 
 

@@ -47,6 +47,10 @@ class RunControl:
         self.unreachable = 0  # rows in a row that RD Station could not be reached for
         self._on_stop: list[Callable[[], None]] = []
 
+    def stopped(self) -> bool:
+        """``stopping``, read anew (after an await, where it may have changed)."""
+        return self.stopping
+
     def abort(self, reason: str) -> None:
         """Stop taking rows; requests in flight get a grace period to bring their answers."""
         if not self.stopping:
@@ -249,7 +253,7 @@ class Sender:
                 attempts += 1
                 tries += 1
                 await marks.in_flight(item.key, attempts)
-                if control.stopping:  # stopped while the mark was committed: nothing left
+                if control.stopped():  # stopped while the mark was committed: nothing left
                     marks.pending(item.key)
                     return
                 stats.requests += 1

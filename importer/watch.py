@@ -27,7 +27,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -46,7 +46,7 @@ LOG_NAME = "watch.log"
 PROCESSED, REJECTED = "processed", "rejected"
 LOCK_POLL = 0.25  # seconds between looks at a busy inbox lock (--wait-lock)
 
-Runner = Callable[[ImportConfig, Listener, RunControl], Awaitable[RunReport]]
+Runner = Callable[[ImportConfig, Listener, RunControl], Coroutine[Any, Any, RunReport]]
 Outcome = Literal["processed", "rejected", "aborted", "changed"]
 
 
@@ -254,10 +254,12 @@ class FolderIndex:
                 return str(entry["folder"])
         taken = {str(e.get("folder")) for e in self.entries}
         stem = file.stem
-        for n in itertools.count(1):
-            folder = stem if n == 1 else f"{stem}-{n}"
-            if folder not in taken and not (self.out_root / folder).exists():
-                break
+        folder = next(
+            name
+            for n in itertools.count(1)
+            if (name := stem if n == 1 else f"{stem}-{n}") not in taken
+            and not (self.out_root / name).exists()
+        )
         private_dir(self.out_root / folder)  # on disk at once: nothing else takes this name
         self.entries.append(
             {"file": key, "folder": folder, "state": "importing", "since": utc_now()}
@@ -412,11 +414,15 @@ class _Watcher:
                     self.notice(f"Trying again in {wait:g} s.")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), wait)
-                if self.stop_reason:
+                if self._stopped():
                     break
         self.result.stopped = self.stop_reason
         self.result.exit_status = self._exit_status()
         return self.result
+
+    def _stopped(self) -> bool:
+        """Whether a signal asked to stop: read anew after an await, where it may have come."""
+        return self.stop_reason is not None
 
     def _exit_status(self) -> ExitStatus:
         files = self.result.files

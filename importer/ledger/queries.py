@@ -44,8 +44,10 @@ class ReportQueries:
             f" ({_RUNS_OF_THIS_FOLDER})) ORDER BY coalesce(source_row, rows.row), sent_run",
             (self.run_id, self.run_id),
         ):
-            *head, sent_in = fields
-            yield Success(*head, sent_in=Path(sent_in).name)
+            row, email, conversion_id, event_uuid, sent_at, source_row, sent_in = fields
+            yield Success(
+                row, email, conversion_id, event_uuid, sent_at, source_row, Path(sent_in).name
+            )
 
     def failures(self) -> Iterator[Failure]:
         """What is still failed in this run's reports folder: the failed rows (in doubt and held

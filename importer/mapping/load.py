@@ -66,10 +66,13 @@ def load_mapping(path: Path) -> Mapping:
             f"{name}: line 1: a mapping starts with conversion_identifier: and fields: "
             "(see mappings/example.yaml)"
         )
+    spec: MappingFile | None = None
     try:
         spec = MappingFile.model_validate(data)
     except ValidationError as exc:
         problems += pydantic_problems(exc, data, lines)
     problems += check(data, lines)
     raise_problems(name, problems)
+    if spec is None:  # cannot be: a spec that did not validate left problems, raised above
+        raise InputError(f"{name}: the mapping cannot be read")
     return Mapping(path, spec, lines)

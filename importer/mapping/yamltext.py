@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple
 
-import yaml  # type: ignore[import-untyped]  # no stubs in the project's dependencies
+import yaml
 
 from importer.errors import InputError
 from importer.mapping.schema import KeyPath

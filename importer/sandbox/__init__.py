@@ -38,9 +38,9 @@ The package: ``state`` (configuration, what it saw, the sliding-window limiter),
 handlers), ``server`` (the app, and ways to run it: in a loop, a thread, or the CLI).
 """
 
+from importer.sandbox.conversions import STATE_KEY
 from importer.sandbox.rules import MAX_BODY_BYTES
 from importer.sandbox.server import (
-    STATE_KEY,
     RunningSandbox,
     SandboxThread,
     make_app,
