@@ -12,6 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from importer import transforms as tf
 from importer.errors import InputError, RowError
 from importer.loader import open_table
 from importer.mapping import (
@@ -22,6 +23,7 @@ from importer.mapping import (
     mapping_json_schema_text,
     parse_template,
 )
+from importer.mapping.compile import compile_plan
 from importer.records import Row
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -776,6 +778,15 @@ def test_mailchimp_style_quoted_tags(tmp_path: Path) -> None:
     assert payload["tags"] == ["clientes", "leads quentes"]
 
 
+@pytest.mark.parametrize("transform", ["", ", transform: lower"])
+def test_a_separator_with_spaces_cuts_the_cell_as_written(tmp_path: Path, transform: str) -> None:
+    # trimmed before the cut, "a, b, " would end in "b," (found by the fast-path property test:
+    # the one-column shortcut cut the cell as written, the general getter the trimmed text)
+    mapping = load(tmp_path, BASIC + f'  tags: {{column: T, split: ", "{transform}}}\n')
+    assert apply(mapping, **{"E-mail": "a@b.com", "T": "a, b, "})["tags"] == ["a", "b"]
+    assert "tags" not in apply(mapping, **{"E-mail": "a@b.com", "T": ", "})
+
+
 def test_map_compares_without_case_or_accents_and_defaults(tmp_path: Path) -> None:
     mapping = load(
         tmp_path,
@@ -1354,3 +1365,241 @@ def test_apply_raises_nothing_but_row_errors(cells: dict[str, str]) -> None:
     assert payload["email"] == payload["email"].strip().lower()
     assert all(value not in ("", [], None) for value in payload.values())
     json.dumps(payload)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every shortcut of the compiled mapping (constants and one-column fields filled inline, the
+# one-column getters, the single-step converter, the map's memo) gives what the general getter
+# gives, for any cell text
+
+_POOL = ["A", "B", "Nome", "E-mail", "Aceita?"]
+_TEXT_STEPS = [name for name, info in tf.TRANSFORMS.items() if info.output == "text"]
+_MAP_KEYS = ["a", "Sim", "Não", "x1", "1310100", " "]
+_SAMPLE_CELLS = [
+    "",
+    " ",
+    "\t",
+    "sim",
+    " Não ",
+    "true",
+    "a",
+    "x1",
+    "a, ",
+    " ,a",
+    "a, b ,,c",
+    "a;b| c",
+    "(11) 98765-4321",
+    "15/03/2026",
+    "2026-03-15",
+    "1310100",
+    "a@b.com",
+    " Ana@Exemplo.COM ",
+    "linkedin.com/in/ana-s",
+    "@ana",
+    "josé DA silva",
+    '"VIP"',
+    "\u00a0a\u3000",
+]
+_PIECES = ["a", "Sim", "não", "1", " ", "\t", "\u00a0", ",", ", ", ";", "|", "@", "x.com", "/"]
+_CELL = st.sampled_from(_SAMPLE_CELLS) | st.text(max_size=12)
+# mostly a valid address: a row whose email fails shows nothing of its other fields
+_EMAIL_CELL = st.integers(0, 4).flatmap(
+    lambda n: st.sampled_from(["a@b.com", " Ana@Exemplo.COM ", "x@y.com.br"]) if n else _CELL
+)
+_COLUMNS = st.sampled_from(_POOL) | st.lists(
+    st.sampled_from(_POOL), min_size=2, max_size=3, unique=True
+)
+_SHORT_TEXT = st.text(_CHARS, min_size=1, max_size=4)
+
+
+@st.composite
+def _column_entry(draw: st.DrawFn, kind: str) -> dict[str, Any]:
+    """A valid column entry for a field of ``kind``: text, list, bool, or a legal status.
+
+    A third are bare (one column: the shapes with a getter of their own), a third take one
+    transform, a third any mix of the keys the mapping allows together.
+    """
+    shape = draw(st.sampled_from(["bare", "one step", "mixed"]))
+    entry: dict[str, Any] = {
+        "column": draw(st.sampled_from(_POOL) if shape != "mixed" else _COLUMNS)
+    }
+    if kind == "list":
+        entry["split"] = draw(st.sampled_from([",", ";", "|", " ", ", ", " | "]))
+    if shape == "bare":
+        if kind == "bool":
+            entry["transform"] = "bool"
+        return entry
+    if shape == "one step":
+        if kind == "bool":
+            entry["transform"] = "bool"
+        else:
+            entry["transform"] = draw(st.sampled_from(_TEXT_STEPS))
+        if draw(st.booleans()):
+            entry["on_invalid"] = draw(st.sampled_from(["fail", "drop"]))
+        return entry
+    return _mixed_entry(draw, kind, entry)
+
+
+def _mixed_entry(draw: st.DrawFn, kind: str, entry: dict[str, Any]) -> dict[str, Any]:
+    steps = draw(st.lists(st.sampled_from(_TEXT_STEPS), max_size=2))
+    if kind in ("bool", "status") and draw(st.booleans()):
+        steps.append("bool")
+    if kind == "bool" and "bool" not in steps:
+        steps.append("bool")  # the field takes true/false
+    if steps:
+        entry["transform"] = steps[0] if len(steps) == 1 and draw(st.booleans()) else steps
+    if "date" in steps and draw(st.booleans()):
+        entry["format"] = "yyyy-mm-dd"
+    if "bool" not in steps and draw(st.booleans()):
+        entry["pad"] = draw(st.integers(1, 9))
+    if draw(st.booleans()):
+        if "bool" in steps:
+            keys = ["true", "false"]
+        else:
+            keys = sorted(draw(st.sets(st.sampled_from(_MAP_KEYS), min_size=1)))
+        if kind == "list":  # no empty-cell key with split:
+            keys = [key for key in keys if key.strip()]
+        values = {"status": st.sampled_from(["granted", "declined"]), "bool": st.booleans()}
+        if keys:
+            entry["map"] = {key: draw(values.get(kind, _SHORT_TEXT)) for key in keys}
+    if kind == "status" and "bool" in steps and "map" not in entry:
+        entry["map"] = {"true": "granted", "false": "declined"}  # a status from yes/no
+    empty_key = any(not key.strip() for key in entry.get("map", {}))
+    choice = draw(st.sampled_from(["none", "default", "required"]))
+    if choice == "required" and not empty_key:
+        entry["required"] = True
+    elif choice == "default" and kind != "status":
+        defaults = {"list": st.lists(_SHORT_TEXT, min_size=1, max_size=2), "bool": st.booleans()}
+        entry["default"] = draw(defaults.get(kind, _SHORT_TEXT))
+    if draw(st.booleans()):
+        # a status or a yes/no kept as written would be text where a status or true/false goes
+        keep = kind not in ("status", "bool")
+        entry["on_invalid"] = draw(
+            st.sampled_from(["fail", "drop", "keep"] if keep else ["fail", "drop"])
+        )
+    if draw(st.booleans()):
+        entry["optional"] = True
+    return entry
+
+
+_OTHER_FIELDS = {
+    "name": st.sampled_from(_POOL) | _column_entry("text"),
+    "city": _column_entry("text")
+    | st.builds(lambda a, b: {"template": f"{{{a}}} {{{b}}}"}, *[st.sampled_from(_POOL)] * 2),
+    "job_title": st.sampled_from(_POOL) | st.just({"value": "CEO"}),
+    "tags": _column_entry("list") | st.just({"value": ["a", "b"]}),
+    "available_for_mailing": _column_entry("bool") | st.just({"value": True}),
+    "linkedin": st.sampled_from(_POOL)
+    | st.builds(
+        lambda c, o: {"column": c, "transform": "handle", "on_invalid": o},
+        _COLUMNS,
+        st.sampled_from(["fail", "drop", "keep"]),
+    ),
+    "cf_a": _column_entry("text") | _column_entry("list") | _column_entry("bool"),
+}
+
+
+_EMAIL_ENTRY = st.sampled_from(["E-mail", {"column": ["E-mail", "A"]}]) | st.builds(
+    lambda t: {"column": "E-mail", "transform": t}, st.sampled_from(["lower", ["strip", "unquote"]])
+)
+_IDENTIFIER_ENTRY = (
+    st.sampled_from(["feira", " feira "])
+    | st.builds(lambda c: {"column": c}, _COLUMNS)
+    | st.builds(lambda c: {"column": c, "default": "x"}, _COLUMNS)
+)
+
+
+@st.composite
+def _fast_path_mapping(draw: st.DrawFn) -> dict[str, Any]:
+    """A mapping of an email and up to three other fields (more would fail most rows early)."""
+    email = draw(_EMAIL_ENTRY)
+    names = draw(st.lists(st.sampled_from(sorted(_OTHER_FIELDS)), max_size=3, unique=True))
+    document: dict[str, Any] = {
+        "conversion_identifier": draw(_IDENTIFIER_ENTRY),
+        "fields": {"email": email, **{name: draw(_OTHER_FIELDS[name]) for name in names}},
+    }
+    if draw(st.booleans()):
+        status = draw(st.just("granted") | _column_entry("status"))
+        document["legal_bases"] = [{"type": "consent", "status": status}]
+    return document
+
+
+def _outcome(bound_mapping: BoundMapping, row: Row) -> tuple[str, ...]:
+    try:
+        payload = bound_mapping.apply(row)
+    except RowError as exc:
+        return ("error", exc.stage, exc.message)
+    # JSON tells true from 1 and a list from a tuple, where == would not
+    return ("payload", json.dumps(payload, sort_keys=True, ensure_ascii=False))
+
+
+def _assert_paths_agree(
+    document: dict[str, Any], rows: list[dict[str, str]], dropped: set[str]
+) -> None:
+    """Each row through the compiled mapping and through the general getters: one outcome."""
+    path = _tmp_dir() / "fast.yaml"
+    path.write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+    try:
+        mapping = load_mapping(path)
+    except InputError as exc:
+        raise AssertionError(f"the strategy wrote an invalid mapping: {exc}") from None
+    headers = [h for h in _POOL if h not in dropped]
+    try:
+        fast = mapping.bind(headers)
+    except InputError:  # a column the mapping needs was dropped: the whole file, then
+        headers = list(_POOL)
+        fast = mapping.bind(headers)
+    general = BoundMapping(compile_plan(mapping.spec, set(headers), fast=False), [])
+    for number, cells in enumerate(rows, start=2):  # in order: the map's memo fills up
+        row = Row(number, {h: cells[h] for h in headers})
+        assert _outcome(fast, row) == _outcome(general, row)
+
+
+def _cells(separator: str | None) -> st.SearchStrategy[dict[str, str]]:
+    """A row: any text, the shapes the transforms read, and texts made of separators."""
+    pieces = _PIECES if separator is None else [*_PIECES, *[separator] * 8]
+    cell = st.lists(st.sampled_from(pieces), max_size=6).map("".join) | _CELL
+    return st.fixed_dictionaries({h: _EMAIL_CELL if h == "E-mail" else cell for h in _POOL})
+
+
+_ONE_FIELD = st.sampled_from(["text", "list", "bool", "status", "email", "linkedin", "identifier"])
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data(), _ONE_FIELD)
+def test_each_shortcut_gives_what_the_general_getter_gives(data: st.DataObject, kind: str) -> None:
+    # one entry at a time, so a row fails on nothing else
+    document: dict[str, Any] = {"conversion_identifier": "c", "fields": {"email": "E-mail"}}
+    entry: Any
+    if kind in ("text", "list", "bool"):
+        name = {"text": "name", "list": "tags", "bool": "available_for_mailing"}[kind]
+        entries = _column_entry(kind)
+        if kind == "text":
+            entries |= st.sampled_from(_POOL)  # a bare header
+        entry = data.draw(entries)
+        document["fields"][data.draw(st.sampled_from([name, "cf_a"]))] = entry
+    elif kind == "status":
+        entry = data.draw(_column_entry("status"))
+        document["legal_bases"] = [{"type": "consent", "status": entry}]
+    elif kind == "identifier":
+        entry = data.draw(_IDENTIFIER_ENTRY)
+        document["conversion_identifier"] = entry
+    else:
+        entry = data.draw(_EMAIL_ENTRY if kind == "email" else _OTHER_FIELDS["linkedin"])
+        document["fields"][kind] = entry
+    separator = entry.get("split") if isinstance(entry, dict) else None
+    rows = data.draw(st.lists(_cells(separator), min_size=1, max_size=4))
+    _assert_paths_agree(document, rows, data.draw(st.sets(st.sampled_from(_POOL), max_size=2)))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    _fast_path_mapping(),
+    st.lists(_cells(None), min_size=1, max_size=4),
+    st.sets(st.sampled_from(_POOL), max_size=2),
+)
+def test_a_mapping_gives_what_its_general_getters_give(
+    document: dict[str, Any], rows: list[dict[str, str]], dropped: set[str]
+) -> None:
+    # the fields together: inline constants and columns, the blank row, a missing email
+    _assert_paths_agree(document, rows, dropped)

@@ -182,11 +182,16 @@ def _general_getter(
 def _reader(
     entry: ColumnEntry | TemplateEntry, present: set[str], fast: bool
 ) -> Callable[[Cells], str]:
-    """Reads an entry's trimmed text from a row's cells ("" when empty)."""
+    """Reads an entry's text from a row's cells: trimmed, or "" when empty.
+
+    A cell to split is read as written (its items are trimmed): trimmed first, ``a, b, `` cut
+    by ``", "`` would keep the last comma (``b,``).
+    """
     if isinstance(entry, TemplateEntry):
         return template_reader(entry.template)
     columns = [c for c in entry.columns if c in present]
-    if fast and len(columns) == 1:
+    as_written = entry.split is not None
+    if fast and len(columns) == 1 and not as_written:
         column = columns[0]
 
         def read_one(cells: Cells) -> str:
@@ -198,8 +203,8 @@ def _reader(
     def read_first(cells: Cells) -> str:
         for column in columns:
             value = cells.get(column)
-            if value and (value := value.strip()):
-                return value
+            if value and (text := value.strip()):
+                return value if as_written else text
         return ""
 
     return read_first
