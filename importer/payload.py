@@ -4,7 +4,8 @@ Everything here comes from ``shared/rdstation-api.md``: which field names exist,
 text, ``tags`` a list of texts, ``available_for_mailing`` a boolean, ``legal_bases`` from a fixed
 set of values, and the charset of the social-network handles. The mapping checks a mapping file
 against these rules before anything is sent and checks each row's values with them; the sandbox
-can check incoming bodies with :func:`payload_problems`, which names RD Station's error types.
+has checks of its own, independent of these, so a mistake here cannot hide from it;
+:func:`payload_problems` names RD Station's error types for the tests that hold the two together.
 
 Email addresses are validated with email-validator (no DNS) behind a fast path: the common plain
 ASCII address is accepted by a strict regex that only accepts what email-validator accepts (a

@@ -319,8 +319,3 @@ class Sender:
         self.marks.failed(item.key, failed, attempts, in_doubt=maybe_recorded)
         self.row_done()
 
-
-def default_retry(max_attempts: int, max_elapsed: float, wait: bool) -> RetryPolicy:
-    return RetryPolicy(
-        max_attempts=max_attempts, max_elapsed=max_elapsed, wait=wait, rng=random.Random()
-    )
