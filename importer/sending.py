@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import random
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
