@@ -317,4 +317,3 @@ class Sender:
             )
         self.marks.failed(item.key, failed, attempts, in_doubt=maybe_recorded)
         self.row_done()
-
