@@ -91,6 +91,9 @@ class ImportConfig:
     rows: tuple[int, int] | None = None  # only these rows (first, last: as a spreadsheet shows)
     limit: int | None = None  # only the first N data rows (a rehearsal)
     show: int = 0  # a dry run keeps the payloads of its first N rows for the report
+    # The ledger, when not the reports folder's own: watch shares one across the files it
+    # imports, so a row sent from one drop is known in the next.
+    ledger_path: Path | None = None
     tuning: Tuning = Tuning()
 
     def __post_init__(self) -> None:
@@ -190,8 +193,12 @@ async def run_import_async(
         listener.info(f"Reading {config.input_path.name}: {table.description}")
         run: _Run | None = None
         try:
-            with _exclusive(private_dir(out_dir)):
-                ledger = Ledger(out_dir / "ledger.sqlite")
+            with contextlib.ExitStack() as locks:
+                locks.enter_context(_exclusive(private_dir(out_dir)))
+                ledger_path = config.ledger_path or out_dir / "ledger.sqlite"
+                if ledger_path.parent != out_dir:  # shared by several report folders (watch)
+                    locks.enter_context(_exclusive(private_dir(ledger_path.parent), ledger_path))
+                ledger = Ledger(ledger_path)
                 try:
                     run = _Run(config, bound, table, ledger, out_dir, listener, control, early)
                     if not (config.sandbox and not config.dry_run):
@@ -270,9 +277,11 @@ async def _open_table(config: ImportConfig) -> Table:
 
 
 @contextlib.contextmanager
-def _exclusive(out_dir: Path) -> Iterator[None]:
-    """One run per output folder: two at once would send the same rows twice."""
-    fd = os.open(out_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+def _exclusive(out_dir: Path, ledger: Path | None = None) -> Iterator[None]:
+    """One run per output folder (or per shared ledger): two at once would send the same rows
+    twice."""
+    lock = out_dir / ".lock" if ledger is None else ledger.with_name(f".{ledger.name}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         os.fchmod(fd, 0o600)
         try:

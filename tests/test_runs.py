@@ -33,13 +33,9 @@ def config(tmp_path, data, mapping_path, url, **kw):
     kw.setdefault("rate", 0)
     kw.setdefault("concurrency", 4)
     kw.setdefault("tuning", Tuning(retry_wait=False))
+    kw.setdefault("out_dir", tmp_path / "out")
     return ImportConfig(
-        input_path=data,
-        mapping_path=mapping_path,
-        out_dir=tmp_path / "out",
-        api_url=url,
-        api_key=API_KEY,
-        **kw,
+        input_path=data, mapping_path=mapping_path, api_url=url, api_key=API_KEY, **kw
     )
 
 
@@ -225,3 +221,21 @@ def test_a_key_column_knows_an_edited_row_as_the_row_sent_before(tmp_path, sandb
     bad = write_mapping(tmp_path / "bad.yaml", MAPPING.format(identifier="x") + 'key: "ID"\n')
     with pytest.raises(InputError, match=r"bad.yaml: line 5: key column 'ID' is not in crm.csv"):
         run_import(config(tmp_path, data, bad, sandbox.url))
+
+
+def test_folders_sharing_a_ledger_know_what_the_other_sent(tmp_path, sandbox):
+    shared = tmp_path / "memory" / "ledger.sqlite"
+    m = mapping(tmp_path)
+    night1 = write_csv(tmp_path / "night1.csv", ["email", "nome"], people(5))
+    night2 = write_csv(tmp_path / "night2.csv", ["email", "nome"], people(7))
+    first = run_import(
+        config(tmp_path, night1, m, sandbox.url, out_dir=tmp_path / "n1", ledger_path=shared)
+    )
+    second = run_import(
+        config(tmp_path, night2, m, sandbox.url, out_dir=tmp_path / "n2", ledger_path=shared)
+    )
+    assert (first.succeeded, second.succeeded, second.skipped) == (5, 2, 5)
+    record = read_csv(tmp_path / "n2" / "successes.csv")
+    assert [r["sent_in"] for r in record] == ["night1.csv"] * 5 + ["night2.csv"] * 2
+    assert len(read_csv(tmp_path / "n1" / "successes.csv")) == 5
+    assert not (tmp_path / "n2" / "ledger.sqlite").exists()
