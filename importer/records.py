@@ -30,6 +30,14 @@ class FailureKind(enum.Enum):
     AUTH_REFUSED = "auth_refused"  # 401/403: the API key is refused: stop the run
     REJECTED = "rejected"  # other 4xx: RD Station refused this row: fail it, do not retry
     FATAL = "fatal"  # no request can succeed (TLS certificate refused): stop the run, resumable
+    # A 2xx that is not RD Station's answer (no event_uuid): whatever answered may have recorded
+    # it, so the row is in doubt, never retried. The value is the ledger's word for "in doubt".
+    UNCERTAIN = "uncertain"
+
+
+# The longest wait any answer can impose, in seconds: RD Station's windows are a minute, so a
+# server asking for more (999999999, a date in 9999) is wrong, and obeying it would hang the run.
+MAX_RETRY_AFTER = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +53,11 @@ class Failed:
     """One request did not record a conversion.
 
     ``message`` is one readable line (RD Station's own words where it gave any) and never holds
-    the API key. ``retry_after`` is seconds to wait when the server said so.
+    the API key. ``retry_after`` is seconds to wait when the server said so, at most
+    ``MAX_RETRY_AFTER``; ``retry_after_asked`` is the server's own figure when it asked for more.
+    ``reached_server`` is False only when the request surely never reached a server (refused,
+    DNS, TLS handshake, connect timeout, proxy refused the tunnel): then nothing can have been
+    recorded.
     """
 
     kind: FailureKind
@@ -53,7 +65,17 @@ class Failed:
     error_type: str
     message: str
     retry_after: float | None = None
+    retry_after_asked: float | None = None
+    reached_server: bool = True  # when unsure, assume it did: a resend could then duplicate
 
     @property
     def retryable(self) -> bool:
         return self.kind in (FailureKind.TRANSIENT, FailureKind.RATE_LIMITED)
+
+    @property
+    def maybe_recorded(self) -> bool:
+        """Whether the conversion may have been recorded anyway: the request reached a server
+        and no answer says it was not (none came, or a 2xx without RD Station's event_uuid)."""
+        return self.reached_server and (
+            self.http_status is None or self.kind is FailureKind.UNCERTAIN
+        )
