@@ -2,14 +2,24 @@
 
 Every answer becomes a plain value from ``importer.records``:
 
-    Sent(event_uuid)                     2xx: the conversion was recorded
-    Failed(kind, http_status, error_type, message, retry_after)
-      TRANSIENT      5xx, 408, connection refused / reset / DNS failure / closed, timeout
+    Sent(event_uuid)                     2xx with an event_uuid: the conversion was recorded
+    Failed(kind, http_status, error_type, message, retry_after, ..., reached_server)
+      TRANSIENT      5xx, 408, connection refused / reset / DNS failure / closed, timeout,
+                     an answer longer than RD Station ever sends
       RATE_LIMITED   429 from the gateway (the account's budget): pause everyone, retry
       LEAD_LIMITED   429 from RD Station's per-lead limiter: fail the row, try tomorrow
       AUTH_REFUSED   401, 403: the API key is refused: stop the run
       REJECTED       other 4xx: RD Station refused this row, in its own words
-      FATAL          TLS certificate not verified, API address redirects or is invalid
+      FATAL          TLS certificate not verified, API address redirects or is invalid, the
+                     proxy refuses the tunnel
+      UNCERTAIN      2xx without an event_uuid (NO_EVENT_UUID): not RD Station's answer, yet
+                     whatever answered may have recorded it
+
+``reached_server`` is False only when the request surely never left for a server (refused,
+DNS, TLS handshake, connect timeout, proxy): nothing can have been recorded. A wait a server
+asks for is capped at ``MAX_RETRY_AFTER``; an answer is read up to ``MAX_ANSWER_BYTES`` only.
+Proxies come from ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` as curl reads them; loopback
+is never proxied.
 
 No aiohttp exception leaves this module, and the API key (which travels in the URL's query
 string) appears in no message: messages are built from the exception's type and the host only,
@@ -18,12 +28,15 @@ then passed through ``redact`` as a second guard.
 
 from __future__ import annotations
 
+import contextvars
 import email.utils
 import functools
 import ipaddress
 import os
 import re
+import ssl
 import time
+import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from types import TracebackType
@@ -35,7 +48,7 @@ import orjson
 from yarl import URL
 
 from importer.errors import InputError
-from importer.records import Failed, FailureKind, Sent
+from importer.records import MAX_RETRY_AFTER, Failed, FailureKind, Sent
 
 __all__ = [
     "ConversionsClient",
@@ -50,26 +63,40 @@ CONVERSIONS_PATH = "/platform/conversions"
 REDACTED = "***"
 _MAX_MESSAGE = 1000  # a failures.csv cell, not a page: RD's lists of errors can be long
 _MAX_SNIPPET = 120
+# RD Station's answers are a few hundred bytes (an event_uuid, or a list of errors); reading
+# more than this only lets a wrong server fill memory (a 1 GB answer once took 2.6 GB).
+MAX_ANSWER_BYTES = 64 * 1024
+_MIN_CUT = 8  # forms of the key shorter than this are not also masked cut by one character
 
 _API_KEY_IN_URL = re.compile(r"(api_key=)[^&\s#\"'<>]*", re.IGNORECASE)
 
 
 def redact(text: str, secret: str) -> str:
-    """``text`` with ``secret`` (raw or URL-encoded) and any ``api_key=...`` value masked."""
-    if secret:
-        for form in _secret_forms(secret):
-            text = text.replace(form, REDACTED)
+    """``text`` with ``secret`` (in any form a server may echo it) and ``api_key=...`` masked."""
+    if secret and text:
+        text = _secret_pattern(secret).sub(REDACTED, text)
     if "api_key=" in text.lower():
         text = _API_KEY_IN_URL.sub(r"\1" + REDACTED, text)
     return text
 
 
 @functools.lru_cache(maxsize=8)
-def _secret_forms(secret: str) -> tuple[str, ...]:
-    # The key as typed, and as each encoder may have written it into a URL's query.
+def _secret_pattern(secret: str) -> re.Pattern[str]:
+    # The key as typed, as each encoder may have written it into a URL's query, every byte as
+    # a %XX escape, and as hex; each also cut by one character at either end (an echo clipped
+    # by a server or a proxy). Case is ignored: servers echo %2f for %2F, or a whole URL upper
+    # cased. Longest first, so a whole form is masked whole, not around a shorter one.
+    raw = secret.encode()
     in_yarl = URL("http://h/").with_query(k=secret).raw_query_string.removeprefix("k=")
-    forms = {secret, quote(secret, safe=""), quote_plus(secret), in_yarl}
-    return tuple(sorted((f for f in forms if f), key=len, reverse=True))
+    every_byte = "".join(f"%{byte:02X}" for byte in raw)
+    encoded = (quote(secret, safe=""), quote_plus(secret), in_yarl, every_byte, raw.hex())
+    forms: set[str] = set()
+    for form in (secret, *encoded):
+        forms.add(form)
+        if len(form) >= _MIN_CUT:
+            forms.update((form[1:], form[:-1]))
+    ordered = sorted((f for f in forms if f), key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE)
 
 
 def check_api_url(url: str) -> str:
@@ -135,6 +162,8 @@ class ConversionsClient:
 
     Use as ``async with ConversionsClient(url, key) as client: ...``. Retrying, pacing and
     deciding what a failure means for the run belong to the caller (``pipeline``).
+    ``proxy`` is the proxy requests go through (``host:port``, no credentials), else None.
+    ``tls`` replaces the system's trusted certificates (tests; a TLS-inspecting proxy's CA).
     """
 
     def __init__(
@@ -144,6 +173,7 @@ class ConversionsClient:
         *,
         timeout: float = 30.0,
         max_connections: int = 8,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if not api_key:
             raise InputError("the API key is empty; set RDSTATION_API_KEY")
@@ -151,12 +181,16 @@ class ConversionsClient:
         self._api_key = api_key
         self._timeout = timeout
         self._max_connections = max_connections
+        self._tls = tls
         # Built once: yarl parses and encodes here, not on each of thousands of requests.
         self._url = URL(self.api_url + CONVERSIONS_PATH).with_query(api_key=api_key)
         host = self._url.host or ""
         if ":" in host:
             host = f"[{host}]"
         self.host = f"{host}:{self._url.explicit_port}" if self._url.explicit_port else host
+        # Read once, not per request (aiohttp's trust_env would also read ~/.netrc each time
+        # and send its password for this host as Basic auth).
+        self._proxy, self._proxy_headers, self.proxy = _proxy_for(self._url)
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         self._session: aiohttp.ClientSession | None = None
 
@@ -167,7 +201,9 @@ class ConversionsClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 # ssl=True: the default context, certificates and host names verified.
-                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=True),
+                connector=_Connector(
+                    limit=self._max_connections, ssl=self._tls if self._tls else True
+                ),
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
             )
         return self
@@ -192,107 +228,295 @@ class ConversionsClient:
             raise RuntimeError("ConversionsClient is not open: use 'async with ConversionsClient'")
         status: int | None = None
         headers: Mapping[str, str] = {}
+        progress = _Progress()
+        _ATTEMPT.set(progress)  # this task's own context: other workers have theirs
         try:
             # No redirects: one would turn the POST into a GET and may send the body elsewhere.
             async with session.post(
-                self._url, data=body, headers=self._headers, allow_redirects=False
+                self._url,
+                data=body,
+                headers=self._headers,
+                allow_redirects=False,
+                proxy=self._proxy,
+                proxy_headers=self._proxy_headers,
             ) as resp:
                 status, headers = resp.status, resp.headers
-                raw = await resp.read()
+                raw, whole = await _read_at_most(resp.content, MAX_ANSWER_BYTES)
+                if not whole:
+                    resp.close()  # drop the connection: reading the rest is the harm
         except Exception as exc:
             # Not only ClientError: aiohttp also raises ValueError, RuntimeError... whose
             # text may hold the URL, key included. None of them may reach the caller.
             if status is None:
-                return self._failure_from_exception(exc, None)
+                return self._failure_from_exception(exc, progress)
             if 200 <= status < 300:
-                # RD Station answered 2xx, so it recorded the conversion; only the rest of the
-                # answer was lost. Resending would record it twice: count it as sent.
+                # A 2xx came, so the conversion was recorded; only the rest of the answer was
+                # lost. Resending would record it twice: count it as sent.
                 return Sent(event_uuid="", http_status=status)
             # The status alone says what kind of failure this is (a 401 still stops the run).
             failed = failure_from_response(status, headers, b"", secret=self._api_key)
             return replace(failed, message=failed.message + " (the answer was cut off)")
 
+        if not whole:
+            return self._too_long(status, headers, raw)
         if 200 <= status < 300:
-            return _sent(status, raw)
+            uuid = _event_uuid(raw)
+            if uuid is not None:
+                return Sent(event_uuid=uuid, http_status=status)
+            return self._not_rd_station(status, raw)
         return failure_from_response(status, headers, raw, secret=self._api_key)
 
-    def _failure_from_exception(self, exc: BaseException, status: int | None) -> Failed:
-        kind, error_type, message = _describe_exception(exc, self.host, self._timeout)
+    def _not_rd_station(self, status: int, raw: bytes, said: str | None = None) -> Failed:
+        # RD Station answers every conversion it records with its event_uuid. A 2xx without one
+        # comes from something else at this address (a captive portal, a catch-all proxy), and
+        # that something may have kept the request: in doubt, never retried.
+        if said is None:
+            said = _what_came(redact(raw.decode("utf-8", "replace"), self._api_key))
+        return Failed(
+            kind=FailureKind.UNCERTAIN,
+            http_status=status,
+            error_type="NO_EVENT_UUID",
+            message=_clip(
+                redact(
+                    f"{self.host} answered HTTP {status} without the event_uuid RD Station sends "
+                    f"({said}); the request reached that server, so it may have been recorded",
+                    self._api_key,
+                )
+            ),
+        )
+
+    def _too_long(self, status: int, headers: Mapping[str, str], start: bytes) -> Failed:
+        limit = f"more than {MAX_ANSWER_BYTES // 1024} KB"
+        if 200 <= status < 300:
+            return self._not_rd_station(status, start, said=f"{limit} of answer")
+        failed = failure_from_response(status, headers, start, secret=self._api_key)
+        if failed.kind is FailureKind.REJECTED:
+            # A page that long is not RD Station judging this row: worth another attempt.
+            failed = replace(failed, kind=FailureKind.TRANSIENT)
+        return replace(
+            failed,
+            message=_clip(
+                f"{failed.message} (the answer was {limit}, far longer than RD Station's; "
+                "only its start was read)"
+            ),
+        )
+
+    def _failure_from_exception(self, exc: BaseException, progress: _Progress) -> Failed:
+        # Failed while still connecting: the request never left. (A scripted session makes no
+        # connection at all: then, as after connecting, it may have reached the server.)
+        connecting = progress.connecting and not progress.connected
+        kind, error_type, message, reached = _describe_exception(
+            exc, self.host, self._timeout, self.proxy, connecting
+        )
         return Failed(
             kind=kind,
-            http_status=status,
+            http_status=None,
             error_type=error_type,
             message=redact(message, self._api_key),
+            reached_server=reached,
         )
 
 
-def _sent(status: int, raw: bytes) -> Sent:
+# How far the current task's request got, for reached_server: no server can see a request
+# before its connection (TCP, the proxy's tunnel, the TLS handshake) is made, and it is sent as
+# soon as it is. Set per request in post_conversion, read by the connector in the same task.
+_ATTEMPT: contextvars.ContextVar[_Progress | None] = contextvars.ContextVar(
+    "rd_importer_attempt", default=None
+)
+
+
+class _Progress:
+    __slots__ = ("connected", "connecting")
+
+    def __init__(self) -> None:
+        self.connecting = False
+        self.connected = False
+
+
+class _Connector(aiohttp.TCPConnector):
+    """A TCPConnector that notes, for the request being made, when its connection is ready.
+
+    (aiohttp's tracing signals say the same at ~15 µs a request; this costs well under one.)
+    """
+
+    async def connect(self, *args: Any, **kwargs: Any) -> Any:
+        progress = _ATTEMPT.get()
+        if progress is not None:
+            progress.connecting = True
+        connection = await super().connect(*args, **kwargs)
+        if progress is not None:
+            progress.connected = True
+        return connection
+
+
+async def _read_at_most(stream: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:
+    """(the body, True), or (its first ``limit`` bytes, False) when it is longer."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await stream.read(limit + 1 - size)
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)[:limit], False
+
+
+def _event_uuid(raw: bytes) -> str | None:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        data = None
+        return None
     uuid = data.get("event_uuid") if isinstance(data, dict) else None
-    # A 2xx without an event_uuid is still a recorded conversion: RD Station answers 2xx only
-    # when it accepted the event. Calling it a failure would have the row retried or re-imported
-    # from failures.csv, a duplicate conversion on the lead's timeline. So: sent, uuid unknown.
-    return Sent(event_uuid=uuid if isinstance(uuid, str) else "", http_status=status)
+    # An identifier, not a page: it goes into successes.csv as it came.
+    if isinstance(uuid, str) and 0 < len(uuid) <= 200 and uuid.isprintable():
+        return uuid
+    return None
+
+
+def _what_came(text: str) -> str:
+    """A short description of an answer that is not RD Station's: ``an empty body``, ``a JSON
+    body: {"status": "ok"}``, ``a non-JSON body: Welcome to the hotel's Wi-Fi``."""
+    if not text.strip():
+        return "an empty body"
+    if _json_or_none(text.encode()) is not None:
+        line = _one_line(text)
+        clipped = line if len(line) <= _MAX_SNIPPET else line[: _MAX_SNIPPET - 1] + "…"
+        return f"a JSON body: {clipped}"
+    return _no_detail(text.encode(), None)
+
+
+def _proxy_for(url: URL) -> tuple[URL | None, dict[str, str] | None, str | None]:
+    """(proxy URL, headers for it, ``host:port`` to show) from the environment for ``url``.
+
+    ``HTTPS_PROXY`` / ``HTTP_PROXY`` (or lower case) less ``NO_PROXY``, read as curl and
+    ``requests`` read them. Never for loopback: the sandbox is on this machine, and a proxy
+    would reach its own loopback instead. Through a proxy, an https request is a CONNECT tunnel:
+    the proxy sees ``host:443``, never the URL and its API key.
+    """
+    host = url.host or ""
+    if _is_loopback(host):
+        return None, None, None
+    address = urllib.request.getproxies().get(url.scheme)
+    if not address or urllib.request.proxy_bypass(host):
+        return None, None, None
+    variable = f"{url.scheme.upper()}_PROXY"
+    if "://" not in address:
+        address = "http://" + address  # "proxy:3128", as curl reads it
+    try:
+        proxy = URL(address)
+        port = proxy.port
+    except ValueError:
+        proxy, port = None, None
+    if proxy is None or not proxy.host or port is None:
+        raise InputError(f"{variable}: not a proxy address; give one like http://proxy:3128")
+    shown = f"{proxy.host}:{port}"
+    if proxy.scheme != "http":
+        raise InputError(
+            f"{variable}={proxy.scheme}://{shown}: only http:// proxies are supported; give "
+            f"http://{shown} (requests to RD Station stay encrypted inside the tunnel)"
+        )
+    # Sent to the proxy only (in CONNECT), never with the request inside the tunnel.
+    auth = None
+    if proxy.user:
+        auth = {"Proxy-Authorization": aiohttp.encode_basic_auth(proxy.user, proxy.password or "")}
+    return proxy.with_user(None), auth, shown
 
 
 def _describe_exception(
-    exc: BaseException, host: str, timeout: float
-) -> tuple[FailureKind, str, str]:
-    """Kind, error_type and message for a failed request, never from ``str(exc)``.
+    exc: BaseException, host: str, timeout: float, proxy: str | None, connecting: bool
+) -> tuple[FailureKind, str, str, bool]:
+    """Kind, error_type, message and reached_server for a failed request, never from ``str(exc)``.
 
     ``str()`` of aiohttp's exceptions often holds the full URL, and with it the API key.
     Only the host, the exception's type and OS / TLS reason texts (which hold no URL) are used.
+    ``connecting``: the request was still being connected when it failed.
     """
     transient = FailureKind.TRANSIENT
+    via = f" through the proxy {proxy}" if proxy else ""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         reason = _tls_reason(exc.certificate_error)
         return (
             FailureKind.FATAL,
             "TLS_CERTIFICATE",
             f"TLS certificate of {host} could not be verified: {reason}",
+            False,
         )
     if isinstance(exc, aiohttp.ClientSSLError):
         # A failed handshake other than the certificate (e.g. https to a plain-http port)
         # gets a few retries like any connection error, then fails the row with this reason.
         reason = _tls_reason(getattr(exc, "os_error", exc))
-        return transient, "TLS_ERROR", f"TLS handshake with {host} failed: {reason}"
+        return transient, "TLS_ERROR", f"TLS handshake with {host}{via} failed: {reason}", False
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        # The proxy answered CONNECT with an error: 407 (credentials) and 403 (a destination it
+        # does not allow) will answer every row the same; 502/503 may pass.
+        status = exc.status
+        blocked = status in (403, 407)
+        hint = (
+            "; give its user and password in HTTPS_PROXY, or exclude the host with NO_PROXY"
+            if blocked
+            else ""
+        )
+        return (
+            FailureKind.FATAL if blocked else transient,
+            "PROXY_REFUSED",
+            f"the proxy {proxy} refused the tunnel to {host} (HTTP {status}){hint}",
+            False,
+        )
     if isinstance(exc, TimeoutError):
-        return transient, "TIMEOUT", f"no answer from {host} within {timeout:g} s"
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        if connecting or isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return (
+                transient,
+                "TIMEOUT",
+                f"could not connect to {host}{via} within {timeout:g} s",
+                False,
+            )
+        return transient, "TIMEOUT", f"no answer from {host} within {timeout:g} s", True
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
         return (
             transient,
             "CONNECTION_ERROR",
-            f"could not resolve the host {host}{_os_reason(exc.os_error)}",
+            f"could not connect to the proxy {proxy}{_os_reason(exc.os_error)}",
+            False,
+        )
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        # With a proxy, only the proxy's own name is looked up here.
+        name = proxy.rpartition(":")[0] if proxy else host
+        return (
+            transient,
+            "CONNECTION_ERROR",
+            f"could not resolve the host {name}{_os_reason(exc.os_error)}",
+            False,
         )
     if isinstance(exc, aiohttp.ClientConnectorError):
         return (
             transient,
             "CONNECTION_ERROR",
-            f"could not connect to {host}{_os_reason(exc.os_error)}",
+            f"could not connect to {host}{via}{_os_reason(exc.os_error)}",
+            False,
         )
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return transient, "CONNECTION_ERROR", f"{host} closed the connection before answering"
-    if isinstance(exc, OSError):
-        return transient, "CONNECTION_ERROR", f"the connection to {host} failed{_os_reason(exc)}"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return transient, "CONNECTION_ERROR", f"the answer from {host} was cut off"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        # Raised while parsing an answer that is not valid HTTP (no redirects are followed).
-        return transient, "CONNECTION_ERROR", f"the answer from {host} was not valid HTTP"
     if isinstance(exc, aiohttp.InvalidURL):
         return (
             FailureKind.FATAL,
             "INVALID_URL",
             "the API address is not a valid URL; check --api-url",
+            False,
         )
-    return (
-        transient,
-        "CONNECTION_ERROR",
-        f"the request to {host} failed ({type(exc).__name__})",
-    )
+    # From here the request may have gone out (a reset after sending): unless aiohttp said it
+    # was still connecting, assume it reached the server.
+    reached = not connecting
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        message = f"{host} closed the connection before answering"
+    elif isinstance(exc, OSError):
+        message = f"the connection to {host} failed{_os_reason(exc)}"
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        message = f"the answer from {host} was cut off"
+    elif isinstance(exc, aiohttp.ClientResponseError):
+        # Raised while parsing an answer that is not valid HTTP (no redirects are followed).
+        message = f"the answer from {host} was not valid HTTP"
+    else:
+        message = f"the request to {host} failed ({type(exc).__name__})"
+    return transient, "CONNECTION_ERROR", message, reached
 
 
 def _os_reason(err: BaseException) -> str:
@@ -342,10 +566,11 @@ def failure_from_response(
         body = redact(body.decode("utf-8", "replace"), secret).encode()
     errors = list(_rd_errors(data)) if data is not None else []
     rd_type = next((t for _, t, _ in errors if t), None)
-    retry_after = _retry_after(headers, now)
+    asked = _retry_after(headers, now)
+    retry_after = None if asked is None else min(asked, MAX_RETRY_AFTER)
 
     if status == 429:
-        failed = _too_many_requests(data, errors, retry_after, body)
+        failed = _too_many_requests(data, errors, asked, body)
     elif status in (401, 403):
         failed = Failed(
             kind=FailureKind.AUTH_REFUSED,
@@ -360,6 +585,8 @@ def failure_from_response(
         failed = _other_status(status, errors, body, data, retry_after)
         if rd_type:
             failed = replace(failed, error_type=rd_type)
+    if failed.retry_after is not None and asked is not None and asked > MAX_RETRY_AFTER:
+        failed = replace(failed, retry_after_asked=asked)
     # Redact before clipping: a clip through the middle of the key would leave part of it.
     return replace(failed, message=_clip(redact(failed.message, secret)))
 
@@ -402,7 +629,7 @@ def _status_said(
 def _too_many_requests(
     data: Any,
     errors: list[tuple[str | None, str | None, str]],
-    retry_after: float | None,
+    asked: float | None,
     body: bytes,
 ) -> Failed:
     said = data.get("error") if isinstance(data, dict) else None
@@ -423,14 +650,18 @@ def _too_many_requests(
                 "was not recorded: the row can be resumed tomorrow"
             ),
         )
-    wait = f"; it asks to wait {retry_after:g} s" if retry_after is not None else ""
+    wait = ""
+    if asked is not None:
+        wait = f"; it asks to wait {_seconds_text(asked)}"
+        if asked > MAX_RETRY_AFTER:
+            wait += f", waiting {MAX_RETRY_AFTER:g} s instead (the longest wait obeyed)"
     return Failed(
         kind=FailureKind.RATE_LIMITED,
         http_status=429,
         error_type="RATE_LIMITED",
         message=f"RD Station's request limit for this account was reached "
         f"({_status_said(429, errors, body, data)}){wait}",
-        retry_after=retry_after,
+        retry_after=None if asked is None else min(asked, MAX_RETRY_AFTER),
     )
 
 
@@ -574,6 +805,13 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
         lower = name.lower()
         value = next((v for k, v in headers.items() if k.lower() == lower), None)
     return value
+
+
+def _seconds_text(seconds: float) -> str:
+    """``45 s``, ``999,999,999 s``; a wait past any calendar, ``1.0e+308 s``."""
+    if seconds < 1e6:
+        return f"{seconds:g} s"
+    return f"{seconds:,.0f} s" if seconds < 1e12 else f"{seconds:.1e} s"
 
 
 def _duration(seconds: int) -> str:

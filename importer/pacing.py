@@ -27,6 +27,13 @@ Adapting (AIMD, as TCP does)
     slot was granted before the last signal changes nothing; reported from elsewhere, 429s
     within a short grace after the pause count as the same burst.
 
+Always slowing down
+    A 429 always pauses for at least a backoff that doubles with each 429 in a row (capped at
+    the window), paced or not, whatever the server says: a ``Retry-After`` of 0, -5 or NaN, or
+    an HTML page without one, must not let workers send again at once (unpaced, that once made
+    tens of thousands of requests a minute). A longer ``Retry-After`` is obeyed up to
+    ``MAX_RETRY_AFTER``. Any accepted answer resets the doubling.
+
 Call ``acquire()`` before every request (retries included), then from the same task report its
 answer: ``on_rate_limited`` for the gateway's 429 (``FailureKind.RATE_LIMITED``), ``on_accepted``
 for any other answer. ``per_minute`` counts requests per ``window`` (a minute by default); ``0``
@@ -43,6 +50,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from importer.errors import InputError
+from importer.records import MAX_RETRY_AFTER
 
 GUARD_SHARE = 1 / 120  # of the window, added to the span of N slots (0.5 s a minute)
 SAFETY_MARGIN = 0.03  # how far below the server's measured allowance the pace drops on a 429
@@ -88,6 +96,8 @@ class RateBudget:
         self._pause_until = -math.inf
         self._signal_at = -math.inf  # when the last 429 that counted arrived
         self._strikes = 0  # 429s that counted since the last accepted answer
+        self._grants = 0
+        self._signal_grant = 0  # grants numbered from here on were made after the last signal
         if self._unpaced:
             return
         self._span = window * (1 + GUARD_SHARE)
@@ -97,8 +107,6 @@ class RateBudget:
         # The last sends, newest last: as many as any window may ever hold.
         self._recent_sends: deque[float] = deque(maxlen=max(1, math.floor(per_minute)))
         self._accepted: deque[float] = deque()  # accepted answers within the last window
-        self._grants = 0
-        self._signal_grant = 0  # grants numbered from here on were made after the last signal
         self._lock = asyncio.Lock()  # one waiter at a time owns the next slot; FIFO
 
     @property
@@ -126,6 +134,9 @@ class RateBudget:
             if self._pause_until != -math.inf:
                 while (left := self._pause_until - self._clock()) > 0:
                     await self._sleep(left)
+            # Tagged like a paced grant: the 429s of requests sent before a pause are one signal.
+            _last_grant.set((id(self), self._grants))
+            self._grants += 1
             return
         async with self._lock:
             # Re-read the clock after every sleep: a 429 may have paused everyone meanwhile.
@@ -156,21 +167,24 @@ class RateBudget:
             self._set_rate(min(self._ceiling, self._rate + RECOVERY_SHARE * (1 + quiet)))
 
     def on_rate_limited(self, retry_after: float | None) -> None:
-        """The gateway answered 429: pause every waiter, and slow down once per burst."""
+        """The gateway answered 429: pause every waiter, and slow down once per burst.
+
+        ``retry_after`` is what the server asked, if anything: obeyed up to ``MAX_RETRY_AFTER``,
+        and never taken as leave to skip the backoff (0, negative or NaN is no wait at all).
+        """
         now = self._clock()
-        if retry_after is not None and not (math.isfinite(retry_after) and retry_after >= 0):
-            retry_after = None
+        asked = 0.0
+        if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
+            asked = min(retry_after, MAX_RETRY_AFTER)
         if not self._is_new_signal(now):
-            if retry_after is not None:
-                self._pause_until = max(self._pause_until, now + retry_after)
+            self._pause_until = max(self._pause_until, now + asked)
             return
         self._strikes += 1
         self._signal_at = now
+        self._signal_grant = self._grants
         if not self._unpaced:
-            self._signal_grant = self._grants
             self._slow_down(now)
-        pause = retry_after if retry_after is not None else self._backoff(now)
-        self._pause_until = max(self._pause_until, now + pause)
+        self._pause_until = max(self._pause_until, now + max(asked, self._backoff(now)))
 
     # -- inside ---------------------------------------------------------------------------------
 
@@ -199,7 +213,7 @@ class RateBudget:
 
     def _is_new_signal(self, now: float) -> bool:
         grant = _last_grant.get()
-        if not self._unpaced and grant is not None and grant[0] == id(self):
+        if grant is not None and grant[0] == id(self):
             return grant[1] >= self._signal_grant
         return now >= max(self._pause_until, self._signal_at) + STALE_GRACE
 
@@ -209,7 +223,7 @@ class RateBudget:
         self._set_rate(max(self._floor, min(self._rate, allowed) * (1 - SAFETY_MARGIN)))
 
     def _backoff(self, now: float) -> float:
-        """How long to pause when the server does not say."""
+        """The least pause after a 429 that counts, whatever the server said."""
         doubling = 2.0 ** min(self._strikes - 1, 16)
         if self._unpaced:
             return min(self._window, UNPACED_BACKOFF * doubling)

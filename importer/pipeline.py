@@ -47,6 +47,7 @@ from importer.report import (
 )
 from importer.retry import RetryPolicy
 from importer.sending import PendingRows, RunControl, Sender
+from importer.stop_rules import StopRules
 
 __all__ = ["ImportConfig", "Listener", "RunControl", "RunReport", "Tuning", "run_import"]
 
@@ -467,6 +468,8 @@ class _Run:
                 stop_grace=tuning.stop_grace,
                 now=utc_now,
                 row_done=self._row_done,
+                rules=StopRules(api_url=api_url, concurrency=config.concurrency),
+                warn=lambda kind, message: self._warn(message, kind=kind),
             )
             await self.sender.run()
         if not reader.done():  # stopped early: the reader still records, so reports are whole

@@ -49,6 +49,9 @@ class FailureKind(enum.Enum):
     AUTH_REFUSED = "auth_refused"  # 401/403: the API key is refused: stop the run
     REJECTED = "rejected"  # other 4xx: RD Station refused this row: fail it, do not retry
     FATAL = "fatal"  # no request can succeed (TLS certificate refused): stop the run, resumable
+    # A 2xx that is not RD Station's answer (no event_uuid): whatever answered may have recorded
+    # it, so the row is in doubt, never retried. The value is the ledger's word for "in doubt".
+    UNCERTAIN = "uncertain"
 
     @property
     def retry_now(self) -> bool:
@@ -58,10 +61,14 @@ class FailureKind(enum.Enum):
     @property
     def resend_next_run(self) -> bool:
         """A row that failed so is sent again by the next run: the cause was on the way (the
-        network, the budget, the key, a lead's daily limit), not in the row."""
-        return self is not FailureKind.REJECTED
+        network, the budget, the key, a lead's daily limit), not in the row. (A row that may
+        have been recorded is in doubt instead: ``intake.RESUME_RULES`` decides.)"""
+        return self not in (FailureKind.REJECTED, FailureKind.UNCERTAIN)
 
 
+# The longest wait any answer can impose, in seconds: RD Station's windows are a minute, so a
+# server asking for more (999999999, a date in 9999) is wrong, and obeying it would hang the run.
+MAX_RETRY_AFTER = 300.0
 _RETRY_NOW = frozenset({FailureKind.TRANSIENT, FailureKind.RATE_LIMITED})
 
 
@@ -78,7 +85,11 @@ class Failed:
     """One request did not record a conversion.
 
     ``message`` is one readable line (RD Station's own words where it gave any) and never holds
-    the API key. ``retry_after`` is seconds to wait when the server said so.
+    the API key. ``retry_after`` is seconds to wait when the server said so, at most
+    ``MAX_RETRY_AFTER``; ``retry_after_asked`` is the server's own figure when it asked for more.
+    ``reached_server`` is False only when the request surely never reached a server (refused,
+    DNS, TLS handshake, connect timeout, proxy refused the tunnel): then nothing can have been
+    recorded.
     """
 
     kind: FailureKind
@@ -86,3 +97,13 @@ class Failed:
     error_type: str
     message: str
     retry_after: float | None = None
+    retry_after_asked: float | None = None
+    reached_server: bool = True  # when unsure, assume it did: a resend could then duplicate
+
+    @property
+    def maybe_recorded(self) -> bool:
+        """Whether the conversion may have been recorded anyway: the request reached a server
+        and no answer says it was not (none came, or a 2xx without RD Station's event_uuid)."""
+        return self.reached_server and (
+            self.http_status is None or self.kind is FailureKind.UNCERTAIN
+        )

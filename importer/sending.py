@@ -3,8 +3,9 @@
     Sender(transport, ...).run()     concurrency workers take pending rows in file order; each
                                      waits for the rate budget, marks its row in flight (durably),
                                      sends it through ``transport`` and records the answer
-    RunControl                       whether the run is stopping and why; signals; the streak of
-                                     rows RD Station could not be reached for
+    RunControl                       whether the run is stopping and why; signals
+    stop_rules.StopRules             when the answers of many rows say the trouble is not the
+                                     rows (unreachable, silent, a wrong address, not RD Station)
 
 ``transport`` is any ``async (body) -> Sent | Failed``: the run passes its client's
 ``post_conversion``, tests a plain function. What a failure means for the row is its kind's
@@ -25,6 +26,7 @@ from importer.ledger import Ledger, Marks, Pending
 from importer.pacing import RateBudget
 from importer.records import Failed, FailureKind, Sent
 from importer.retry import RetryPolicy
+from importer.stop_rules import StopRules
 
 Transport = Callable[[bytes], Awaitable[Sent | Failed]]
 FETCH = 256  # pending rows the workers take from the ledger at a time
@@ -43,7 +45,6 @@ class RunControl:
         self.sending = False  # requests may be in flight: a stop must let them finish
         self.reporting = False  # sending is over; the run is writing its reports
         self.requesting: set[asyncio.Task[object]] = set()  # workers waiting on an answer
-        self.unreachable = 0  # rows in a row that RD Station could not be reached for
         self._on_stop: list[Callable[[], None]] = []
 
     def stopped(self) -> bool:
@@ -70,17 +71,6 @@ class RunControl:
 
     def on_stop(self, wake: Callable[[], None]) -> None:
         self._on_stop.append(wake)
-
-    def count_unreachable(self, failed: Failed, concurrency: int) -> None:
-        """Stop when RD Station has been unreachable for many rows in a row: failing the whole
-        file one row at a time would only spend hours of retries."""
-        self.unreachable += 1
-        limit = max(10, 2 * concurrency)
-        if self.unreachable >= limit:
-            self.abort(
-                f"RD Station could not be reached for {limit} rows in a row "
-                f"(last: {failed.message}); run the same command later to resume"
-            )
 
     @contextlib.contextmanager
     def signals(self) -> Iterator[None]:
@@ -176,6 +166,8 @@ class Sender:
         stop_grace: float,
         now: Callable[[], str],
         row_done: Callable[[], None],
+        rules: StopRules,
+        warn: Callable[[str, str], None] = lambda kind, message: None,
     ) -> None:
         self.transport = transport
         self.rows = rows
@@ -187,6 +179,8 @@ class Sender:
         self.stop_grace = stop_grace
         self.now = now
         self.row_done = row_done
+        self.rules = rules
+        self.warn = warn  # (kind, message): said once per kind, kept in the report
         self.stats = SendStats()
         self.lead_limited: set[str] = set()  # emails RD Station's per-lead limit refused
 
@@ -200,6 +194,8 @@ class Sender:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            for key in self.rules.rows_to_send_again:  # a wrong address, not the rows
+                self.marks.send_again(str(key))
             self.marks.flush()
 
     async def _wait_for(self, workers: list[asyncio.Task[None]]) -> None:
@@ -265,24 +261,38 @@ class Sender:
                 if isinstance(result, Sent):
                     marks.sent(item.key, result.event_uuid, self.now(), attempts)
                     budget.on_accepted()
-                    control.unreachable = 0
+                    self.rules.on_sent()
                     self.row_done()
                     return
                 answered = result.http_status is not None
-                maybe_recorded = maybe_recorded or not answered
-                if result.kind is FailureKind.RATE_LIMITED:
+                maybe_recorded = maybe_recorded or result.maybe_recorded
+                if result.retry_after_asked is not None:
+                    self.warn(
+                        "long_wait",
+                        f"the server asked to wait {result.retry_after_asked:,.0f} s; "
+                        f"waiting {result.retry_after:,.0f} s at most instead",
+                    )
+                limited = result.kind is FailureKind.RATE_LIMITED
+                retry = limited or (
+                    result.kind.retry_now
+                    and not control.stopped()
+                    and self.retry.should_retry(tries, time.monotonic() - first_at)
+                )
+                reason = self.rules.on_failed(result, last_attempt=not retry, row=item.key)
+                if reason is not None:
+                    control.abort(reason)
+                if limited:
                     stats.rate_limited_answers += 1
                     budget.on_rate_limited(result.retry_after)
                     marks.pending(item.key)
                     tries -= 1
                     continue
                 budget.on_accepted()
-                retry = result.kind.retry_now and not control.stopping
-                if retry and self.retry.should_retry(tries, time.monotonic() - first_at):
+                if retry and not control.stopped():
                     stats.retries += 1
-                    if answered:
+                    if answered or not result.reached_server:
                         marks.pending(item.key)
-                    await asyncio.sleep(self.retry.delay(tries))
+                    await asyncio.sleep(max(self.retry.delay(tries), result.retry_after or 0))
                     continue
                 self._give_up(item, result, attempts, maybe_recorded)
                 return
@@ -292,19 +302,16 @@ class Sender:
             raise
 
     def _give_up(self, item: Pending, result: Failed, attempts: int, maybe_recorded: bool) -> None:
-        """The row's last attempt failed: what that means for the row and for the run."""
-        kind, control = result.kind, self.control
-        if kind.retry_now:  # transient, out of tries
-            self._failed(item, result, attempts, maybe_recorded=maybe_recorded)
-            control.count_unreachable(result, self.concurrency)
-        elif kind in (FailureKind.AUTH_REFUSED, FailureKind.FATAL):
-            self.marks.pending(item.key)  # refused: nothing recorded
-            control.abort(result.message)
-        else:
-            if kind is FailureKind.LEAD_LIMITED:
-                self.lead_limited.add(item.email)
-            control.unreachable = 0
-            self._failed(item, result, attempts)
+        """The row's last attempt failed: what that means for the row."""
+        kind = result.kind
+        if kind in (FailureKind.AUTH_REFUSED, FailureKind.FATAL) or (
+            self.control.stopping and not maybe_recorded and kind.retry_now
+        ):
+            self.marks.pending(item.key)  # refused, or stopped with nothing recorded: to send
+            return
+        if kind is FailureKind.LEAD_LIMITED:
+            self.lead_limited.add(item.email)
+        self._failed(item, result, attempts, maybe_recorded=maybe_recorded)
 
     def _failed(
         self, item: Pending, failed: Failed, attempts: int, *, maybe_recorded: bool = False

@@ -11,6 +11,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import aiohttp
 import orjson
@@ -22,6 +23,7 @@ from yarl import URL
 
 from helpers import ScriptedResponse, self_signed_tls
 from importer.client import (
+    MAX_ANSWER_BYTES,
     ConversionsClient,
     check_api_url,
     conversion_body,
@@ -29,7 +31,7 @@ from importer.client import (
     redact,
 )
 from importer.errors import InputError
-from importer.records import Failed, FailureKind, Sent
+from importer.records import MAX_RETRY_AFTER, Failed, FailureKind, Sent
 from importer.sandbox import SandboxConfig, running_sandbox
 
 KEY = "k3y-Sup3rSecret-0123456789abcdef"
@@ -511,12 +513,44 @@ async def test_success_sends_the_body_to_the_keyed_url_as_json() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw",
-    [b'{"status": "ok"}', b"", b"OK", b'["x"]', b'{"event_uuid": null}', b'{"event_uuid": 7}'],
+    ("status", "raw", "came"),
+    [
+        (200, b'{"status": "ok"}', 'a JSON body: {"status": "ok"}'),
+        (200, b"", "an empty body"),
+        (204, b" \r\n", "an empty body"),
+        (200, b"OK", "a non-JSON body: OK"),
+        (200, b'["x"]', 'a JSON body: ["x"]'),
+        (200, b'{"event_uuid": null}', 'a JSON body: {"event_uuid": null}'),
+        (200, b'{"event_uuid": 7}', 'a JSON body: {"event_uuid": 7}'),
+        (200, b'{"event_uuid": ""}', 'a JSON body: {"event_uuid": ""}'),
+        (201, b'{"event_uuid": "a\\nb"}', 'a JSON body: {"event_uuid": "a\\nb"}'),
+        (
+            200,
+            b"<html><head><title>Hotel Wi-Fi: log in</title></head><body>...</body></html>",
+            "a non-JSON body: Hotel Wi-Fi: log in",
+        ),
+        (
+            200,
+            f'{{"echo": "/platform/conversions?api_key={KEY}", "also": "{KEY.upper()}"}}'.encode(),
+            'a JSON body: {"echo": "/platform/conversions?api_key=***", "also": "***"}',
+        ),
+        (200, b'{"pad": "' + b"x" * 500 + b'"}', 'a JSON body: {"pad": "' + "x" * 110 + "…"),
+    ],
 )
-async def test_2xx_without_an_event_uuid_counts_as_sent(raw: bytes) -> None:
-    # RD Station recorded it: a retry, or a re-import from failures.csv, would duplicate it.
-    assert await post_once(answer(200, raw=raw)) == Sent("", 200)
+async def test_2xx_without_an_event_uuid_is_in_doubt_not_sent(
+    status: int, raw: bytes, came: str
+) -> None:
+    # Not RD Station's answer (a captive portal, a catch-all proxy): counting it as sent would
+    # mark rows sent that no one recorded; retrying could record them twice. In doubt.
+    result = await post_once(answer(status, raw=raw))
+    assert result == Failed(
+        FailureKind.UNCERTAIN,
+        status,
+        "NO_EVENT_UUID",
+        f"api.rd.services answered HTTP {status} without the event_uuid RD Station sends "
+        f"({came}); the request reached that server, so it may have been recorded",
+    )
+    assert result.reached_server and result.maybe_recorded and not result.kind.retry_now
 
 
 async def test_201_with_uuid_is_sent() -> None:
@@ -551,67 +585,88 @@ _REQUEST_INFO = aiohttp.RequestInfo(KEYED_URL, "POST", None, KEYED_URL)  # type:
 
 
 @pytest.mark.parametrize(
-    ("exc", "error_type", "message"),
+    ("exc", "error_type", "message", "reached"),
     [
         (
             aiohttp.ServerDisconnectedError(),
             "CONNECTION_ERROR",
             "api.rd.services closed the connection before answering",
+            True,
         ),
         (
             aiohttp.ClientOSError(104, "Connection reset by peer"),
             "CONNECTION_ERROR",
             "the connection to api.rd.services failed (connection reset by peer)",
+            True,
         ),
         (
             aiohttp.ClientConnectionResetError("Cannot write to closing transport"),
             "CONNECTION_ERROR",
             "the connection to api.rd.services failed (connection reset)",
+            True,
         ),
         (
             ConnectionResetError(104, "Connection reset by peer"),
             "CONNECTION_ERROR",
             "the connection to api.rd.services failed (connection reset by peer)",
+            True,
         ),
-        (TimeoutError(), "TIMEOUT", "no answer from api.rd.services within 30 s"),
+        (TimeoutError(), "TIMEOUT", "no answer from api.rd.services within 30 s", True),
         (
             aiohttp.SocketTimeoutError(f"Timeout on reading data from {KEYED_URL}"),
             "TIMEOUT",
             "no answer from api.rd.services within 30 s",
+            True,
+        ),
+        (
+            aiohttp.ConnectionTimeoutError(f"Connection timeout to host {KEYED_URL}"),
+            "TIMEOUT",
+            "could not connect to api.rd.services within 30 s",
+            False,
         ),
         (
             aiohttp.ClientConnectorDNSError(_CONN_KEY, OSError(-2, "Name or service not known")),
             "CONNECTION_ERROR",
             "could not resolve the host api.rd.services (name or service not known)",
+            False,
         ),
         (
             aiohttp.ClientConnectorError(_CONN_KEY, ConnectionRefusedError(111, "refused")),
             "CONNECTION_ERROR",
             "could not connect to api.rd.services (connection refused)",
+            False,
         ),
         (
             aiohttp.ClientPayloadError(f"Response payload is not completed for {KEYED_URL}"),
             "CONNECTION_ERROR",
             "the answer from api.rd.services was cut off",
+            True,
         ),
         (
             aiohttp.ClientResponseError(_REQUEST_INFO, (), status=0, message=str(KEYED_URL)),
             "CONNECTION_ERROR",
             "the answer from api.rd.services was not valid HTTP",
+            True,
         ),
         (
             aiohttp.ClientConnectorSSLError(_CONN_KEY, ssl.SSLError(1, "WRONG_VERSION_NUMBER")),
             "TLS_ERROR",
             "TLS handshake with api.rd.services failed: WRONG_VERSION_NUMBER",
+            False,
         ),
     ],
 )
 async def test_network_failures_are_transient_and_keyless(
-    exc: BaseException, error_type: str, message: str
+    exc: BaseException, error_type: str, message: str, reached: bool
 ) -> None:
+    # reached_server: False only where the request surely never left (connecting failed);
+    # otherwise it may have been recorded.
     result = await post_once(raising(exc))
-    assert result == Failed(FailureKind.TRANSIENT, None, error_type, message)
+    assert result == Failed(
+        FailureKind.TRANSIENT, None, error_type, message, reached_server=reached
+    )
     assert result.kind.retry_now
+    assert result.maybe_recorded is reached
 
 
 async def test_invalid_url_is_fatal_and_keyless() -> None:
@@ -623,6 +678,7 @@ async def test_invalid_url_is_fatal_and_keyless() -> None:
         None,
         "INVALID_URL",
         "the API address is not a valid URL; check --api-url",
+        reached_server=False,
     )
 
 
@@ -697,7 +753,9 @@ async def test_connection_refused() -> None:
         None,
         "CONNECTION_ERROR",
         f"could not connect to 127.0.0.1:{port} (connection refused)",
+        reached_server=False,
     )
+    assert not result.maybe_recorded
     assert_no_key(result, result.message)
 
 
@@ -806,6 +864,7 @@ async def test_self_signed_tls_certificate_is_refused_as_fatal(tmp_path: Path) -
         result.message,
     )
     assert not result.kind.retry_now
+    assert not result.reached_server
     assert_no_key(result, result.message)
 
 
@@ -817,6 +876,7 @@ async def test_https_to_a_plain_http_port_is_a_tls_error(tmp_path: Path) -> None
             result = await client.post_conversion(BODY)
     assert isinstance(result, Failed)
     assert (result.kind, result.error_type) == (FailureKind.TRANSIENT, "TLS_ERROR")
+    assert not result.reached_server  # the handshake failed: no request went out
     assert result.message.startswith(f"TLS handshake with {https_url[8:]} failed: ")
     assert_no_key(result, result.message)
 
@@ -885,3 +945,480 @@ async def test_sandbox_refused_key_rate_limit_and_faults() -> None:
         assert result.kind is FailureKind.TRANSIENT
         assert error_type is None or result.error_type == error_type
         assert_no_key(result, result.message)
+
+
+# --- the network lies (issue 18) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        KEY.upper(),
+        KEY.lower(),
+        KEY.encode().hex(),
+        KEY.encode().hex().upper(),
+        "".join(f"%{b:02x}" for b in KEY.encode()),  # every byte escaped, lower case
+        "".join(f"%{b:02X}" for b in KEY.encode()),
+        KEY[:-1],  # cut by one character at either end
+        KEY[1:],
+        KEY.upper()[:-1],
+        KEY.encode().hex()[1:],
+    ],
+)
+def test_redact_catches_the_key_as_servers_echo_it(echo: str) -> None:
+    masked = redact(f"GET /x?token={echo}&x=1 said: {echo}.", KEY)
+    assert masked == "GET /x?token=***&x=1 said: ***."
+
+
+def test_redact_catches_lower_case_percent_escapes_of_an_odd_key() -> None:
+    odd_key = "SECRET/+ &=?%x-123"
+    for echo in (quote(odd_key, safe="").lower(), quote_plus(odd_key).lower(), odd_key.upper()):
+        assert redact(f"<{echo}>", odd_key) == "<***>", echo
+
+
+def test_redact_cuts_only_keys_long_enough_to_cut() -> None:
+    # A seven-character secret cut by one would be six common characters: not masked alone.
+    assert redact("abcdef and abcdefg", "abcdefg") == "abcdef and ***"
+
+
+@pytest.mark.parametrize(
+    ("headers", "asked", "told"),
+    [
+        ({"Retry-After": "999999999"}, 999999999.0, "999,999,999 s"),
+        ({"Retry-After": "1e308"}, 1e308, "1.0e+308 s"),
+        ({"Retry-After": "Fri, 31 Dec 9999 23:59:59 GMT"}, None, None),
+        ({"retry-after-quotas": "301"}, 301.0, "301 s"),
+    ],
+)
+def test_an_absurd_retry_after_is_capped_and_what_was_asked_kept(
+    headers: dict[str, str], asked: float | None, told: str | None
+) -> None:
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp()
+    if asked is None:  # the date: seconds from now to 9999
+        asked = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC).timestamp() - now
+        told = f"{asked:,.0f} s"
+    failed = failure_from_response(429, headers, orjson.dumps(GATEWAY), now=now)
+    assert (failed.kind, failed.retry_after, failed.retry_after_asked) == (
+        FailureKind.RATE_LIMITED,
+        MAX_RETRY_AFTER,
+        asked,
+    )
+    assert failed.message == (
+        f"{RATE_MSG}exceeded); it asks to wait {told}, waiting 300 s instead (the longest wait "
+        "obeyed)"
+    )
+    transient = failure_from_response(503, headers, b"", now=now)
+    assert (transient.retry_after, transient.retry_after_asked) == (MAX_RETRY_AFTER, asked)
+
+
+@pytest.mark.parametrize("value", ["300", "0", "-5", "nan", "inf", "soon"])
+def test_a_sane_or_unusable_retry_after_is_not_marked_as_capped(value: str) -> None:
+    failed = failure_from_response(429, {"Retry-After": value}, orjson.dumps(GATEWAY))
+    assert failed.retry_after_asked is None
+    assert failed.retry_after in (300.0, 0.0, None)
+
+
+# Answers longer than MAX_ANSWER_BYTES: served by a raw server that writes until the client
+# hangs up, counting what it managed to write; the client must read a bounded start only.
+
+_GIB = 1 << 30
+_SERVE_AT_MOST = 64 << 20  # stop here even if the client keeps reading: a failing test ends
+
+
+@contextlib.asynccontextmanager
+async def endless_answer(head: bytes, *, chunked: bool) -> AsyncIterator[tuple[str, list[int]]]:
+    written = [0]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        piece = b"<p>" + b"x" * (64 * 1024 - 7) + b"</p>"
+        frame = f"{len(piece):x}\r\n".encode() + piece + b"\r\n" if chunked else piece
+        writer.write(head)
+        with contextlib.suppress(ConnectionError):
+            while written[0] < _SERVE_AT_MOST:
+                writer.write(frame)
+                await writer.drain()
+                written[0] += len(frame)
+        writer.close()
+
+    async with raw_server(handle) as url:
+        yield url, written
+
+
+@pytest.mark.parametrize(
+    ("head", "chunked", "kind", "error_type", "message"),
+    [
+        (
+            f"HTTP/1.1 200 OK\r\nContent-Length: {_GIB}\r\n\r\n".encode(),
+            False,
+            FailureKind.UNCERTAIN,
+            "NO_EVENT_UUID",
+            "{host} answered HTTP 200 without the event_uuid RD Station sends (more than 64 KB "
+            "of answer); the request reached that server, so it may have been recorded",
+        ),
+        (
+            b"HTTP/1.1 500 Oops\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n",
+            True,
+            FailureKind.TRANSIENT,
+            "HTTP_500",
+            "RD Station answered HTTP 500 with a non-JSON body: " + "x" * 120 + " (the answer "
+            "was more than 64 KB, far longer than RD Station's; only its start was read)",
+        ),
+        (
+            f"HTTP/1.1 404 Not Found\r\nContent-Length: {_GIB}\r\n\r\n".encode(),
+            False,
+            FailureKind.TRANSIENT,  # not RD Station judging the row: worth another attempt
+            "HTTP_404",
+            "RD Station answered HTTP 404 with a non-JSON body: " + "x" * 120 + " (the answer "
+            "was more than 64 KB, far longer than RD Station's; only its start was read)",
+        ),
+        (
+            f"HTTP/1.1 401 Unauthorized\r\nContent-Length: {_GIB}\r\n\r\n".encode(),
+            False,
+            FailureKind.AUTH_REFUSED,  # still stops the run: every row would get it
+            "HTTP_401",
+            "RD Station refused the API key (HTTP 401 with a non-JSON body: " + "x" * 120 + "); "
+            "check RDSTATION_API_KEY (the answer was more than 64 KB, far longer than RD "
+            "Station's; only its start was read)",
+        ),
+    ],
+)
+async def test_a_huge_answer_is_read_only_up_to_a_bound(
+    head: bytes, chunked: bool, kind: FailureKind, error_type: str, message: str
+) -> None:
+    async with endless_answer(head, chunked=chunked) as (url, written):
+        async with ConversionsClient(url, KEY, timeout=20) as client:
+            result = await client.post_conversion(BODY)
+        await asyncio.sleep(0.05)  # let the server notice the hang-up
+    host = url.removeprefix("http://")
+    assert isinstance(result, Failed)
+    assert (result.kind, result.error_type) == (kind, error_type)
+    assert result.message == message.format(host=host)
+    assert result.reached_server
+    # What the kernel's socket buffers took before the client hung up, not a gigabyte.
+    assert written[0] < 32 << 20
+
+
+async def test_an_answer_of_exactly_the_bound_is_read_whole() -> None:
+    uuid = "u" * 36
+    body = orjson.dumps({"event_uuid": uuid, "pad": "x" * (MAX_ANSWER_BYTES - 70)})
+    body += b" " * (MAX_ANSWER_BYTES - len(body))
+    assert len(body) == MAX_ANSWER_BYTES
+    assert await post_once(answer(200, raw=body)) == Sent(uuid, 200)
+
+
+# reached_server: real failures on 127.0.0.1, each at the stage it happens.
+
+
+async def test_a_tls_handshake_that_never_ends_is_a_connect_timeout_not_in_doubt() -> None:
+    done = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)  # the ClientHello arrives; no answer ever leaves
+        await done.wait()
+        writer.close()
+        await writer.wait_closed()
+
+    async with raw_server(silent) as url:
+        https_url = url.replace("http://", "https://")
+        async with ConversionsClient(https_url, KEY, timeout=0.3) as client:
+            result = await client.post_conversion(BODY)
+        done.set()
+        await asyncio.sleep(0.05)
+    assert result == Failed(
+        FailureKind.TRANSIENT,
+        None,
+        "TIMEOUT",
+        f"could not connect to {https_url[8:]} within 0.3 s",
+        reached_server=False,
+    )
+    assert not result.maybe_recorded
+
+
+async def test_a_server_that_reads_the_request_and_never_answers_leaves_it_in_doubt() -> None:
+    got, done = asyncio.Event(), asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        got.set()
+        await done.wait()
+        writer.close()
+        await writer.wait_closed()
+
+    async with raw_server(silent) as url:
+        async with ConversionsClient(url, KEY, timeout=1) as client:
+            result = await client.post_conversion(BODY)
+        done.set()
+        await asyncio.sleep(0.05)
+    assert got.is_set()
+    assert isinstance(result, Failed)
+    assert (result.error_type, result.reached_server, result.maybe_recorded) == (
+        "TIMEOUT",
+        True,
+        True,
+    )
+    assert result.message == f"no answer from {url[7:]} within 1 s"
+
+
+async def test_a_reset_after_the_request_was_sent_leaves_it_in_doubt() -> None:
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        writer.transport.abort()
+
+    async with raw_server(reset) as url, ConversionsClient(url, KEY) as client:
+        result = await client.post_conversion(BODY)
+    assert isinstance(result, Failed)
+    assert (result.kind, result.http_status, result.reached_server) == (
+        FailureKind.TRANSIENT,
+        None,
+        True,
+    )
+
+
+async def test_every_http_answer_reached_the_server() -> None:
+    for status, body in [(400, SHAPE_2), (429, GATEWAY), (500, None), (401, None)]:
+        result = await post_once(answer(status, body))
+        assert isinstance(result, Failed)
+        assert result.reached_server
+        assert not result.maybe_recorded  # an error answer says it was not recorded
+
+
+# Proxies: HTTPS_PROXY and friends, read once per client; loopback never proxied.
+
+_PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "ALL_PROXY")
+
+
+@pytest.fixture
+def environ(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The proxy variables cleared, lower and upper case: a developer's own must not leak in."""
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def trusted_tls(folder: Path, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(a client context trusting a test CA, a server context with its certificate for name)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def certificate(subject: str, key: Any, issuer: str, signer: Any, ca: bool) -> Any:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+        else:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, leaf_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    ca = certificate("test CA", ca_key, "test CA", ca_key, True)
+    leaf = certificate(name, leaf_key, "test CA", ca_key, False)
+    pem = serialization.Encoding.PEM
+    (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (folder / "leaf.pem").write_bytes(leaf.public_bytes(pem))
+    (folder / "leaf.key").write_bytes(
+        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    client = ssl.create_default_context(cafile=folder / "ca.pem")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(folder / "leaf.pem", folder / "leaf.key")
+    return client, server
+
+
+@contextlib.asynccontextmanager
+async def connect_proxy(
+    upstream_port: int | None, *, answer_connect: bytes = b"HTTP/1.1 200 Connection established"
+) -> AsyncIterator[tuple[str, list[bytes], bytearray]]:
+    """A CONNECT proxy on 127.0.0.1 that tunnels every request to ``upstream_port`` on loopback
+    (whatever host it was asked for: no test reaches the internet). Yields its URL, the request
+    heads it saw and every byte it relayed from the client through the tunnel."""
+    heads: list[bytes] = []
+    relayed = bytearray()
+
+    async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter, keep: bool) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await source.read(65536):
+                if keep:
+                    relayed.extend(data)
+                sink.write(data)
+                await sink.drain()
+        sink.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(answer_connect + b"\r\n\r\n")
+        if upstream_port is None or not answer_connect.startswith(b"HTTP/1.1 200"):
+            await writer.drain()
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+
+    async with raw_server(handle) as url:
+        yield url, heads, relayed
+
+
+async def test_https_goes_through_the_proxy_which_sees_only_connect_host_port(
+    environ: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    client_tls, server_tls = trusted_tls(tmp_path, "api.rd.services")
+    seen: list[str | None] = []
+
+    async def conversions(request: web.Request) -> web.Response:
+        seen.append(request.query.get("api_key"))
+        return web.json_response({"event_uuid": "through-the-tunnel"})
+
+    app = web.Application()
+    app.router.add_post("/platform/conversions", conversions)
+    async with serve(app, server_tls) as server_url:
+        port = int(server_url.rsplit(":", 1)[1])
+        async with connect_proxy(port) as (proxy_url, heads, relayed):
+            environ.setenv("HTTPS_PROXY", proxy_url)
+            async with ConversionsClient(RD, KEY, tls=client_tls) as client:
+                assert client.proxy == proxy_url.removeprefix("http://")
+                result = await client.post_conversion(BODY)
+    assert result == Sent("through-the-tunnel", 200)
+    assert seen == [KEY]  # RD Station (here, its stand-in) got the key...
+    assert len(heads) == 1  # ...and the proxy saw one CONNECT line, host and port only
+    request_line, *header_lines = heads[0].decode().split("\r\n")
+    assert request_line == "CONNECT api.rd.services:443 HTTP/1.1"
+    assert "Host: api.rd.services" in header_lines
+    for text in (heads[0], bytes(relayed)):
+        assert KEY.encode() not in text
+        assert b"api_key" not in text
+        assert b"/platform/conversions" not in text
+    assert len(relayed) > len(BODY)  # the request did cross it, encrypted
+
+
+async def test_proxy_credentials_reach_the_proxy_and_no_message(
+    environ: pytest.MonkeyPatch,
+) -> None:
+    async with connect_proxy(
+        None, answer_connect=b"HTTP/1.1 407 Proxy Authentication Required"
+    ) as (
+        proxy_url,
+        heads,
+        _,
+    ):
+        environ.setenv("https_proxy", proxy_url.replace("http://", "http://ana:s3cr%3At@"))
+        async with ConversionsClient(RD, KEY) as client:
+            result = await client.post_conversion(BODY)
+    shown = proxy_url.removeprefix("http://")
+    assert b"Proxy-Authorization: Basic YW5hOnMzY3I6dA==" in heads[0]  # ana:s3cr:t
+    assert result == Failed(
+        FailureKind.FATAL,
+        None,
+        "PROXY_REFUSED",
+        f"the proxy {shown} refused the tunnel to api.rd.services (HTTP 407); give its user and "
+        "password in HTTPS_PROXY, or exclude the host with NO_PROXY",
+        reached_server=False,
+    )
+    assert "s3cr" not in repr(client) + repr(vars(client))
+
+
+async def test_a_proxy_that_is_down_is_named_and_nothing_reached_rd_station(
+    environ: pytest.MonkeyPatch,
+) -> None:
+    port = free_port()
+    environ.setenv("HTTPS_PROXY", f"127.0.0.1:{port}")  # no scheme, as people write it
+    async with ConversionsClient(RD, KEY) as client:
+        result = await client.post_conversion(BODY)
+    assert result == Failed(
+        FailureKind.TRANSIENT,
+        None,
+        "CONNECTION_ERROR",
+        f"could not connect to the proxy 127.0.0.1:{port} (connection refused)",
+        reached_server=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variables", "proxied"),
+    [
+        ({}, False),
+        ({"HTTPS_PROXY": "http://proxy.corp:3128"}, True),
+        ({"https_proxy": "http://proxy.corp:3128"}, True),
+        ({"HTTP_PROXY": "http://proxy.corp:3128"}, False),  # http's proxy, not https's
+        ({"HTTPS_PROXY": "http://proxy.corp:3128", "NO_PROXY": "api.rd.services"}, False),
+        ({"HTTPS_PROXY": "http://proxy.corp:3128", "no_proxy": ".rd.services"}, False),
+        ({"HTTPS_PROXY": "http://proxy.corp:3128", "NO_PROXY": "*"}, False),
+        ({"HTTPS_PROXY": "http://proxy.corp:3128", "NO_PROXY": "example.com"}, True),
+    ],
+)
+def test_which_requests_use_a_proxy(
+    environ: pytest.MonkeyPatch, variables: dict[str, str], proxied: bool
+) -> None:
+    for name, value in variables.items():
+        environ.setenv(name, value)
+    client = ConversionsClient(RD, KEY)
+    assert client.proxy == ("proxy.corp:3128" if proxied else None)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9", "http://localhost:9", "http://[::1]:9"])
+def test_loopback_is_never_proxied(environ: pytest.MonkeyPatch, url: str) -> None:
+    # The sandbox lives there, and a proxy would reach its own loopback instead: without this,
+    # HTTP_PROXY would also carry the key in clear text (http is allowed only to loopback).
+    environ.setenv("HTTP_PROXY", "http://proxy.corp:3128")
+    environ.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    assert ConversionsClient(url, KEY).proxy is None
+
+
+async def test_the_sandbox_still_answers_with_a_proxy_set(environ: pytest.MonkeyPatch) -> None:
+    environ.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    async with (
+        running_sandbox(SandboxConfig()) as sandbox,
+        ConversionsClient(sandbox.url, KEY) as c,
+    ):
+        assert isinstance(await c.post_conversion(_payload()), Sent)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "https://user:pw@proxy.corp:3128",
+            "HTTPS_PROXY=https://proxy.corp:3128: only http:// proxies are supported; give "
+            "http://proxy.corp:3128 (requests to RD Station stay encrypted inside the tunnel)",
+        ),
+        (
+            "socks5://proxy.corp:1080",
+            "HTTPS_PROXY=socks5://proxy.corp:1080: only http:// proxies are supported; give "
+            "http://proxy.corp:1080 (requests to RD Station stay encrypted inside the tunnel)",
+        ),
+        ("http://:3128", "HTTPS_PROXY: not a proxy address; give one like http://proxy:3128"),
+        (
+            "http://proxy.corp:port",
+            "HTTPS_PROXY: not a proxy address; give one like http://proxy:3128",
+        ),
+    ],
+)
+def test_a_proxy_address_that_cannot_work_is_refused_before_sending(
+    environ: pytest.MonkeyPatch, value: str, message: str
+) -> None:
+    environ.setenv("HTTPS_PROXY", value)
+    with pytest.raises(InputError) as caught:
+        ConversionsClient(RD, KEY)
+    assert str(caught.value) == message

@@ -16,6 +16,7 @@ import pytest
 
 from importer.errors import InputError
 from importer.pacing import GUARD_SHARE, RateBudget
+from importer.records import MAX_RETRY_AFTER
 from pacing_sim import SimResult, VirtualTimeLoop, most_in_any_window, run_virtual, simulate
 
 INTERVAL_120 = 60 * (1 + GUARD_SHARE) / 120  # the spacing at --rate 120
@@ -299,3 +300,112 @@ def test_eta_follows_the_pace_and_the_pause() -> None:
 def test_a_rate_that_is_not_a_number_is_refused(rate: float) -> None:
     with pytest.raises(InputError, match="--rate"):
         RateBudget(rate)
+
+
+# -- a server that answers 429 and says nothing useful (issue 18) ---------------------------------
+
+
+async def _storm(
+    budget: RateBudget,
+    loop: VirtualTimeLoop,
+    retry_after: float | None,
+    *,
+    workers: int = 8,
+    storm_ends: float = math.inf,
+    rows: int = 20,
+    until: float = 300.0,
+) -> tuple[list[float], list[float]]:
+    """Workers send ``rows`` rows through ``budget``; every request before ``storm_ends`` gets a
+    429 carrying ``retry_after``. (request times, accepted times) until done or ``until``."""
+    requests: list[float] = []
+    accepted: list[float] = []
+    left = [rows]
+
+    async def worker() -> None:
+        while left[0] > 0 and loop.time() < until:
+            await budget.acquire()
+            requests.append(loop.time())
+            await asyncio.sleep(0.01)  # the round trip
+            if loop.time() < storm_ends:
+                budget.on_rate_limited(retry_after)
+                continue
+            budget.on_accepted()
+            accepted.append(loop.time())
+            left[0] -= 1
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return requests, accepted
+
+
+@pytest.mark.parametrize("retry_after", [None, 0.0, -5.0, math.nan, math.inf])
+def test_unpaced_a_429_without_a_usable_wait_backs_off_exponentially(
+    retry_after: float | None,
+) -> None:
+    # Unpaced, an HTML 429 or Retry-After 0 once let 8 workers make 26,000+ requests a minute.
+    async def main(loop: VirtualTimeLoop) -> list[float]:
+        budget = RateBudget(0, clock=loop.time)
+        requests, _ = await _storm(budget, loop, retry_after, until=600.0)
+        return requests
+
+    requests = run_virtual(main)
+    first_minute = [t for t in requests if t < 60]
+    # 8 in flight at each try, the pause doubling 1, 2, 4 ... 32 s: about 7 tries in a minute.
+    assert len(first_minute) <= 8 * 7
+    # Capped at the window: one try a minute from then on, never slower.
+    tenth_minute = [t for t in requests if 540 <= t < 600]
+    assert 8 <= len(tenth_minute) <= 16
+    assert len(requests) <= 8 * 16
+
+
+def test_unpaced_backoff_ends_with_the_storm_and_starts_over_after_an_accepted_answer() -> None:
+    async def main(loop: VirtualTimeLoop) -> tuple[list[float], list[float], float]:
+        budget = RateBudget(0, clock=loop.time, sleep=asyncio.sleep)
+        requests, accepted = await _storm(budget, loop, 0.0, storm_ends=20.0, rows=1000)
+        # Recovered: sending is unpaced again, and the next 429 pauses a second, not a minute.
+        start = loop.time()
+        await budget.acquire()
+        assert loop.time() == start
+        budget.on_rate_limited(None)
+        await budget.acquire()
+        return requests, accepted, loop.time() - start
+
+    requests, accepted, pause = run_virtual(main)
+    assert len(accepted) >= 1000  # (the last round trips overshoot by a few)
+    assert accepted[-1] - accepted[0] < 5  # once accepted, as fast as the round trips allow
+    assert len([t for t in requests if t < 20]) <= 8 * 5
+    assert pause == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("retry_after", [None, 0.0])
+def test_paced_a_429_without_a_usable_wait_slows_down_too(retry_after: float | None) -> None:
+    async def main(loop: VirtualTimeLoop) -> tuple[list[float], float]:
+        budget = RateBudget(120, clock=loop.time)
+        requests, _ = await _storm(budget, loop, retry_after, until=600.0)
+        return requests, budget.current_rate
+
+    requests, rate = run_virtual(main)
+    assert len(requests) <= 60  # 120 a minute would be 1,200 in these ten minutes
+    assert rate <= 120 * 0.05
+
+
+@pytest.mark.parametrize("rate", [0, 120])
+def test_an_absurd_retry_after_pauses_no_longer_than_the_cap(rate: float) -> None:
+    async def main(loop: VirtualTimeLoop) -> float:
+        budget = RateBudget(rate, clock=loop.time)
+        await budget.acquire()
+        budget.on_rate_limited(1e308)
+        await budget.acquire()
+        return loop.time()
+
+    assert run_virtual(main) == pytest.approx(MAX_RETRY_AFTER)
+
+
+def test_a_retry_after_longer_than_the_backoff_is_obeyed() -> None:
+    async def main(loop: VirtualTimeLoop) -> float:
+        budget = RateBudget(0, clock=loop.time)
+        await budget.acquire()
+        budget.on_rate_limited(42.0)
+        await budget.acquire()
+        return loop.time()
+
+    assert run_virtual(main) == pytest.approx(42.0)

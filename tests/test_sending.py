@@ -14,9 +14,14 @@ from importer.pacing import RateBudget
 from importer.records import Failed, FailureKind, Sent
 from importer.retry import RetryPolicy
 from importer.sending import PendingRows, RunControl, Sender
+from importer.stop_rules import StopRules
 
 TRANSIENT = Failed(FailureKind.TRANSIENT, 503, "HTTP_503", "RD Station answered 503")
 UNANSWERED = Failed(FailureKind.TRANSIENT, None, "TIMEOUT", "no answer in 30 s")
+REFUSED = Failed(
+    FailureKind.TRANSIENT, None, "CONNECTION_REFUSED", "connection refused", reached_server=False
+)
+NOT_FOUND = Failed(FailureKind.REJECTED, 404, "RESOURCE_NOT_FOUND", "Resource not found.")
 THROTTLED = Failed(FailureKind.RATE_LIMITED, 429, "RATE_LIMITED", "slow down", 0.0)
 REFUSED_KEY = Failed(
     FailureKind.AUTH_REFUSED, 401, "UNAUTHORIZED", "RD Station refused the API key"
@@ -72,6 +77,7 @@ async def send_all(ledger: Ledger, transport, *, concurrency: int = 2, max_attem
         stop_grace=1.0,
         now=lambda: "2026-12-01T00:00:01Z",
         row_done=lambda: done.append(1),
+        rules=StopRules(api_url="https://api.rd.services", concurrency=concurrency),
     )
     await sender.run()
     return sender, control, len(done)
@@ -150,12 +156,36 @@ async def test_a_rejected_row_fails_once_and_the_others_go_on(ledger: Ledger) ->
 
 async def test_many_unreachable_rows_in_a_row_stop_the_run(ledger: Ledger) -> None:
     record(ledger, *(f"r{n}@x.co" for n in range(30)))
-    script = Script(**{f"row{n}": [UNANSWERED] for n in range(2, 32)})
+    script = Script(**{f"row{n}": [REFUSED] for n in range(2, 32)})
     _, control, _ = await send_all(ledger, script, concurrency=1, max_attempts=1)
-    assert (
-        control.reason is not None and "could not be reached for 10 rows in a row" in control.reason
-    )
-    assert list(states(ledger).values()).count("pending") == 20
+    reason = control.reason or ""
+    assert "could not be reached for 10 rows in a row" in reason
+    # no request reached a server: the rows that failed before the stop are failed (resent by
+    # the next run), the one that stopped it and the rest are left to send; none is in doubt
+    assert list(states(ledger).values()).count("pending") == 21
+    assert "in_doubt" not in states(ledger).values()
+
+
+async def test_a_server_that_never_answers_stops_the_run_within_a_few_attempts(
+    ledger: Ledger,
+) -> None:
+    record(ledger, *(f"r{n}@x.co" for n in range(10)))
+    script = Script(**{f"row{n}": [UNANSWERED] for n in range(2, 12)})
+    sender, control, _ = await send_all(ledger, script, concurrency=1, max_attempts=6)
+    assert "did not answer 3 requests in a row" in (control.reason or "")
+    assert sender.stats.requests == 3
+    assert list(states(ledger).values()).count("in_doubt") == 1  # the one sent, unanswered
+
+
+async def test_identical_404s_mean_a_wrong_address_and_leave_the_rows_to_send(
+    ledger: Ledger,
+) -> None:
+    record(ledger, *(f"r{n}@x.co" for n in range(8)))
+    script = Script(**{f"row{n}": [NOT_FOUND] for n in range(2, 10)})
+    sender, control, _ = await send_all(ledger, script, concurrency=1)
+    assert "--api-url" in (control.reason or "")
+    assert sender.stats.requests == 5
+    assert set(states(ledger).values()) == {"pending"}
 
 
 async def test_a_second_interrupt_stops_waiting_for_requests_in_flight(ledger: Ledger) -> None:
@@ -186,6 +216,7 @@ async def test_a_second_interrupt_stops_waiting_for_requests_in_flight(ledger: L
         stop_grace=30.0,
         now=lambda: "",
         row_done=lambda: None,
+        rules=StopRules(api_url="https://api.rd.services", concurrency=1),
     )
     await asyncio.wait_for(asyncio.gather(sender.run(), interrupt_twice(control)), 5)
     assert (control.interrupted, control.reason) == (True, "interrupted (Ctrl-C)")

@@ -39,6 +39,10 @@ class Marks:
     def pending(self, key: str) -> None:
         self._later(self._ledger.mark_pending, key)
 
+    def send_again(self, key: str) -> None:
+        """A row failed by a cause that was not its own (a wrong address): to send next run."""
+        self._later(self._ledger.mark_unfailed, key)
+
     def flush(self) -> None:
         """Commit what is waiting; raise what went wrong in this or an earlier commit."""
         self._flush_soon()

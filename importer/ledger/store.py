@@ -342,6 +342,14 @@ class Ledger(ReportQueries):
             ),
         )
 
+    def mark_unfailed(self, key: str) -> None:
+        self._db.execute(
+            "UPDATE rows SET state = 'pending', error_stage = NULL, http_status = NULL,"
+            " error_type = NULL, error_message = NULL, failure_kind = NULL"
+            " WHERE key = ? AND state IN ('failed', 'in_flight')",
+            (key,),
+        )
+
     def mark_pending(self, key: str) -> None:
         """A row that was about to be sent but was not (the run stopped before its request)."""
         self._db.execute(
