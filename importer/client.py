@@ -579,6 +579,16 @@ def failure_from_response(
             message=f"RD Station refused the API key ({_status_said(status, errors, body, data)}); "
             "check RDSTATION_API_KEY",
         )
+    elif rd_type == "UNABLE_TO_LOAD_CDP_SCHEMA":
+        # The key of an RD Station CRM account: no conversion can be recorded with it.
+        failed = Failed(
+            kind=FailureKind.FATAL,
+            http_status=status,
+            error_type=rd_type,
+            message="this API key belongs to an RD Station CRM account, not RD Station "
+            "Marketing (UNABLE_TO_LOAD_CDP_SCHEMA): create a key in RD Station Marketing "
+            '(App Publisher, "Gerar chave de API") and set RDSTATION_API_KEY to it',
+        )
     elif 300 <= status < 400:
         failed = _redirect(status, headers)
     else:

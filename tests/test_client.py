@@ -1422,3 +1422,20 @@ def test_a_proxy_address_that_cannot_work_is_refused_before_sending(
     with pytest.raises(InputError) as caught:
         ConversionsClient(RD, KEY)
     assert str(caught.value) == message
+
+
+def test_rd_stations_third_429_shape_is_the_accounts_budget() -> None:
+    body = {
+        "errors": {"error_type": "RATE_LIMIT_EXCEDDED", "error_message": "API usage limit exceeded"}
+    }
+    failed = failure_from_response(429, {}, orjson.dumps(body))
+    assert (failed.kind, failed.http_status) == (FailureKind.RATE_LIMITED, 429)
+    assert "API usage limit exceeded" in failed.message
+    assert failed.kind.retry_now
+
+
+def test_a_crm_accounts_key_stops_the_run_with_what_to_do() -> None:
+    body = {"errors": {"error_type": "UNABLE_TO_LOAD_CDP_SCHEMA", "error_message": "x"}}
+    failed = failure_from_response(400, {}, orjson.dumps(body))
+    assert (failed.kind, failed.error_type) == (FailureKind.FATAL, "UNABLE_TO_LOAD_CDP_SCHEMA")
+    assert "RD Station CRM account, not RD Station Marketing" in failed.message

@@ -452,3 +452,15 @@ def test_a_ledger_that_cannot_be_written_before_sending_is_an_input_error(
         run_import(config(tmp_path, data, mapping, sandbox.url))
     assert raised.value.setting == "out_dir"
     assert sandbox.snapshot()["accepted"] == []
+
+
+def test_a_crm_accounts_key_stops_at_the_first_row_and_fails_none(tmp_path, make_sandbox, simple):
+    data, mapping = simple
+    box = make_sandbox(api_keys=None)
+    report = run_import(
+        dataclasses.replace(config(tmp_path, data, mapping, box.url), api_key="crm-key")
+    )
+    assert report.exit_status == 3
+    assert "RD Station CRM account" in (report.aborted or "")
+    assert (report.failed, report.succeeded, report.left_to_send) == (0, 0, 20)
+    assert box.snapshot()["requests"] <= 4  # the requests in flight at the first answer

@@ -59,6 +59,10 @@ class _Sandbox:
             config.api_keys is not None and key not in config.api_keys
         ):
             return await self._answer(401, shape1("UNAUTHORIZED", "Invalid token."))
+        if key in config.crm_keys:
+            return await self._answer(
+                400, shape1("UNABLE_TO_LOAD_CDP_SCHEMA", "Unable to load CDP schema.")
+            )
         if self._gateway is not None:
             wait = self._gateway.hit(key)
             if wait is not None:

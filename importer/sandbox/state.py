@@ -20,6 +20,9 @@ class SandboxConfig:
 
     api_keys: frozenset[str] | None = None  # None: any non-empty key except refused_keys
     refused_keys: frozenset[str] = frozenset({"revoked-key"})
+    # Keys of an RD Station CRM account (not Marketing): every conversion answers 400
+    # UNABLE_TO_LOAD_CDP_SCHEMA, as RD Station's error pages show.
+    crm_keys: frozenset[str] = frozenset({"crm-key"})
     rate_limit: int | None = None  # POSTs per rate_window seconds per key, at the gateway
     rate_window: float = 60.0
     lead_limit: int | None = None  # accepted conversions per email per 24 h
