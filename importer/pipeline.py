@@ -19,6 +19,7 @@ import fcntl
 import functools
 import math
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +32,7 @@ from importer.client import ConversionsClient, check_api_url
 from importer.errors import AbortError, InputError
 from importer.intake import Changed, InFlight, ResumePolicy
 from importer.ledger import Ledger, Marks
+from importer.ledger.journal import Journal
 from importer.loader import Table, check_text_options, open_table
 from importer.mapping import BoundMapping, load_mapping
 from importer.pacing import RateBudget
@@ -55,6 +57,7 @@ DEFAULT_API_URL = "https://api.rd.services"
 LEAD_DAILY_LIMIT = 24  # the stricter of the per-lead limits RD Station documents
 CHUNK = 500  # rows the reader maps and records per ledger transaction
 PLAN_WAIT = 1.0  # seconds sending may wait for the reader, to print the plan first
+FREE_SPACE_EVERY = 2.0  # seconds between looks at the free space while sending
 PROGRESS_EVERY = 0.1  # seconds between progress reports: a terminal redraw costs more than a row
 
 
@@ -67,6 +70,7 @@ class Tuning:
     retry_wait: bool = True  # False removes backoff waits
     timeout: float = 30.0  # seconds for one request
     stop_grace: float = 10.0  # seconds requests in flight get to finish after a stop
+    min_free_bytes: int = 16_000_000  # a run does not start, and stops, under this free space
 
 
 @dataclass(frozen=True)
@@ -298,6 +302,12 @@ def _exclusive(out_dir: Path, ledger: Path | None = None) -> Iterator[None]:
         os.close(fd)
 
 
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 class _Run:
     """One run's moving parts: the reader recording the file, the sender, the progress."""
 
@@ -449,14 +459,23 @@ class _Run:
                 raise self._changed_error()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.rows.reader_done.wait()), PLAN_WAIT)
+        self._check_free_space(before_sending=True)
+        journal = self._reserve_journal()
+        marks = Marks(self.ledger, journal, on_broken=self.control.abort)
         self._announce_plan()
-        async with ConversionsClient(
-            api_url, api_key, timeout=tuning.timeout, max_connections=config.concurrency
-        ) as client:
+        watching_disk = asyncio.create_task(self._watch_free_space())
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(journal.close)
+            stack.push_async_callback(_cancelled, watching_disk)
+            client = await stack.enter_async_context(
+                ConversionsClient(
+                    api_url, api_key, timeout=tuning.timeout, max_connections=config.concurrency
+                )
+            )
             self.sender = Sender(
                 transport=client.post_conversion,
                 rows=self.rows,
-                marks=Marks(self.ledger),
+                marks=marks,
                 control=self.control,
                 budget=self.budget,
                 retry=RetryPolicy(
@@ -472,6 +491,12 @@ class _Run:
                 warn=lambda kind, message: self._warn(message, kind=kind),
             )
             await self.sender.run()
+        if marks.lost:
+            self.control.abort(
+                f"{self.ledger.path} cannot be written and {marks.lost} answer(s) could not be "
+                "kept: those rows may be sent again on resume unless you run it with "
+                "--in-flight skip"
+            )
         if not reader.done():  # stopped early: the reader still records, so reports are whole
             if self.control.stopping:
                 reader.cancel()
@@ -479,6 +504,43 @@ class _Run:
                 await reader
         elif reader.exception() is not None:
             raise reader.exception()  # type: ignore[misc]
+
+    # -- the disk ----------------------------------------------------------------------------
+
+    def _free_bytes(self) -> int:
+        return shutil.disk_usage(self.ledger.path.parent).free
+
+    def _check_free_space(self, *, before_sending: bool) -> bool:
+        """Whether the ledger's disk keeps the margin; before sending, InputError when not."""
+        free, margin = self._free_bytes(), self.config.tuning.min_free_bytes
+        if free >= margin:
+            return True
+        where = self.ledger.path.parent
+        message = (
+            f"{where}: only {free / 1e6:,.1f} MB free on its disk, under the "
+            f"{margin / 1e6:,.0f} MB a run keeps in reserve: free some space"
+        )
+        if before_sending:
+            raise InputError(message + ", or choose another output folder", setting="out_dir")
+        self.control.abort(message + ", then run the same command to resume")
+        return False
+
+    def _reserve_journal(self) -> Journal:
+        try:
+            return Journal(self.ledger.path).reserve()
+        except OSError as exc:
+            raise InputError(
+                f"{self.ledger.path.parent}: no room to reserve space for the answers "
+                f"({exc.strerror}); free some space, or choose another output folder",
+                setting="out_dir",
+            ) from None
+
+    async def _watch_free_space(self) -> None:
+        """Stop taking rows before the disk fills, rather than when it has."""
+        while not self.control.stopping:
+            await asyncio.sleep(FREE_SPACE_EVERY)
+            if not self._check_free_space(before_sending=False):
+                return
 
     # -- what to tell ---------------------------------------------------------------------------
 

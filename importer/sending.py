@@ -247,7 +247,8 @@ class Sender:
                     return
                 attempts += 1
                 tries += 1
-                await marks.in_flight(item.key, attempts)
+                if not await marks.in_flight(item.key, attempts):
+                    return  # the ledger cannot be written: the run is stopping, nothing sent
                 if control.stopped():  # stopped while the mark was committed: nothing left
                     marks.pending(item.key)
                     return

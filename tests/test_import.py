@@ -23,7 +23,7 @@ from helpers import (
     write_mapping,
 )
 from importer import workbook
-from importer.errors import AbortError, InputError
+from importer.errors import InputError
 from importer.ledger import Ledger
 from importer.pipeline import ImportConfig, Tuning, run_import, run_import_async
 
@@ -417,26 +417,44 @@ def test_a_full_disk_mid_run_stops_resumably_and_the_rerun_sends_each_row_once(
     real_mark_sent = Ledger.mark_sent
     marks: list[int] = []
 
-    def filling_up(self, *args):
+    def filling_up(self, *args, **kwargs):
         marks.append(1)
         if len(marks) > 5:
             raise sqlite3.OperationalError("database or disk is full")
-        real_mark_sent(self, *args)
+        real_mark_sent(self, *args, **kwargs)
 
     monkeypatch.setattr(Ledger, "mark_sent", filling_up)
-    with pytest.raises(AbortError, match=r"disk is full\).*free some space.*run the same command"):
-        run_import(config(tmp_path, data, mapping, sandbox.url, concurrency=1))
+    stopped = run_import(config(tmp_path, data, mapping, sandbox.url, concurrency=4))
     monkeypatch.setattr(Ledger, "mark_sent", real_mark_sent)
+    assert stopped.exit_status == 3
+    assert "cannot be written (database or disk is full); no more rows are sent" in (
+        stopped.aborted or ""
+    )
+    answered = len(sandbox.snapshot()["accepted"])
+    assert 5 < answered < 20  # it stopped taking rows: the rest were never sent
 
-    again = run_import(config(tmp_path, data, mapping, sandbox.url, concurrency=1))
-    # The rows whose answer could not be written are in doubt and resent (--in-flight resend):
-    # at most the one in flight when the disk filled is sent twice, none is lost.
-    assert again.exit_status == 0
+    again = run_import(config(tmp_path, data, mapping, sandbox.url, concurrency=4))
+    # The answers that could not be committed were kept in the journal and replayed first:
+    # nothing is in doubt, nothing is sent twice, nothing is lost.
+    assert (again.exit_status, again.in_flight_found) == (0, 0)
+    assert (again.skipped, again.succeeded) == (answered, 20 - answered)
     assert len(read_csv(tmp_path / "out" / "successes.csv")) == 20
-    assert sorted(set(accepted_emails(sandbox))) == sorted(
+    assert sorted(accepted_emails(sandbox)) == sorted(
         f"pessoa{i}@exemplo.com.br" for i in range(1, 21)
     )
-    assert len(accepted_emails(sandbox)) <= 21
+
+
+def test_a_run_does_not_start_without_room_on_the_disk(tmp_path, sandbox, simple, monkeypatch):
+    import shutil as shutil_module
+
+    data, mapping = simple
+    usage = shutil_module.disk_usage(tmp_path)
+    monkeypatch.setattr(
+        "importer.pipeline.shutil.disk_usage", lambda path: usage._replace(free=5_000_000)
+    )
+    with pytest.raises(InputError, match=r"only 5.0 MB free on its disk, under the 16 MB"):
+        run_import(config(tmp_path, data, mapping, sandbox.url))
+    assert sandbox.snapshot()["requests"] == 0
 
 
 def test_a_ledger_that_cannot_be_written_before_sending_is_an_input_error(
@@ -464,3 +482,26 @@ def test_a_crm_accounts_key_stops_at_the_first_row_and_fails_none(tmp_path, make
     assert "RD Station CRM account" in (report.aborted or "")
     assert (report.failed, report.succeeded, report.left_to_send) == (0, 0, 20)
     assert box.snapshot()["requests"] <= 4  # the requests in flight at the first answer
+
+
+def test_a_disk_filling_up_mid_run_stops_it_before_it_is_full(
+    tmp_path, make_sandbox, simple, monkeypatch
+):
+    import shutil as shutil_module
+
+    data, mapping = simple
+    box = make_sandbox(latency=0.05)
+    usage = shutil_module.disk_usage(tmp_path)
+    looks: list[int] = []
+
+    def filling(path):
+        looks.append(1)
+        return usage._replace(free=1_000_000 if len(looks) > 2 else 10**10)
+
+    monkeypatch.setattr("importer.pipeline.shutil.disk_usage", filling)
+    monkeypatch.setattr("importer.pipeline.FREE_SPACE_EVERY", 0.05)
+    report = run_import(config(tmp_path, data, mapping, box.url, concurrency=1))
+    assert report.exit_status == 3
+    assert "only 1.0 MB free on its disk" in (report.aborted or "")
+    assert "run the same command to resume" in (report.aborted or "")
+    assert 0 < report.succeeded < 20 and report.left_to_send == 20 - report.succeeded

@@ -7,10 +7,12 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from importer.errors import InputError
+from importer.ledger.journal import forget_journal, read_journal
 from importer.ledger.queries import ReportQueries
 from importer.ledger.rows import (
     FAILED_STATES,
@@ -22,7 +24,7 @@ from importer.ledger.rows import (
     RowState,
     Sibling,
 )
-from importer.records import Failed, row_identity
+from importer.records import Failed, FailureKind, row_identity
 
 
 def _json(value: object) -> str:
@@ -85,6 +87,7 @@ class Ledger(ReportQueries):
 
     def __init__(self, path: Path):
         self.path = path
+        self.run_id = 0
         try:
             # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the
             # database file's mode, so the whole ledger stays private.
@@ -108,6 +111,7 @@ class Ledger(ReportQueries):
                         self._db.execute(statement)
             for statement in _UPGRADES:
                 self._db.execute(statement)
+            self._replay_journal()
         except (sqlite3.DatabaseError, OSError) as exc:
             raise InputError(
                 f"{path}: the ledger cannot be opened ({exc}); use another output folder",
@@ -311,19 +315,51 @@ class Ledger(ReportQueries):
             )
         ]
 
+    def apply(self, write: dict[str, Any]) -> None:
+        """One of the senders' marks (``Marks``), as they are batched and journaled."""
+        op, key = write["op"], write["key"]
+        if op == "in_flight":
+            self.mark_in_flight(key, write["attempts"])
+        elif op == "sent":
+            run = write.get("run", self.run_id)
+            self.mark_sent(key, write["event_uuid"], write["sent_at"], write["attempts"], run=run)
+        elif op == "failed":
+            failed = Failed(
+                KINDS.get(write["kind"], FailureKind.TRANSIENT),
+                write["http_status"],
+                write["error_type"],
+                write["message"],
+            )
+            self.mark_failed(key, failed, write["attempts"], in_doubt=write["in_doubt"])
+        elif op == "pending":
+            self.mark_pending(key)
+        elif op == "unfailed":
+            self.mark_unfailed(key)
+
+    def _replay_journal(self) -> None:
+        """The answers a run could not commit (its disk was full) go in first."""
+        entries = read_journal(self.path)
+        if entries:
+            with self.transaction():
+                for entry in entries:
+                    self.apply(entry)
+        forget_journal(self.path)
+
     def mark_in_flight(self, key: str, attempts: int) -> None:
         self._db.execute(
             "UPDATE rows SET state = 'in_flight', attempts = ? WHERE key = ?", (attempts, key)
         )
 
-    def mark_sent(self, key: str, event_uuid: str, sent_at: str, attempts: int) -> None:
+    def mark_sent(
+        self, key: str, event_uuid: str, sent_at: str, attempts: int, *, run: int | None = None
+    ) -> None:
         # The error columns need no clearing: a row is only sent from pending, and a row comes
         # back to pending with them cleared (record_chunk's resend) or never set (mark_pending).
         # The body stays: a later run with another mapping shows what changed.
         self._db.execute(
             "UPDATE rows SET state = 'sent', sent_run = ?, event_uuid = ?, sent_at = ?,"
             " attempts = ? WHERE key = ?",
-            (self.run_id, event_uuid, sent_at, attempts, key),
+            (self.run_id if run is None else run, event_uuid, sent_at, attempts, key),
         )
 
     def mark_failed(self, key: str, failed: Failed, attempts: int, *, in_doubt: bool) -> None:
