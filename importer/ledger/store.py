@@ -7,24 +7,20 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from importer.errors import InputError
-from importer.ledger.journal import forget_journal, read_journal
+from importer.ledger.identity import IdentityQueries
 from importer.ledger.queries import ReportQueries
 from importer.ledger.rows import (
-    FAILED_STATES,
     KINDS,
     STATES,
     ChunkRecord,
     Entry,
     Pending,
-    RowState,
-    Sibling,
 )
-from importer.records import Failed, FailureKind, row_identity
+from importer.ledger.writes import RowMarks
 
 
 def _json(value: object) -> str:
@@ -82,7 +78,7 @@ _UPGRADES = (
 )
 
 
-class Ledger(ReportQueries):
+class Ledger(ReportQueries, IdentityQueries, RowMarks):
     """One output folder's ledger. Not thread-safe: the pipeline uses it from its event loop."""
 
     def __init__(self, path: Path):
@@ -152,30 +148,6 @@ class Ledger(ReportQueries):
         self._use_identity_rule(list(key) if key else None)
         return self.run_id
 
-    def _use_identity_rule(self, key: list[str] | None) -> None:
-        """Identities follow the mapping's ``key``: when it changed since the identities were
-        computed, compute them again from each row's cells and its run's headers."""
-        rule = _json(key)
-        found = self._db.execute("SELECT value FROM meta WHERE name = 'identity_rule'").fetchone()
-        if found is not None and found[0] == rule:
-            return
-        headers_of = {
-            run: orjson.loads(headers)
-            for run, headers in self._db.execute("SELECT id, headers FROM runs")
-            if headers
-        }
-        updates = []
-        for rowid, cells, run in self._db.execute("SELECT rowid, cells, seen_run FROM rows"):
-            headers = headers_of.get(run)
-            if headers is not None and cells is not None:
-                by_header = dict(zip(headers, orjson.loads(cells), strict=False))
-                updates.append((row_identity(by_header, key), rowid))
-        with self.transaction():
-            self._db.executemany("UPDATE rows SET identity = ? WHERE rowid = ?", updates)
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta (name, value) VALUES ('identity_rule', ?)", (rule,)
-            )
-
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """Commit everything done inside as one transaction (or nothing, on an error)."""
@@ -202,22 +174,6 @@ class Ledger(ReportQueries):
                 part,
             ):
                 found[key] = Entry(states[state], row, seen_run, kinds.get(kind))
-        return found
-
-    def siblings(self, identities: list[str]) -> dict[str, list[Sibling]]:
-        """The rows recorded with each of ``identities``, by identity."""
-        found: dict[str, list[Sibling]] = {}
-        for start in range(0, len(identities), 900):
-            part = identities[start : start + 900]
-            marks = ",".join("?" * len(part))
-            for identity, key, state, seen_run, source_row, body in self._db.execute(
-                "SELECT identity, key, state, seen_run, source_row, body FROM rows"
-                f" WHERE identity IN ({marks})",
-                part,
-            ):
-                found.setdefault(identity, []).append(
-                    Sibling(key, STATES[state], seen_run, source_row, body)
-                )
         return found
 
     def record_chunk(self, chunk: ChunkRecord) -> None:
@@ -278,30 +234,6 @@ class Ledger(ReportQueries):
                 ],
             )
 
-    def has_sent_rows(self) -> bool:
-        return (
-            self._db.execute("SELECT 1 FROM rows WHERE state = 'sent' LIMIT 1").fetchone()
-            is not None
-        )
-
-    def has_earlier_rows(self) -> bool:
-        """Whether rows of runs before this one are recorded (else no row can have siblings)."""
-        found = self._db.execute(
-            "SELECT 1 FROM rows WHERE seen_run != ? LIMIT 1", (self.run_id,)
-        ).fetchone()
-        return found is not None
-
-    def forget_gone_failures(self) -> None:
-        """After reading a whole file: the failures earlier runs of this folder recorded for
-        that same file and that it no longer holds (fixed in place, or removed) are gone."""
-        self._db.execute(
-            f"DELETE FROM rows WHERE state IN {FAILED_STATES} AND seen_run IN"
-            " (SELECT id FROM runs WHERE input = (SELECT input FROM runs WHERE id = ?)"
-            " AND coalesce(out_dir, '') IN ((SELECT out_dir FROM runs WHERE id = ?), '')"
-            " AND id != ?)",
-            (self.run_id, self.run_id, self.run_id),
-        )
-
     # -- the senders' side ---------------------------------------------------------------------
 
     def next_pending(self, after_row: int, limit: int) -> list[Pending]:
@@ -314,82 +246,5 @@ class Ledger(ReportQueries):
                 (self.run_id, after_row, limit),
             )
         ]
-
-    def apply(self, write: dict[str, Any]) -> None:
-        """One of the senders' marks (``Marks``), as they are batched and journaled."""
-        op, key = write["op"], write["key"]
-        if op == "in_flight":
-            self.mark_in_flight(key, write["attempts"])
-        elif op == "sent":
-            run = write.get("run", self.run_id)
-            self.mark_sent(key, write["event_uuid"], write["sent_at"], write["attempts"], run=run)
-        elif op == "failed":
-            failed = Failed(
-                KINDS.get(write["kind"], FailureKind.TRANSIENT),
-                write["http_status"],
-                write["error_type"],
-                write["message"],
-            )
-            self.mark_failed(key, failed, write["attempts"], in_doubt=write["in_doubt"])
-        elif op == "pending":
-            self.mark_pending(key)
-        elif op == "unfailed":
-            self.mark_unfailed(key)
-
-    def _replay_journal(self) -> None:
-        """The answers a run could not commit (its disk was full) go in first."""
-        entries = read_journal(self.path)
-        if entries:
-            with self.transaction():
-                for entry in entries:
-                    self.apply(entry)
-        forget_journal(self.path)
-
-    def mark_in_flight(self, key: str, attempts: int) -> None:
-        self._db.execute(
-            "UPDATE rows SET state = 'in_flight', attempts = ? WHERE key = ?", (attempts, key)
-        )
-
-    def mark_sent(
-        self, key: str, event_uuid: str, sent_at: str, attempts: int, *, run: int | None = None
-    ) -> None:
-        # The error columns need no clearing: a row is only sent from pending, and a row comes
-        # back to pending with them cleared (record_chunk's resend) or never set (mark_pending).
-        # The body stays: a later run with another mapping shows what changed.
-        self._db.execute(
-            "UPDATE rows SET state = 'sent', sent_run = ?, event_uuid = ?, sent_at = ?,"
-            " attempts = ? WHERE key = ?",
-            (self.run_id if run is None else run, event_uuid, sent_at, attempts, key),
-        )
-
-    def mark_failed(self, key: str, failed: Failed, attempts: int, *, in_doubt: bool) -> None:
-        """The row's last attempt failed; ``in_doubt`` when an attempt went unanswered."""
-        self._db.execute(
-            "UPDATE rows SET state = ?, error_stage = 'api', http_status = ?,"
-            " error_type = ?, error_message = ?, attempts = ?, failure_kind = ? WHERE key = ?",
-            (
-                (RowState.IN_DOUBT if in_doubt else RowState.FAILED).value,
-                failed.http_status,
-                failed.error_type,
-                failed.message,
-                attempts,
-                failed.kind.value,
-                key,
-            ),
-        )
-
-    def mark_unfailed(self, key: str) -> None:
-        self._db.execute(
-            "UPDATE rows SET state = 'pending', error_stage = NULL, http_status = NULL,"
-            " error_type = NULL, error_message = NULL, failure_kind = NULL"
-            " WHERE key = ? AND state IN ('failed', 'in_flight')",
-            (key,),
-        )
-
-    def mark_pending(self, key: str) -> None:
-        """A row that was about to be sent but was not (the run stopped before its request)."""
-        self._db.execute(
-            "UPDATE rows SET state = 'pending' WHERE key = ? AND state = 'in_flight'", (key,)
-        )
 
     # -- reports -------------------------------------------------------------------------------
