@@ -7,12 +7,8 @@ import sqlite3
 
 import orjson
 
-from importer.ledger.rows import FAILED_STATES, STATES, Sibling
+from importer.ledger.rows import FAILED_STATES, STATES, Sibling, as_json
 from importer.records import row_identity
-
-
-def _json(value: object) -> str:
-    return orjson.dumps(value).decode()
 
 
 class IdentityQueries:
@@ -27,7 +23,7 @@ class IdentityQueries:
     def _use_identity_rule(self, key: list[str] | None) -> None:
         """Identities follow the mapping's ``key``: when it changed since the identities were
         computed, compute them again from each row's cells and its run's headers."""
-        rule = _json(key)
+        rule = as_json(key)
         found = self._db.execute("SELECT value FROM meta WHERE name = 'identity_rule'").fetchone()
         if found is not None and found[0] == rule:
             return

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+import orjson
+
 from importer.records import FailureKind
 
 
@@ -22,6 +24,10 @@ FAILED_STATES = "('failed', 'in_doubt', 'held')"
 MAYBE_SENT = (RowState.SENT, RowState.IN_FLIGHT, RowState.IN_DOUBT, RowState.HELD)
 STATES = {state.value: state for state in RowState}
 KINDS = {kind.value: kind for kind in FailureKind}
+
+
+def as_json(value: object) -> str:
+    return orjson.dumps(value).decode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,6 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import orjson
-
 from importer.errors import InputError
 from importer.ledger.identity import IdentityQueries
 from importer.ledger.queries import ReportQueries
@@ -19,13 +17,9 @@ from importer.ledger.rows import (
     ChunkRecord,
     Entry,
     Pending,
+    as_json,
 )
 from importer.ledger.writes import RowMarks
-
-
-def _json(value: object) -> str:
-    return orjson.dumps(value).decode()
-
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -140,7 +134,7 @@ class Ledger(ReportQueries, IdentityQueries, RowMarks):
         cur = self._db.execute(
             "INSERT INTO runs (started_at, input, dry_run, out_dir, headers)"
             " VALUES (?, ?, ?, ?, ?)",
-            (started_at, str(input_path), int(dry_run), str(out_dir or ""), _json(headers)),
+            (started_at, str(input_path), int(dry_run), str(out_dir or ""), as_json(headers)),
         )
         self.run_id = int(cur.lastrowid or 0)
         # Duplicates are found anew by each run in its own file.
