@@ -15,8 +15,9 @@ Decisions worth knowing:
 - A record that cannot be read (a quote never closed, a stray quote, a cell over
   ``MAX_CELL_CHARS``) becomes one failed row; reading starts again on the line after that row's
   first line, so one bad quote cannot swallow the rows after it.
-- One of our own ``failures.csv`` reports read back loses its six report columns and the
-  formula escaping the reports apply (``report.unescape_formula``).
+- One of our own failures reports read back loses its report columns; a ``failures.csv`` also
+  loses the formula escaping the CSV reports apply (``report.unescape_formula``), while a
+  ``failures.xlsx`` holds its cells as they are (a cell there may really start with ``'=``).
 - Workbooks are read by python-calamine in a child process (``importer.workbook``), which loads
   the whole sheet into memory (about 1 KB per row of 10 cells) and streams its rows as text.
 """
@@ -155,10 +156,11 @@ class Table:
                 yield Row(number, dict(zip(headers, cells)))  # noqa: B905
 
     def _report_row(self, number: int, cells: list[str]) -> Row:
-        """A row of our failures.csv: its cells unescaped; the number and identity the row had
-        where it first came from, when the report says them."""
+        """A row of our failures report: its cells (unescaped, from a CSV); the number and
+        identity the row had where it first came from, when the report says them."""
         headers = self.headers
-        row = Row(number, {h: unescape_formula(c) for h, c in zip(headers, cells)})  # noqa: B905
+        values = map(unescape_formula, cells) if self._header.escaped else cells
+        row = Row(number, dict(zip(headers, values)))  # noqa: B905
         if self._header.report_width == len(FAILURE_COLUMNS):
             source_row, row_id = cells[len(headers) + 6 : len(headers) + 8]
             row.source_row = int(source_row) if source_row.isdigit() else None
@@ -561,6 +563,8 @@ class _Header:
         self.width = width  # cells a row may fill: the header's, report columns included
         self.report_width = report_width  # our failures.csv's own columns at the end, or 0
         self.is_report = report_width > 0
+        # Only a CSV report escapes formulas; a workbook's cells are text already.
+        self.escaped = self.is_report and first_column is None
         self.first_column = first_column  # None for a CSV; a sheet's data may start past column A
         self.warnings: list[str] = []
 
@@ -637,8 +641,10 @@ def _make_header(cells: list[str], where: str, first_column: int | None) -> _Hea
     report_width = _report_width(keys)
     if report_width:
         del source[-report_width:]
-        keys = [unescape_formula(k) for k in keys[:-report_width]]
-        source = [unescape_formula(s) for s in source]
+        keys = keys[:-report_width]
+        if first_column is None:  # a CSV report: its header is escaped like its cells
+            keys = [unescape_formula(k) for k in keys]
+            source = [unescape_formula(s) for s in source]
     warnings: list[str] = []
     for i, key in enumerate(keys):
         if not key:

@@ -1,6 +1,7 @@
 """The run's report: what happened (``RunReport``), and the files and words that say it.
 
     successes.csv, failures.csv      rebuilt from the ledger at the end of every run
+    failures.xlsx                    failures.csv for Excel (``importer.xlsx_report``)
     summary.json                     ``summary_dict``: the counts and how the run ended
     the console's last lines         ``console_summary``
 
@@ -66,6 +67,7 @@ REPORT_FILES: Final = "successes.csv, failures.csv, summary.json"
 REPORT_NAMES: Final = (
     "successes.csv",
     "failures.csv",
+    "failures.xlsx",
     "summary.json",
     "payloads.jsonl",
     "ledger.sqlite",
@@ -191,6 +193,11 @@ def write_reports(
     # A dry run sends nothing, so the record it writes is the one it found.
     write_successes(out_dir / "successes.csv", ledger.successes())
     write_failures(out_dir / "failures.csv", source_headers, ledger.failures())
+    from importer.xlsx_report import write_failures_xlsx  # here: it imports this module
+
+    workbook = write_failures_xlsx(out_dir / "failures.xlsx", source_headers, ledger.failures())
+    for warning in workbook.warnings():
+        report.warn(warning)
     if report.dry_run:
         write_payloads(out_dir / "payloads.jsonl", ledger.would_send())
     document = summary()
