@@ -267,12 +267,7 @@ class Sender:
                     return
                 answered = result.http_status is not None
                 maybe_recorded = maybe_recorded or result.maybe_recorded
-                if result.retry_after_asked is not None:
-                    self.warn(
-                        "long_wait",
-                        f"the server asked to wait {result.retry_after_asked:,.0f} s; "
-                        f"waiting {result.retry_after:,.0f} s at most instead",
-                    )
+                self._note_long_wait(result)
                 limited = result.kind is FailureKind.RATE_LIMITED
                 retry = limited or (
                     result.kind.retry_now
@@ -301,6 +296,14 @@ class Sender:
             if answered:
                 marks.pending(item.key)
             raise
+
+    def _note_long_wait(self, result: Failed) -> None:
+        if result.retry_after_asked is not None:
+            self.warn(
+                "long_wait",
+                f"the server asked to wait {result.retry_after_asked:,.0f} s; "
+                f"waiting {result.retry_after:,.0f} s at most instead",
+            )
 
     def _give_up(self, item: Pending, result: Failed, attempts: int, maybe_recorded: bool) -> None:
         """The row's last attempt failed: what that means for the row."""
