@@ -17,6 +17,7 @@ import click
 
 from importer import __version__
 from importer.errors import AbortError, ImporterError, InputError
+from importer.loader import printable
 from importer.pipeline import DEFAULT_API_URL, ImportConfig, Listener, RunReport, run_import
 from importer.report import format_duration
 from importer.watch import WatchConfig, run_watch
@@ -25,7 +26,9 @@ EXIT_OK, EXIT_FAILED_ROWS, EXIT_INPUT, EXIT_ABORTED = 0, 1, 2, 3
 
 
 def _err(message: str) -> None:
-    click.echo(message, err=True)
+    # Escaped: a message may name a file, and a file's name must not drive the terminal. Line
+    # breaks stay: a mapping's problems are listed one a line.
+    click.echo("\n".join(map(printable, message.split("\n"))), err=True)
 
 
 class ConsoleListener(Listener):
@@ -45,9 +48,9 @@ class ConsoleListener(Listener):
 
     def _write(self, message: str) -> None:
         if self.bar is not None:
-            self.bar.write(message, file=sys.stderr)
+            self.bar.write(printable(message), file=sys.stderr)
         else:
-            _err(message)
+            _err(printable(message))
 
     def progress(self, done: int, total: int | None, eta_s: float | None) -> None:
         if not self.interactive:
@@ -70,21 +73,43 @@ class ConsoleListener(Listener):
             self.bar = None
 
 
+API_KEY_FILE_BYTES = 4096  # a key is ~40 characters; a bigger file is not a key file
+
+
 def read_api_key(api_key_file: Path | None) -> str | None:
-    """The key from --api-key-file or RDSTATION_API_KEY; never from the command line."""
+    """The key from --api-key-file or RDSTATION_API_KEY; never from the command line. The file
+    must be a regular file (a FIFO would block, /dev/zero never ends) and is read to a bound."""
     if api_key_file is not None:
+        shown = printable(str(api_key_file))
         try:
-            mode = api_key_file.stat().st_mode
-            key = api_key_file.read_text(encoding="utf-8-sig").strip()  # Notepad adds a BOM
+            fd = os.open(api_key_file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    what = "a folder" if stat.S_ISDIR(st.st_mode) else "a pipe or a device"
+                    raise InputError(
+                        f"--api-key-file {shown} is {what}, not a file: put the key in a file"
+                    )
+                data = os.read(fd, API_KEY_FILE_BYTES + 1)
+            finally:
+                os.close(fd)
         except OSError as exc:
-            raise InputError(f"--api-key-file {api_key_file}: {exc.strerror}") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            _err(
-                f"Warning: {api_key_file} can be read or changed by other users; "
-                f"run 'chmod 600 {api_key_file}'"
+            raise InputError(f"--api-key-file {shown}: {exc.strerror}") from None
+        if len(data) > API_KEY_FILE_BYTES:
+            raise InputError(
+                f"--api-key-file {shown} holds more than {API_KEY_FILE_BYTES:,} bytes: it "
+                "should hold only the API key"
             )
+        try:
+            key = data.decode("utf-8-sig").strip()  # Notepad adds a BOM
+        except UnicodeDecodeError:
+            raise InputError(
+                f"--api-key-file {shown} is not UTF-8 text: it should hold only the API key"
+            ) from None
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            _err(f"Warning: {shown} can be read or changed by other users; run 'chmod 600 {shown}'")
         if not key:
-            raise InputError(f"--api-key-file {api_key_file}: the file is empty")
+            raise InputError(f"--api-key-file {shown}: the file is empty")
         return key
     return os.environ.get("RDSTATION_API_KEY", "").strip() or None
 
@@ -100,23 +125,25 @@ def _api_key_or_exit(api_key_file: Path | None, *, needed: bool) -> str | None:
 
 
 def print_report(report: RunReport, input_path: Path) -> None:
+    name = printable(input_path.name)
+    aborted = printable(report.aborted or "")
     if report.dry_run:
         if report.aborted:
-            click.echo(f"Stopped: {report.aborted}. The rows below were checked before it.")
+            click.echo(f"Stopped: {aborted}. The rows below were checked before it.")
         click.echo(
-            f"Checked {input_path.name}: {report.rows:,} rows, {report.succeeded:,} ready to send, "
+            f"Checked {name}: {report.rows:,} rows, {report.succeeded:,} ready to send, "
             f"{report.failed:,} failed, {report.skipped:,} already sent "
             f"({format_duration(report.duration_s)}). Nothing was sent."
         )
     elif report.aborted:
         click.echo(
-            f"Stopped: {report.aborted}.\n"
+            f"Stopped: {aborted}.\n"
             f"{report.succeeded:,} rows sent, {report.failed:,} failed, "
             f"{report.left_to_send:,} left to send. Run the same command to resume."
         )
     else:
         click.echo(
-            f"Imported {input_path.name}: {report.succeeded:,} rows sent, "
+            f"Imported {name}: {report.succeeded:,} rows sent, "
             f"{report.failed:,} failed, {report.skipped:,} skipped (of {report.rows:,}) in "
             f"{format_duration(report.duration_s)}."
         )
@@ -128,7 +155,9 @@ def print_report(report: RunReport, input_path: Path) -> None:
     if report.failure_types:
         kinds = ", ".join(f"{k} {v:,}" for k, v in report.failure_types.items())
         click.echo(f"Failures by type: {kinds}")
-    click.echo(f"Reports: {report.out_dir}/ (successes.csv, failures.csv, summary.json)")
+    click.echo(
+        f"Reports: {printable(str(report.out_dir))}/ (successes.csv, failures.csv, summary.json)"
+    )
 
 
 def _run(config: ImportConfig, quiet: bool) -> int:

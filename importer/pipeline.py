@@ -40,6 +40,7 @@ from importer.records import Failed, FailureKind, Row, Sent
 from importer.report import (
     format_duration,
     private_dir,
+    remove_stale_temporaries,
     write_failures,
     write_successes,
     write_summary,
@@ -162,6 +163,7 @@ async def run_import_async(config: ImportConfig, listener: Listener | None = Non
         listener.info(f"Reading {config.input_path.name}: {table.description}")
         out_dir = private_dir(config.resolved_out_dir())
         with _exclusive(out_dir):
+            remove_stale_temporaries(out_dir)  # under the lock: a run writing them owns them
             ledger = Ledger(out_dir / "ledger.sqlite")
             try:
                 run = _Run(config, mapping, table, ledger, out_dir, listener)

@@ -50,6 +50,17 @@ def _replace_atomically(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
+REPORT_NAMES = ("successes.csv", "failures.csv", "summary.json")
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Remove the reports' temporary files (``.successes.csv.tmp``, ...) that a run killed while
+    writing them left in ``folder``: they hold personal data, and nothing will use them."""
+    for name in REPORT_NAMES:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            os.unlink(folder / f".{name}.tmp")  # never follows a link: removes the link
+
+
 def write_successes(path: Path, rows: Iterable[Sequence[Any]]) -> None:
     def write(handle) -> None:
         out = csv.writer(handle)
@@ -71,6 +82,10 @@ def write_failures(
         out = csv.writer(handle)
         out.writerow([escape_formula(h) for h in source_headers] + FAILURE_COLUMNS)
         for number, cells, stage, status, etype, message, attempts in rows:
+            # Cells past the header's width (the row failed for them: an unquoted delimiter)
+            # follow the report's columns, under no header: the row comes back whole, and read
+            # back unfixed it fails again for the same reason instead of being sent shifted.
+            extra = cells[width:]
             cells = (list(cells) + [""] * width)[:width]
             status_text = "" if status is None else status
             # The error's type and words may be the server's own: escaped like the cells.
@@ -78,6 +93,7 @@ def write_failures(
                 [escape_formula(c) for c in cells]
                 + [number, stage, status_text, escape_formula(etype), escape_formula(message)]
                 + [attempts]
+                + [escape_formula(c) for c in extra]
             )
 
     _replace_atomically(path, write)
