@@ -255,9 +255,12 @@ class Sheet:
             how = f"it exited with status {code}"
         if said:
             how += f": {said[-1][:200]}"
+        # Mostly memory: a sheet spanning far cells, or one long text repeated in many cells
+        # (calamine copies a shared string into each cell that uses it).
         return InputError(
             f"{self.path} cannot be read as {self.kind} ({how}): open it in Excel, delete any "
-            "cells far from the data, save it again, and retry, or save the data as CSV"
+            "cells far from the data and any long text repeated in many cells, save it again, "
+            "and retry, or save the data as CSV"
         )
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -594,13 +596,24 @@ def test_a_file_replaced_after_it_was_listed_is_not_read(tmp_path: Path) -> None
     assert open_table(ListedFile(path, FileIdentity.of(path.lstat()))).headers == ["email"]
 
 
-def test_every_read_goes_through_the_file_first_opened(tmp_path: Path) -> None:
-    # Sniffing, scanning and reading the rows all read the file opened first, whatever
-    # happens to its name meanwhile.
+def test_every_read_goes_through_the_file_first_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The name is swapped for another file while the delimiter is being detected, between
+    # the reads that sniff the file and the one that reads its rows: all read the first file.
     path = write(tmp_path, "email\na@x.com\n")
+    real_reader = csv.reader
+    swapped: list[Path] = []
+
+    def swapping_reader(*args: Any, **kwargs: Any) -> Any:
+        if not swapped:
+            path.unlink()
+            swapped.append(write(tmp_path, "email\nswapped@x.com\n"))
+        return real_reader(*args, **kwargs)
+
+    monkeypatch.setattr(csv, "reader", swapping_reader)
     with open_table(path) as table:
-        path.unlink()
-        write(tmp_path, "email\nswapped@x.com\n")
+        assert swapped
         assert [r.cells["email"] for r in table.rows()] == ["a@x.com"]
 
 

@@ -420,7 +420,8 @@ def test_a_reader_that_dies_is_reported_in_one_line(
         open_table(path)
     assert str(error.value) == (
         f"{path} cannot be read as XLSX (it stopped on SIGABRT: boom): open it in Excel, delete "
-        "any cells far from the data, save it again, and retry, or save the data as CSV"
+        "any cells far from the data and any long text repeated in many cells, save it again, "
+        "and retry, or save the data as CSV"
     )
 
 
