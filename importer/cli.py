@@ -19,7 +19,7 @@ import click
 
 from importer import __version__, flags
 from importer.console import ConsoleListener, err
-from importer.errors import AbortError, ExitStatus, ImporterError, InputError
+from importer.errors import AbortError, ExitStatus, ImporterError, InputError, printable
 from importer.pipeline import ImportConfig, run_import
 from importer.report import console_summary, shown_text
 from importer.sending import RunControl
@@ -29,21 +29,43 @@ from importer.watch import WatchConfig, run_watch
 _FLAGS = {"out_dir": "--out"}
 
 
+API_KEY_FILE_BYTES = 4096  # a key is ~40 characters; a bigger file is not a key file
+
+
 def read_api_key(api_key_file: Path | None) -> str | None:
-    """The key from --api-key-file or RDSTATION_API_KEY; never from the command line."""
+    """The key from --api-key-file or RDSTATION_API_KEY; never from the command line. The file
+    must be a regular file (a FIFO would block, /dev/zero never ends) and is read to a bound."""
     if api_key_file is not None:
+        shown = printable(str(api_key_file))
         try:
-            mode = api_key_file.stat().st_mode
-            key = api_key_file.read_text(encoding="utf-8-sig").strip()  # Notepad adds a BOM
+            fd = os.open(api_key_file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    what = "a folder" if stat.S_ISDIR(st.st_mode) else "a pipe or a device"
+                    raise InputError(
+                        f"--api-key-file {shown} is {what}, not a file: put the key in a file"
+                    )
+                data = os.read(fd, API_KEY_FILE_BYTES + 1)
+            finally:
+                os.close(fd)
         except OSError as exc:
-            raise InputError(f"--api-key-file {api_key_file}: {exc.strerror}") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            err(
-                f"Warning: {api_key_file} can be read or changed by other users; "
-                f"run 'chmod 600 {api_key_file}'"
+            raise InputError(f"--api-key-file {shown}: {exc.strerror}") from None
+        if len(data) > API_KEY_FILE_BYTES:
+            raise InputError(
+                f"--api-key-file {shown} holds more than {API_KEY_FILE_BYTES:,} bytes: it "
+                "should hold only the API key"
             )
+        try:
+            key = data.decode("utf-8-sig").strip()  # Notepad adds a BOM
+        except UnicodeDecodeError:
+            raise InputError(
+                f"--api-key-file {shown} is not UTF-8 text: it should hold only the API key"
+            ) from None
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            err(f"Warning: {shown} can be read or changed by other users; run 'chmod 600 {shown}'")
         if not key:
-            raise InputError(f"--api-key-file {api_key_file}: the file is empty")
+            raise InputError(f"--api-key-file {shown}: the file is empty")
         return key
     return os.environ.get("RDSTATION_API_KEY", "").strip() or None
 

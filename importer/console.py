@@ -10,12 +10,15 @@ from typing import Any
 
 import click
 
+from importer.errors import printable
 from importer.pipeline import Listener
 from importer.report import format_duration
 
 
 def err(message: str) -> None:
-    click.echo(message, err=True)
+    # Escaped: a message may name a file, and a file's name must not drive the terminal. Line
+    # breaks stay: a mapping's problems are listed one a line.
+    click.echo("\n".join(map(printable, message.split("\n"))), err=True)
 
 
 LOG_EVERY_S = 60.0  # a progress line for logs at most this often...
@@ -52,9 +55,9 @@ class ConsoleListener(Listener):
 
     def _write(self, message: str) -> None:
         if self.bar is not None:
-            self.bar.write(message, file=sys.stderr)
+            self.bar.write(printable(message), file=sys.stderr)
         else:
-            err(message)
+            err(printable(message))
 
     def progress(self, done: int, total: int | None, eta_s: float | None) -> None:
         if not self.interactive:

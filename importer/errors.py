@@ -53,3 +53,14 @@ class RowError(ImporterError):
 
 class AbortError(ImporterError):
     """The run stopped before its end and can be resumed with the same command."""
+
+
+def printable(text: str) -> str:
+    """``text`` with what a terminal or a log would act on written as a Python string literal
+    writes it: line breaks, escape sequences and other control characters, invisible format
+    characters (a right-to-left override), the bytes of a file name that are not UTF-8
+    (``\\n``, ``\\x1b``, ``\\u202e``, ``\\udcff``). Accents, other scripts and spaces stay as
+    they are; applied twice, it changes nothing more."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -18,28 +18,40 @@ Decisions worth knowing:
 - One of our own failures reports read back loses its report columns; a ``failures.csv`` also
   loses the formula escaping the CSV reports apply (``report.unescape_formula``), while a
   ``failures.xlsx`` holds its cells as they are (a cell there may really start with ``'=``).
+- A row that fails because it has cells past the header's last column keeps them, under keys
+  that start with a space (header names are trimmed, so none does): failures.csv gives the row
+  back whole.
 - Workbooks are read by python-calamine in a child process (``importer.workbook``), which loads
   the whole sheet into memory (about 1 KB per row of 10 cells) and streams its rows as text.
+- The file is opened once, and every read (the first bytes, the encoding scan, the rows, the
+  workbook reader's process) goes through that one descriptor: a name swapped for another file
+  meanwhile changes nothing. A ``ListedFile`` (a file the watcher listed in an inbox others can
+  write to) is opened without following a link, and read only if it is still the file listed.
+- File names in messages go through ``printable``: a name cannot end a line or drive a terminal.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import io
 import itertools
+import os
 import re
+import stat
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PosixPath
 from types import TracebackType
 from typing import IO, Final
 
 from importer import workbook
-from importer.errors import InputError
+from importer.errors import ImporterError, InputError, printable
 from importer.records import Row
 from importer.report import FAILURE_COLUMNS, unescape_formula
 
-MAX_CELL_CHARS: Final = 1 << 20  # RD Station takes 0.2 MB per request: a bigger cell cannot go
+MAX_CELL_CHARS: Final = workbook.MAX_CELL_CHARS  # one limit for CSV and workbook cells
 MAX_LINE_CHARS: Final = 2 << 20
 MAX_LINES_PER_RECORD: Final = 1000  # a quoted cell spanning more lines is a quote never closed
 
@@ -83,8 +95,10 @@ class Table:
         warnings: list[str],
         close: Callable[[], None],
         sheet: str | None = None,
+        shown: str | None = None,
     ) -> None:
         self.path = path
+        self.shown = printable(str(path)) if shown is None else shown  # the path, for messages
         self.sheet = sheet  # the worksheet's name; None for a CSV
         self.headers = header.names
         self.source_headers = header.source
@@ -122,6 +136,14 @@ class Table:
         self._stream = itertools.chain((first,), stream)
 
     def _rows(self) -> Iterator[Row]:
+        try:
+            yield from self._each_row()
+        except ImporterError:
+            raise
+        except Exception as exc:  # a library choking on the file: about the file, not a bug
+            raise _unreadable(self.shown, exc) from None
+
+    def _each_row(self) -> Iterator[Row]:
         headers = self.headers
         width = self._header.width
         unescape = self._header.is_report
@@ -129,7 +151,8 @@ class Table:
         for cells in self._records:
             number += 1
             if type(cells) is not list:
-                yield Row(number, _fit(headers, cells), cells.error)  # type: ignore[attr-defined]
+                error = cells.error  # type: ignore[attr-defined]
+                yield Row(number, _fit(headers, cells, width, unescape), error)
                 continue
             count = len(cells)
             if count != width:
@@ -138,7 +161,8 @@ class Table:
                     continue
                 if count > width:
                     if any(cells[width:]):
-                        yield Row(number, _fit(headers, cells), self._header.too_wide(cells))
+                        error = self._header.too_wide(cells)
+                        yield Row(number, _fit(headers, cells, width, unescape), error)
                         continue
                 else:
                     cells += [""] * (width - count)
@@ -184,7 +208,7 @@ class Table:
 
 
 def open_table(
-    path: Path,
+    path: Path | str,
     *,
     encoding: str | None = None,
     delimiter: str | None = None,
@@ -197,68 +221,101 @@ def open_table(
 
     A header with no row under it (blank rows and export footers do not count) is such an
     error, unless ``allow_empty``. For a workbook, ``on_reader`` receives a function that
-    stops the process reading it, so another thread can cancel a long load.
+    stops the process reading it, so another thread can cancel a long load. Whatever fails
+    while the file is read (a damaged zip that a library chokes on, say) is an ``InputError``
+    naming the file.
     """
-    path = Path(path)
+    path = path if isinstance(path, Path) else Path(path)  # a ListedFile stays one
     if header_row < 1:
         raise InputError(f"--header-row must be 1 or more, not {header_row}")
-    head = _read_head(path)
+    source = _Source(path)
+    try:
+        return _open(source, encoding, delimiter, sheet, header_row, allow_empty, on_reader)
+    except ImporterError:
+        source.close()
+        raise
+    except Exception as exc:
+        source.close()
+        raise _unreadable(source.shown, exc) from None
+    except BaseException:
+        source.close()
+        raise
+
+
+def _open(
+    source: _Source,
+    encoding: str | None,
+    delimiter: str | None,
+    sheet: str | None,
+    header_row: int,
+    allow_empty: bool,
+    on_reader: Callable[[Callable[[], None]], None] | None,
+) -> Table:
+    path, shown = source.path, source.shown
+    head = source.head()
     if head.startswith(_ZIP_MAGICS) or head.startswith(_OLE_MAGIC):
         warnings = [
-            f"{flag} is ignored: {path} is a workbook, not a CSV"
+            f"{flag} is ignored: {shown} is a workbook, not a CSV"
             for flag, value in (("--encoding", encoding), ("--delimiter", delimiter))
             if value is not None
         ]
-        table = _open_workbook(path, head, sheet, header_row, warnings, on_reader)
+        table = _open_workbook(source, head, sheet, header_row, warnings, on_reader)
         if not allow_empty:
             table._require_rows(
-                f"sheet '{table.sheet}' of {path}",
+                f"sheet '{table.sheet}' of {shown}",
                 "choose another sheet with --sheet, or export the data again with its rows",
             )
         return table
     if path.suffix.lower() in _WORKBOOK_SUFFIXES:
         raise InputError(
-            f"{path} is named like a workbook but is not one ({_what_text_is(head)}): "
+            f"{shown} is named like a workbook but is not one ({_what_text_is(head)}): "
             "if it is a CSV, rename it to .csv; otherwise open it in Excel and save it as XLSX"
         )
     for signature, what in _BINARY_SIGNATURES:
         if head.startswith(signature):
-            raise InputError(f"{path} is {what}, not a spreadsheet: export the data as CSV or XLSX")
-    warnings = [f"--sheet is ignored: {path} is a CSV file"] if sheet is not None else []
-    table = _open_csv(path, head, encoding, delimiter, header_row, warnings)
+            raise InputError(
+                f"{shown} is {what}, not a spreadsheet: export the data as CSV or XLSX"
+            )
+    warnings = [f"--sheet is ignored: {shown} is a CSV file"] if sheet is not None else []
+    table = _open_csv(source, head, encoding, delimiter, header_row, warnings)
     if not allow_empty:
-        table._require_rows(f"{path}", "export the data again with its rows")
+        table._require_rows(shown, "export the data again with its rows")
     return table
+
+
+def _unreadable(shown: str, exc: Exception) -> InputError:
+    # Only the exception's type: its text is a library's, and may quote the file's bytes.
+    return InputError(
+        f"{shown} cannot be read ({type(exc).__name__}): it is damaged or not what its name "
+        "says; save it again as CSV or XLSX"
+    )
 
 
 # --- CSV -----------------------------------------------------------------------------------------
 
 
 def _open_csv(
-    path: Path,
+    source: _Source,
     head: bytes,
     encoding: str | None,
     delimiter: str | None,
     header_row: int,
     warnings: list[str],
 ) -> Table:
-    codec, encoding_label = _choose_encoding(path, head, encoding)
-    hinted = _excel_sep_line(path, codec)
+    codec, encoding_label = _choose_encoding(source, head, encoding)
+    hinted = _excel_sep_line(source, codec)
     if delimiter is not None:
         delimiter = _check_delimiter(delimiter)
     elif hinted is not None:
         delimiter = hinted
     else:
-        delimiter = _detect_delimiter(path, codec, header_row)
-    try:
-        text = path.open("r", encoding=codec, errors=_ERRORS, newline="")
-    except OSError as exc:
-        raise InputError(f"{path} cannot be read ({exc.strerror}): check its permissions") from None
+        delimiter = _detect_delimiter(source, codec, header_row)
+    text = source.text(codec, _ERRORS)
     try:
         if hinted is not None:
             text.readline()  # Excel hides its sep= line: the row after it is row 1
         records = _csv_records(text, delimiter)
-        header = _read_header(path, records, header_row, where=f"{path}")
+        header = _read_header(records, header_row, where=source.shown)
     except BaseException:
         text.close()
         raise
@@ -269,13 +326,14 @@ def _open_csv(
     if header.is_report:
         description += ", a failures report: its report columns are left out"
     return Table(
-        path,
+        source.path,
         records=records,
         header=header,
         header_row=header_row,
         description=description,
         warnings=warnings + header.warnings,
-        close=text.close,
+        close=source.closing(text),
+        shown=source.shown,
     )
 
 
@@ -300,22 +358,35 @@ def check_text_options(encoding: str | None, delimiter: str | None) -> None:
         _check_delimiter(delimiter)
 
 
+# Codecs Python knows that read no file's text: they turn bytes into other bytes (base64, zlib,
+# hex, ...; Python marks those), text into other text (rot13), or domain names into others.
+_NOT_FILE_ENCODINGS: Final = frozenset(
+    {"idna", "punycode", "undefined", "unicode-escape", "raw-unicode-escape"}
+)
+
+
 def _codec(given: str) -> str:
     try:
-        return codecs.lookup(given).name
+        info = codecs.lookup(given)
     except LookupError:
         raise InputError(
             f"--encoding {given!r} is not an encoding Python knows: "
             "try utf-8, cp1252, latin-1 or utf-16"
         ) from None
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_FILE_ENCODINGS:
+        raise InputError(
+            f"--encoding {given!r} is not a text encoding (it turns bytes into other bytes or "
+            "names into other names): try utf-8, cp1252, latin-1 or utf-16"
+        )
+    return info.name
 
 
-def _choose_encoding(path: Path, head: bytes, given: str | None) -> tuple[str, str]:
+def _choose_encoding(source: _Source, head: bytes, given: str | None) -> tuple[str, str]:
     if given is not None:
         codec = _codec(given)
         if codec == "utf-8" and head.startswith(codecs.BOM_UTF8):
             codec = "utf-8-sig"
-        _scan_text(path, codec, given)
+        _scan_text(source, codec, given)
         return codec, given
     if head.startswith(codecs.BOM_UTF8):
         codec, label = "utf-8-sig", "UTF-8 with BOM"
@@ -324,13 +395,13 @@ def _choose_encoding(path: Path, head: bytes, given: str | None) -> tuple[str, s
     else:
         codec, label = _guess_utf16_without_bom(head), "UTF-16"
     if codec:
-        _scan_text(path, codec, label)
+        _scan_text(source, codec, label)
         return codec, label
     try:
-        _scan_text(path, "utf-8", "UTF-8", detecting=True)
+        _scan_text(source, "utf-8", "UTF-8", detecting=True)
     except _NotThisEncoding:
         # Every byte is a character in Windows-1252 (with the Latin-1 fallback): only NULs matter.
-        _scan_text(path, "cp1252", "Windows-1252")
+        _scan_text(source, "cp1252", "Windows-1252")
         return "cp1252", "Windows-1252"
     return "utf-8", "UTF-8"
 
@@ -353,13 +424,14 @@ class _NotThisEncoding(Exception):
     pass
 
 
-def _scan_text(path: Path, codec: str, label: str, *, detecting: bool = False) -> None:
+def _scan_text(source: _Source, codec: str, label: str, *, detecting: bool = False) -> None:
     """Decode the whole file once, cheaply: invalid bytes anywhere or a NUL refuse it now."""
     decoder = codecs.getincrementaldecoder(codec)(_ERRORS if codec == "cp1252" else "strict")
     ascii_safe = "a\n".encode(codec) == b"a\n"
     offset = 0
+    path = source.shown
     try:
-        with path.open("rb") as raw:
+        with source.reader() as raw:
             while chunk := raw.read(_SCAN_CHUNK):
                 if ascii_safe and chunk.isascii() and not decoder.getstate()[0]:
                     nul = chunk.find(0)
@@ -398,16 +470,16 @@ def _check_delimiter(given: str) -> str:
 _SEP_LINE = re.compile(r"sep=([^\"\r\n])(?:\r\n|\r|\n)?")
 
 
-def _excel_sep_line(path: Path, codec: str) -> str | None:
+def _excel_sep_line(source: _Source, codec: str) -> str | None:
     """The delimiter named by a first line ``sep=;``, which tells Excel how to split the file."""
-    with path.open("r", encoding=codec, errors=_ERRORS, newline="") as text:
+    with source.text(codec, _ERRORS) as text:
         found = _SEP_LINE.fullmatch(text.readline(16))
     return found.group(1) if found else None
 
 
-def _detect_delimiter(path: Path, codec: str, header_row: int) -> str:
+def _detect_delimiter(source: _Source, codec: str, header_row: int) -> str:
     """Pick the delimiter that splits the header and the rows after it most consistently."""
-    with path.open("r", encoding=codec, errors=_ERRORS, newline="") as text:
+    with source.text(codec, _ERRORS) as text:
         sample = text.read(_SAMPLE_CHARS)
         complete = not text.read(1)
     if not complete:
@@ -439,12 +511,8 @@ def _detect_delimiter(path: Path, codec: str, header_row: int) -> str:
     return best
 
 
-class _Broken(list[str]):
-    """The cells that could be read of a record that could not, and why: one failed row."""
-
-    def __init__(self, cells: list[str], error: str) -> None:
-        super().__init__(cells)
-        self.error = error
+# The cells that could be read of a record that could not, and why: one failed row.
+_Broken = workbook.BrokenRecord
 
 
 class _LineTooLong(Exception):
@@ -582,7 +650,6 @@ class _Header:
 
 
 def _read_header(
-    path: Path,
     records: Iterator[list[str]],
     header_row: int,
     where: str,
@@ -659,34 +726,59 @@ def _make_header(cells: list[str], where: str, first_column: int | None) -> _Hea
     return header
 
 
+_RENAMES_SHOWN: Final = 3  # renamed columns named in a warning; the rest are counted
+_REPEATS_SHOWN: Final = 5  # repeated names given a warning of their own; the rest are counted
+
+
 def _unique(keys: list[str], where: str, warnings: list[str]) -> list[str]:
     reserved = set(keys)
     used: set[str] = set()
+    next_number: dict[str, int] = {}  # where the search for a free "key (n)" goes on
     renamed: dict[str, list[str]] = {}
     names = []
     for key in keys:
         name = key
         if key in used:
-            n = 2
+            # Numbers only go up: the names taken or reserved never free one below.
+            n = next_number.get(key, 2)
             while f"{key} ({n})" in reserved or f"{key} ({n})" in used:
                 n += 1
+            next_number[key] = n + 1
             name = f"{key} ({n})"
             renamed.setdefault(key, []).append(name)
         used.add(name)
         names.append(name)
-    for key, others in renamed.items():
-        shown = ", ".join(f"'{o}'" for o in others)
+    for key, others in itertools.islice(renamed.items(), _REPEATS_SHOWN):
+        shown = ", ".join(f"'{o}'" for o in others[:_RENAMES_SHOWN])
+        if len(others) > _RENAMES_SHOWN:
+            shown += f" and {len(others) - _RENAMES_SHOWN:,} more"
         warnings.append(
-            f"column '{key}' appears {len(others) + 1} times in the header of {where}: "
+            f"column '{key}' appears {len(others) + 1:,} times in the header of {where}: "
             f"the first keeps the name, the others are read as {shown}"
+        )
+    if len(renamed) > _REPEATS_SHOWN:
+        warnings.append(
+            f"{len(renamed) - _REPEATS_SHOWN:,} more column names appear more than once in the "
+            f"header of {where}; each repeat is read as the name followed by its number, as above"
         )
     return names
 
 
-def _fit(headers: list[str], cells: list[str]) -> dict[str, str]:
+def _fit(headers: list[str], cells: list[str], width: int, unescape: bool) -> dict[str, str]:
+    """A failed row's cells by column. Cells past the header's ``width`` are kept, so that
+    failures.csv gives the row back whole: under keys no header name can take (names are
+    trimmed; these start with a space). A failures report's own columns, read back, are not;
+    its cells lose the formula escaping it gave them, as a good row's do."""
+    if unescape:
+        cells = [unescape_formula(c) for c in cells]
     fitted = dict(zip(headers, cells))  # noqa: B905
     for h in headers[len(cells) :]:
         fitted[h] = ""
+    extra = cells[width:]
+    while extra and not extra[-1]:
+        extra.pop()  # Excel's trailing ;;;
+    for position, cell in enumerate(extra, width + 1):
+        fitted[f" {position}"] = cell
     return fitted
 
 
@@ -698,52 +790,194 @@ def _is_footer(cells: list[str]) -> bool:
 
 
 def _open_workbook(
-    path: Path,
+    source: _Source,
     head: bytes,
     sheet: str | None,
     header_row: int,
     warnings: list[str],
     on_reader: Callable[[Callable[[], None]], None] | None,
 ) -> Table:
-    kind = workbook.container_kind(path, head)
-    data = workbook.Sheet(path, kind, sheet, on_start=on_reader)
-    where = f"sheet '{data.name}' of {path}"
+    shown = source.shown
+    kind = workbook.container_kind(shown, head, source.reader)
+    data = workbook.Sheet(shown, kind, sheet, on_start=on_reader, fd=source.fd)
+    where = f"sheet '{data.name}' of {shown}"
     try:
         records = data.records()
-        header = _read_header(
-            path, records, header_row, where=where, first_column=data.first_column
-        )
+        header = _read_header(records, header_row, where=where, first_column=data.first_column)
     except BaseException:
         data.close()
         raise
     return Table(
-        path,
+        source.path,
         records=records,
         header=header,
         header_row=header_row,
         description=f"{kind}, sheet '{data.name}'",
         warnings=warnings + header.warnings,
-        close=data.close,
+        close=source.closing(data),
         sheet=data.name,
+        shown=shown,
     )
 
 
 # --- opening -------------------------------------------------------------------------------------
 
 
-def _read_head(path: Path) -> bytes:
-    try:
-        with path.open("rb") as raw:
-            head = raw.read(_HEAD_BYTES)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file; check the path") from None
-    except IsADirectoryError:
-        raise InputError(f"{path} is a folder, not a spreadsheet file: give the file") from None
-    except OSError as exc:
-        raise InputError(f"{path} cannot be read ({exc.strerror}): check the file") from None
-    if not head or head in (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-        raise InputError(f"{path} is empty: export the spreadsheet again")
-    return head
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """Which file a name held when it was listed: its inode, size and times."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileIdentity:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class ListedFile(PosixPath):
+    """A file listed in a folder others can write to (the watcher's inbox), with ``listed``,
+    what it was then. ``open_table`` opens it without following a symbolic link and reads it only
+    if it is still that file: a name swapped for a link or another file is never read."""
+
+    listed: FileIdentity | None = None  # paths derived from this one (its parent) carry none
+
+    def __new__(cls, path: Path | str, listed: FileIdentity) -> ListedFile:
+        self = super().__new__(cls, path)
+        self.listed = listed
+        return self
+
+
+class ChangedFile(InputError):
+    """A ``ListedFile`` is not the file that was listed any more; it was not read."""
+
+
+class _Source:
+    """The input file, opened once.
+
+    Every read of it (the first bytes, the encoding scan, the delimiter sample, the rows, the
+    workbook reader's process) goes through this one descriptor, each at its own offset: all of
+    them read the file opened first, whatever happens to its name meanwhile.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.shown = shown = printable(str(path))
+        listed = getattr(path, "listed", None)
+        # O_NONBLOCK: opening a FIFO would wait for a writer. Only regular files are read.
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (os.O_NOFOLLOW if listed else 0)
+        try:
+            fd = os.open(path, flags)
+        except FileNotFoundError:
+            if listed:
+                raise ChangedFile(
+                    f"{shown} was removed after it was listed: it was not read"
+                ) from None
+            raise InputError(f"{shown}: no such file; check the path") from None
+        except OSError as exc:
+            if listed and exc.errno == errno.ELOOP:
+                raise ChangedFile(
+                    f"{shown} changed after it was listed (it is a symbolic link now): "
+                    "it was not read"
+                ) from None
+            raise InputError(f"{shown} cannot be read ({exc.strerror}): check the file") from None
+        self.fd = fd
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise InputError(f"{shown} is a folder, not a spreadsheet file: give the file")
+            if not stat.S_ISREG(st.st_mode):
+                raise InputError(
+                    f"{shown} is not a regular file (a pipe or a device?): save the data to a "
+                    "file and give that file"
+                )
+            if listed and FileIdentity.of(st) != listed:
+                raise ChangedFile(
+                    f"{shown} changed after it was listed (it is another file now): it was not read"
+                )
+        except BaseException:
+            self.close()
+            raise
+
+    def head(self) -> bytes:
+        """The first bytes, or InputError when there are none."""
+        try:
+            head = os.pread(self.fd, _HEAD_BYTES, 0)
+        except OSError as exc:
+            raise InputError(
+                f"{self.shown} cannot be read ({exc.strerror}): check the file"
+            ) from None
+        if not head or head in (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            raise InputError(f"{self.shown} is empty: export the spreadsheet again")
+        return head
+
+    def reader(self) -> io.BufferedReader:
+        """The file from its start, as a binary file object of its own."""
+        return io.BufferedReader(_PositionalReader(self.fd), buffer_size=_READ_BUFFER)
+
+    def text(self, encoding: str, errors: str) -> io.TextIOWrapper:
+        return io.TextIOWrapper(self.reader(), encoding=encoding, errors=errors, newline="")
+
+    def closing(self, reader: IO[str] | workbook.Sheet) -> _Closing:
+        """A ``close`` for the table: the reader, then the file."""
+        return _Closing(reader, self)
+
+    def close(self) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+_READ_BUFFER: Final = 64 * 1024
+
+
+class _Closing:
+    def __init__(self, reader: IO[str] | workbook.Sheet, source: _Source) -> None:
+        self.reader = reader
+        self.source = source
+
+    def __call__(self) -> None:
+        try:
+            self.reader.close()
+        finally:
+            self.source.close()
+
+
+class _PositionalReader(io.RawIOBase):
+    """Reads a descriptor at an offset of its own (``pread``), so two readers of one open file
+    never move each other's place; closing it leaves the descriptor open."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        size = os.preadv(self._fd, [buffer], self._offset)
+        self._offset += size
+        return size
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            offset += self._offset
+        elif whence == io.SEEK_END:
+            offset += os.fstat(self._fd).st_size
+        if offset < 0:
+            raise ValueError("negative seek position")
+        self._offset = offset
+        return offset
+
+    def tell(self) -> int:
+        return self._offset
 
 
 def _what_text_is(head: bytes) -> str:

@@ -43,6 +43,7 @@ from importer.report import (
     describe_change,
     format_duration,
     private_dir,
+    remove_stale_temporaries,
     shown_rows,
     summary_dict,
     write_reports,
@@ -200,6 +201,7 @@ async def run_import_async(
         try:
             with contextlib.ExitStack() as locks:
                 locks.enter_context(_exclusive(private_dir(out_dir)))
+                remove_stale_temporaries(out_dir)  # under the lock: a run writing them owns them
                 ledger_path = config.ledger_path or out_dir / "ledger.sqlite"
                 if ledger_path.parent != out_dir:  # shared by several report folders (watch)
                     locks.enter_context(_exclusive(private_dir(ledger_path.parent), ledger_path))

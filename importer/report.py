@@ -25,7 +25,7 @@ from typing import IO, Any, Final
 
 import orjson
 
-from importer.errors import ExitStatus
+from importer.errors import ExitStatus, printable
 from importer.ledger import Failure, Ledger, Success
 
 SUCCESS_COLUMNS: Final = (
@@ -249,18 +249,21 @@ def summary_dict(
 
 
 def console_summary(report: RunReport, input_name: str) -> str:
-    """The lines the console prints when a run ends."""
+    """The lines the console prints when a run ends; names and reasons escaped (a file's name
+    must not drive the terminal)."""
+    input_name = printable(input_name)
+    aborted = printable(report.aborted or "")
     lines: list[str] = []
     if report.dry_run:
         if report.aborted:
-            lines.append(f"Stopped: {report.aborted}. The rows below were checked before it.")
+            lines.append(f"Stopped: {aborted}. The rows below were checked before it.")
         lines.append(
             f"Checked {input_name}: {report.rows:,} rows, {report.succeeded:,} ready to send, "
             f"{report.failed:,} failed, {report.skipped:,} already sent "
             f"({format_duration(report.duration_s)}). Nothing was sent."
         )
     elif report.aborted:
-        lines.append(f"Stopped: {report.aborted}.")
+        lines.append(f"Stopped: {aborted}.")
         lines.append(
             f"{report.succeeded:,} rows sent, {report.failed:,} failed, "
             f"{report.left_to_send:,} left to send. Run the same command to resume."
@@ -279,7 +282,7 @@ def console_summary(report: RunReport, input_name: str) -> str:
     if report.failure_types:
         kinds = ", ".join(f"{k} {v:,}" for k, v in report.failure_types.items())
         lines.append(f"Failures by type: {kinds}")
-    last = f"Reports: {report.out_dir}/ ({REPORT_FILES})"
+    last = f"Reports: {printable(str(report.out_dir))}/ ({REPORT_FILES})"
     if report.warnings:
         count = len(report.warnings)
         last += f"; {count} warning{'s' if count > 1 else ''}, listed in summary.json"
@@ -329,6 +332,14 @@ def _replace_atomically(path: Path, write: Callable[[IO[str]], None]) -> None:
     os.replace(tmp, path)
 
 
+def remove_stale_temporaries(folder: Path) -> None:
+    """Remove the reports' temporary files (``.successes.csv.tmp``, ...) that a run killed while
+    writing them left in ``folder``: they hold personal data, and nothing will use them."""
+    for name in REPORT_NAMES:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            os.unlink(folder / f".{name}.tmp")  # never follows a link: removes the link
+
+
 def write_successes(path: Path, rows: Iterable[Success]) -> None:
     def write(handle: IO[str]) -> None:
         out = csv.writer(handle)
@@ -356,6 +367,10 @@ def write_failures(path: Path, source_headers: Sequence[str], rows: Iterable[Fai
         out = csv.writer(handle)
         out.writerow([escape_formula(h) for h in source_headers] + list(FAILURE_COLUMNS))
         for f in rows:
+            # Cells past the header's width (the row failed for them: an unquoted delimiter)
+            # follow the report's columns, under no header: the row comes back whole, and read
+            # back unfixed it fails again for the same reason instead of being sent shifted.
+            extra = f.cells[width:]
             cells = (list(f.cells) + [""] * width)[:width]
             status_text = "" if f.http_status is None else f.http_status
             # The error's type and words may be the server's own: escaped like the cells.
@@ -364,6 +379,7 @@ def write_failures(path: Path, source_headers: Sequence[str], rows: Iterable[Fai
                 + [f.row, f.stage, status_text, escape_formula(f.error_type)]
                 + [escape_formula(f.message), f.attempts]
                 + ["" if f.source_row is None else f.source_row, f.row_id or ""]
+                + [escape_formula(c) for c in extra]
             )
 
     _replace_atomically(path, write)

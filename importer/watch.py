@@ -14,6 +14,14 @@ folder under ``out_root``. Then each file moves:
 Ctrl-C. One line per file goes to ``echo`` and to ``out_root/watch.log``; it names the file and
 counts rows, never a cell. What else the watcher sees (a file still being written, a busy lock)
 goes to the listener's ``info``, so a quiet cron job mails only when a file was imported.
+
+The inbox is shared with whoever uploads, so nothing there is trusted. The watcher follows no
+link in the folders it writes: ``processed/``, ``rejected/`` and the reports folders must be real
+folders of the watcher's user (checked at start and before each file: else ``InputError``, before
+anything is touched), and it writes in them through descriptors of the folders it checked, never
+replacing an entry but by a rename (``O_NOFOLLOW``, ``O_EXCL``). A file is read only if it is still
+the file listed (``loader.ListedFile``). A file that cannot be read is rejected; an unexpected error
+in one file is logged and the others go on. File names are escaped (``printable``) wherever shown.
 """
 
 from __future__ import annotations
@@ -21,22 +29,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import itertools
 import json
 import os
 import signal
+import stat
 import time
+import traceback
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from importer.errors import ExitStatus, ImporterError, InputError
+from importer.errors import ExitStatus, ImporterError, InputError, printable
+from importer.loader import ChangedFile, FileIdentity, ListedFile
 from importer.mapping import load_mapping
 from importer.pipeline import ImportConfig, Listener, RunReport, run_import_async, utc_now
-from importer.report import open_private, private_dir
 from importer.sending import RunControl
 
 SPREADSHEET_SUFFIXES = frozenset({".csv", ".xlsx", ".xls", ".ods"})
@@ -47,7 +58,9 @@ PROCESSED, REJECTED = "processed", "rejected"
 LOCK_POLL = 0.25  # seconds between looks at a busy inbox lock (--wait-lock)
 
 Runner = Callable[[ImportConfig, Listener, RunControl], Coroutine[Any, Any, RunReport]]
-Outcome = Literal["processed", "rejected", "aborted", "changed"]
+Outcome = Literal["processed", "rejected", "aborted", "changed", "error"]
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass
@@ -68,7 +81,8 @@ class WatchConfig:
 
 @dataclass
 class FileOutcome:
-    """What became of one file. ``reason`` is why it was rejected or aborted."""
+    """What became of one file. ``reason`` is why it was rejected, aborted or changed, or the
+    unexpected error that stopped it; ``not_moved`` why it stayed in the inbox all the same."""
 
     name: str
     outcome: Outcome
@@ -80,12 +94,14 @@ class FileOutcome:
     duration_s: float = 0.0
     moved_to: str | None = None  # relative to the inbox: "processed/leads.csv"
     reason: str | None = None
+    not_moved: str | None = None
+    reason_unwritten: str | None = None  # why <name>.reason.txt could not be written
 
     @property
     def exit_status(self) -> ExitStatus:
-        if self.outcome == "aborted":
+        if self.outcome in ("aborted", "error"):
             return ExitStatus.ABORTED
-        if self.outcome != "processed" or self.failed:
+        if self.outcome != "processed" or self.failed or self.not_moved:
             return ExitStatus.FAILED_ROWS
         return ExitStatus.OK
 
@@ -105,8 +121,11 @@ class Dropped:
     """A spreadsheet in the inbox as it was when listed."""
 
     path: Path
-    size: int
-    mtime_ns: int
+    identity: FileIdentity
+
+    @property
+    def mtime_ns(self) -> int:
+        return self.identity.mtime_ns
 
 
 def is_spreadsheet_name(name: str) -> bool:
@@ -137,7 +156,7 @@ def scan_inbox(inbox: Path, *, settle: float, now: float) -> tuple[list[Dropped]
             st = entry.stat(follow_symlinks=False)
         except OSError:  # removed while we looked
             continue
-        dropped = Dropped(Path(entry.path), st.st_size, st.st_mtime_ns)
+        dropped = Dropped(Path(entry.path), FileIdentity.of(st))
         (ready if now - st.st_mtime_ns / 1e9 >= settle else waiting).append(dropped)
     ready.sort(key=lambda d: (d.mtime_ns, d.path.name))
     waiting.sort(key=lambda d: d.path.name)
@@ -145,11 +164,156 @@ def scan_inbox(inbox: Path, *, settle: float, now: float) -> tuple[list[Dropped]
 
 
 def _looks_the_same(dropped: Dropped) -> bool:
+    """Is the name still the file listed: not a link, the same inode, size and times?"""
     try:
         st = os.stat(dropped.path, follow_symlinks=False)
     except OSError:
         return False
-    return (st.st_size, st.st_mtime_ns) == (dropped.size, dropped.mtime_ns)
+    return stat.S_ISREG(st.st_mode) and FileIdentity.of(st) == dropped.identity
+
+
+# -- the folders the watcher writes in -----------------------------------------------------------
+
+
+def open_folder(parent: int, name: str, where: str, *, create: bool = True) -> int:
+    """A descriptor of the folder ``name`` in the folder ``parent`` (created 0700 when missing),
+    once it is checked to be a real folder, not a link, owned by the watcher's user: someone
+    else's folder, or a link to one, could send what the watcher writes anywhere. The watcher
+    then writes there through this descriptor, so the folder checked is the folder written."""
+    created = False
+    if create:
+        try:
+            os.mkdir(name, 0o700, dir_fd=parent)
+            created = True
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise InputError(f"{where}: cannot be created ({exc.strerror})") from None
+    try:
+        fd = os.open(name, _DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            is_link = stat.S_ISLNK(os.lstat(name, dir_fd=parent).st_mode)
+            what = "a symbolic link" if is_link else "a file"
+            raise InputError(
+                f"{where} is {what}, not a folder: the watcher writes there and follows no "
+                "link; remove it, and the watcher creates the folder"
+            ) from None
+        raise InputError(f"{where}: cannot be opened ({exc.strerror})") from None
+    owner, mine = os.fstat(fd).st_uid, os.geteuid()
+    if owner != mine:
+        os.close(fd)
+        raise InputError(
+            f"{where} belongs to another user (uid {owner}), not to the watcher's (uid {mine}): "
+            "the watcher writes there unattended; give it to the watcher's user, or remove it"
+        )
+    if created:
+        os.fchmod(fd, 0o700)  # mkdir's mode is filtered by the umask
+    return fd
+
+
+def _check_writable(folder: int, where: str, why: str) -> None:
+    """Create and remove a file in ``folder``: what a read-only mount, an immutable folder or
+    missing permissions refuse, as moving a file there would, after its rows were sent."""
+    probe = f".rd-importer-probe-{os.getpid()}"
+    with contextlib.suppress(OSError):
+        os.unlink(probe, dir_fd=folder)  # left by a killed watcher that had this pid
+    try:
+        os.close(os.open(probe, _CREATE, 0o600, dir_fd=folder))
+        os.unlink(probe, dir_fd=folder)
+    except OSError as exc:
+        raise InputError(f"{where}: cannot be written ({exc.strerror}); {why}") from None
+
+
+class _Folders:
+    """The inbox and its ``processed/`` and ``rejected/``, opened, checked and found writable:
+    at start, and again before each file, so that a file is sent only if it can be moved."""
+
+    def __init__(self, inbox: Path):
+        self._fds: list[int] = []
+        shown = printable(str(inbox))
+        try:
+            self.inbox = self._keep(_open_inbox(inbox))
+            _check_writable(self.inbox, shown, "the watcher moves each file it imports out of it")
+            self.processed = self._keep(open_folder(self.inbox, PROCESSED, f"{shown}/{PROCESSED}"))
+            self.rejected = self._keep(open_folder(self.inbox, REJECTED, f"{shown}/{REJECTED}"))
+            for fd, name in ((self.processed, PROCESSED), (self.rejected, REJECTED)):
+                _check_writable(fd, f"{shown}/{name}", f"the watcher moves files into {name}/")
+        except BaseException:
+            self.close()
+            raise
+
+    def _keep(self, fd: int) -> int:
+        self._fds.append(fd)
+        return fd
+
+    def close(self) -> None:
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            os.close(fd)
+
+
+def _open_inbox(inbox: Path) -> int:
+    try:
+        return os.open(inbox, _DIRECTORY)
+    except FileNotFoundError:
+        raise InputError(
+            f"{printable(str(inbox))}: no such folder; create it or name the inbox"
+        ) from None
+    except OSError as exc:
+        raise InputError(
+            f"{printable(str(inbox))}: the inbox cannot be opened ({exc.strerror})"
+        ) from None
+
+
+def _open_out_root(out_root: Path) -> int:
+    """``out_root``, created 0700 (its parents too) if missing; it must belong to the watcher's
+    user, since the reports and the ledgers in it are written unattended. The path itself is the
+    operator's: a link there is followed; inside it, none is."""
+    shown = printable(str(out_root))
+    try:
+        out_root.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            out_root.mkdir(mode=0o700)
+            out_root.chmod(0o700)  # mkdir's mode is filtered by the umask
+        fd = os.open(out_root, _DIRECTORY)
+    except OSError as exc:
+        raise InputError(f"--out {shown}: cannot be created ({exc.strerror})") from None
+    owner, mine = os.fstat(fd).st_uid, os.geteuid()
+    if owner != mine:
+        os.close(fd)
+        raise InputError(
+            f"--out {shown} belongs to another user (uid {owner}), not to the watcher's (uid "
+            f"{mine}): the reports hold personal data and are written unattended; give the "
+            "watcher a folder of its own"
+        )
+    return fd
+
+
+def _create_private(folder: int, name: str) -> int:
+    """A new file ``name`` in ``folder``, 0600, written through the descriptor returned. A stale
+    file by that name (the watcher's own temporary, or anything planted) is removed first:
+    unlink never follows a link, and O_EXCL refuses one that appears meanwhile."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=folder)
+    fd = os.open(name, _CREATE, 0o600, dir_fd=folder)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def _write_replacing(folder: int, name: str, data: bytes) -> None:
+    """Write ``name`` in ``folder`` whole: a temporary file, then a rename, which replaces the
+    entry (a link planted under that name included) and never writes through it."""
+    tmp = f".{name}.{os.getpid()}.tmp"
+    fd = _create_private(folder, tmp)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=folder)
+        raise
 
 
 # -- the inbox lock ------------------------------------------------------------------------------
@@ -165,13 +329,21 @@ class InboxLock:
         self._fd: int | None = None
 
     def try_acquire(self) -> bool:
+        shown = printable(str(self.path))
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self._not_ours(shown) from None
             raise InputError(
-                f"{self.path}: cannot create the watcher's lock ({exc.strerror}); the watcher "
+                f"{shown}: cannot create the watcher's lock ({exc.strerror}); the watcher "
                 "needs write access to the inbox to move files"
             ) from None
+        st = os.fstat(fd)
+        # The lock is truncated and written: never through a hard link to another file.
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
+            os.close(fd)
+            raise self._not_ours(shown)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -182,10 +354,21 @@ class InboxLock:
         self._fd = fd
         return True
 
+    @staticmethod
+    def _not_ours(shown: str) -> InputError:
+        return InputError(
+            f"{shown} is not the watcher's lock (a link, or a file another user made): "
+            "remove it, and the watcher creates its own"
+        )
+
     def holder(self) -> str:
         """'pid 1234' (or 'another process' when the file does not say)."""
         try:
-            pid = self.path.read_text(encoding="ascii").strip()
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                pid = os.read(fd, 32).decode("ascii").strip()
+            finally:
+                os.close(fd)
         except (OSError, UnicodeDecodeError):
             pid = ""
         return f"pid {pid}" if pid.isdigit() else "another process"
@@ -219,7 +402,8 @@ class FolderIndex:
     def editing(cls, out_root: Path) -> Iterator[FolderIndex]:
         """Load, change and save the index under an flock, held for milliseconds: a watcher of
         another inbox may share ``out_root`` and must never be handed the same folder."""
-        fd = os.open(out_root / f".{INDEX_NAME}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        lock = out_root / f".{INDEX_NAME}.lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             index = cls.load(out_root)
@@ -232,7 +416,9 @@ class FolderIndex:
     def load(cls, out_root: Path) -> FolderIndex:
         path = out_root / INDEX_NAME
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "r", encoding="utf-8", errors="surrogateescape") as handle:
+                data = json.load(handle)
             entries = data["files"]
             if not isinstance(entries, list):
                 raise TypeError
@@ -240,8 +426,9 @@ class FolderIndex:
             return cls(out_root, [])
         except (OSError, ValueError, KeyError, TypeError):
             raise InputError(
-                f"{path}: cannot be read; it says which reports folder each inbox file resumes "
-                "into: restore it, or move it aside to start every file in a new folder"
+                f"{printable(str(path))}: cannot be read; it says which reports folder each "
+                "inbox file resumes into: restore it, or move it aside to start every file in a "
+                "new folder"
             ) from None
         return cls(out_root, entries)
 
@@ -254,13 +441,15 @@ class FolderIndex:
                 return str(entry["folder"])
         taken = {str(e.get("folder")) for e in self.entries}
         stem = file.stem
+        # lexists: a link (even one to nowhere) takes the name too; it is never used.
         folder = next(
             name
             for n in itertools.count(1)
             if (name := stem if n == 1 else f"{stem}-{n}") not in taken
-            and not (self.out_root / name).exists()
+            and not os.path.lexists(self.out_root / name)
         )
-        private_dir(self.out_root / folder)  # on disk at once: nothing else takes this name
+        (self.out_root / folder).mkdir(mode=0o700)  # on disk at once: nothing else takes it
+        (self.out_root / folder).chmod(0o700)  # mkdir's mode is filtered by the umask
         self.entries.append(
             {"file": key, "folder": folder, "state": "importing", "since": utc_now()}
         )
@@ -273,75 +462,171 @@ class FolderIndex:
                 entry.update(state=state, moved_to=moved_to, finished=utc_now())
 
     def save(self) -> None:
-        path = self.out_root / INDEX_NAME
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open_private(tmp, "w", encoding="utf-8") as handle:
-            json.dump({"version": 1, "files": self.entries}, handle, indent=1, ensure_ascii=False)
-            handle.write("\n")
-        os.replace(tmp, path)
+        text = json.dumps({"version": 1, "files": self.entries}, indent=1, ensure_ascii=False)
+        # A file name that is not UTF-8 is kept byte for byte, as load reads it back.
+        data = (text + "\n").encode("utf-8", "surrogateescape")
+        folder = os.open(self.out_root, _DIRECTORY)
+        try:
+            _write_replacing(folder, INDEX_NAME, data)
+        finally:
+            os.close(folder)
+
+    def check_folders(self) -> None:
+        """The folders runs resume into are real folders of the watcher's user."""
+        for entry in self.entries:
+            if entry.get("state") in ("importing", REJECTED):
+                folder = str(entry.get("folder"))
+                if os.path.lexists(self.out_root / folder):
+                    check_reports_folder(self.out_root, folder)
+
+
+def check_reports_folder(out_root: Path, folder: str) -> None:
+    """InputError unless ``out_root/folder`` is a real folder (not a link) of the watcher's
+    user: the run writes its ledger and reports there."""
+    path = out_root / folder
+    shown = printable(str(path))
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return  # removed meanwhile: the run creates it again, 0700
+    except OSError as exc:
+        raise InputError(f"{shown}: cannot be opened ({exc.strerror})") from None
+    if not stat.S_ISDIR(st.st_mode):
+        what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "a file"
+        raise InputError(
+            f"{shown} is {what}, not a folder: the watcher writes reports there and follows no "
+            "link; remove it"
+        )
+    if st.st_uid != os.geteuid():
+        raise InputError(
+            f"{shown} belongs to another user (uid {st.st_uid}), not to the watcher's (uid "
+            f"{os.geteuid()}): the reports hold personal data; give it to the watcher's user, "
+            "or remove it"
+        )
 
 
 # -- moving and logging --------------------------------------------------------------------------
 
 
 def move_aside(path: Path, folder: Path) -> Path:
-    """Move ``path`` into ``folder`` without replacing a file there: ``leads.csv``, then
-    ``leads-2.csv``, ``leads-3.csv``. A hard link and an unlink never overwrite; where the file
-    system has no hard links, a look then a rename."""
+    """Move ``path`` into ``folder`` (created 0700 if missing, checked as ``open_folder`` does)
+    without replacing a file there: ``leads.csv``, then ``leads-2.csv``, ``leads-3.csv``."""
+    shown = printable(str(folder))
+    source = os.open(path.parent, _DIRECTORY)
     try:
-        return _move_aside(path, folder)
-    except OSError as exc:
-        raise InputError(
-            f"{path}: cannot be moved into {folder}/ ({exc.strerror}); the watcher needs write "
-            "access to the inbox"
-        ) from None
-
-
-def _move_aside(path: Path, folder: Path) -> Path:
-    private_dir(folder)
-    for n in itertools.count(1):
-        target = folder / (path.name if n == 1 else f"{path.stem}-{n}{path.suffix}")
+        parent = os.open(folder.parent, _DIRECTORY)
         try:
-            os.link(path, target, follow_symlinks=False)
+            target = open_folder(parent, folder.name, shown)
+        finally:
+            os.close(parent)
+        try:
+            return folder / _move_into(source, path.name, target)
+        except OSError as exc:
+            raise InputError(
+                f"{printable(str(path))}: cannot be moved into {shown}/ ({exc.strerror}); the "
+                "watcher needs write access to the inbox"
+            ) from None
+        finally:
+            os.close(target)
+    finally:
+        os.close(source)
+
+
+def _move_into(source: int, name: str, folder: int) -> str:
+    """Move ``name`` from the folder ``source`` into ``folder``; the name it took there. A hard
+    link and an unlink never replace a file (nor follow a link); where the file system has no
+    hard links, a look then a rename."""
+    stem, suffix = os.path.splitext(name)
+    for n in itertools.count(1):
+        target = name if n == 1 else f"{stem}-{n}{suffix}"
+        try:
+            os.link(name, target, src_dir_fd=source, dst_dir_fd=folder, follow_symlinks=False)
         except FileExistsError:
             continue
         except OSError:
-            if os.path.lexists(target):
+            try:
+                os.lstat(target, dir_fd=folder)
                 continue
-            os.rename(path, target)
+            except FileNotFoundError:
+                pass
+            os.rename(name, target, src_dir_fd=source, dst_dir_fd=folder)
             return target
-        os.unlink(path)
+        os.unlink(name, dir_fd=source)
         return target
     raise AssertionError("unreachable")
 
 
 def log_line(outcome: FileOutcome, when: datetime | None = None) -> str:
-    """One line an operator reads in the morning: file, outcome, counts, where things are."""
+    """One line an operator reads in the morning: file, outcome, counts, where things are. Names
+    and reasons are escaped: whatever a file is called, the line stays one line of plain text."""
     stamp = (when or datetime.now().astimezone()).isoformat(timespec="seconds")
     what: str = outcome.outcome
     if outcome.outcome == "aborted":
         what = f"aborted ({outcome.reason})"
     elif outcome.outcome == "changed":
-        what = "changed while being imported"
+        what = (
+            f"changed before it was read ({_why_changed(outcome.reason)})"
+            if outcome.reason
+            else "changed while being imported"
+        )
+    elif outcome.outcome == "error":
+        what = f"unexpected error ({outcome.reason}); please report it"
+    elif outcome.outcome == "rejected" and (outcome.not_moved or outcome.reason_unwritten):
+        what = f"rejected ({outcome.reason})"
     counts = (
         f"{outcome.rows} rows, {outcome.sent} sent, {outcome.failed} failed, "
         f"{outcome.skipped} skipped, {outcome.duration_s:.1f} s"
     )
-    if outcome.outcome == "processed":
+    if outcome.not_moved:
+        into = PROCESSED if outcome.outcome == "processed" else REJECTED
+        where = (
+            f"cannot be moved into {into}/ ({outcome.not_moved}): it stays in the inbox, and the "
+            f"next run resumes from {outcome.folder}/ (sending no row twice) and moves it"
+        )
+    elif outcome.outcome == "processed":
         where = f"reports in {outcome.folder}/, file in {outcome.moved_to}"
+    elif outcome.outcome == "rejected" and outcome.reason_unwritten:
+        where = (
+            f"file in {outcome.moved_to}; its reason file cannot be written "
+            f"({outcome.reason_unwritten})"
+        )
     elif outcome.outcome == "rejected":
         where = f"reason in {outcome.moved_to}.reason.txt"
-    else:
+    elif outcome.folder:
         where = f"stays in the inbox, resumes from {outcome.folder}/"
-    return f"{stamp} {outcome.name}: {what}, {counts}; {where}"
+    else:
+        where = "stays in the inbox"
+    return printable(f"{stamp} {printable(outcome.name)}: {what}, {counts}; {where}")
+
+
+def _why_changed(reason: str | None) -> str:
+    # The loader says "<path> changed after it was listed (it is ...): it was not read".
+    if reason and "(" in reason and ")" in reason:
+        return reason[reason.index("(") + 1 : reason.rindex(")")]
+    return reason or "it changed"
 
 
 def append_log(out_root: Path, line: str) -> None:
-    fd = os.open(out_root / LOG_NAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = _open_log(out_root)
     try:
-        os.write(fd, (line + "\n").encode("utf-8"))
+        os.write(fd, (printable(line) + "\n").encode("utf-8"))
     finally:
         os.close(fd)
+
+
+def _open_log(out_root: Path) -> int:
+    path = out_root / LOG_NAME
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o600)
+    except OSError as exc:
+        shown = printable(str(path))
+        if exc.errno == errno.ELOOP:
+            raise InputError(
+                f"{shown} is a symbolic link: the watcher appends to its log and follows no "
+                "link; remove it"
+            ) from None
+        raise InputError(f"{shown}: cannot be written ({exc.strerror})") from None
 
 
 def check_settings(template: ImportConfig) -> None:
@@ -353,7 +638,7 @@ def check_settings(template: ImportConfig) -> None:
 def _folder_in_use(out_dir: Path) -> bool:
     """Is an ``import`` run (the pipeline's own lock) using this reports folder right now?"""
     try:
-        fd = os.open(out_dir / ".lock", os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(out_dir / ".lock", os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return False
     try:
@@ -372,6 +657,26 @@ def _interrupted(report: RunReport) -> bool:
 # -- the watcher ---------------------------------------------------------------------------------
 
 
+class _RunListener(Listener):
+    """Passes a run's messages on, escaped."""
+
+    def __init__(self, inner: Listener):
+        self.inner = inner
+
+    # A run's messages name the file, and may quote its header: escaped like the watcher's own.
+    def info(self, message: str) -> None:
+        self.inner.info(printable(message))
+
+    def warning(self, message: str) -> None:
+        self.inner.warning(printable(message))
+
+    def progress(self, done: int, total: int | None, eta_s: float | None) -> None:
+        self.inner.progress(done, total, eta_s)
+
+    def finished(self) -> None:
+        self.inner.finished()
+
+
 class _Watcher:
     def __init__(
         self,
@@ -384,7 +689,7 @@ class _Watcher:
         self.echo = echo  # the per-file lines
         self.notice = listener.info  # what the watcher sees; silent when --quiet
         self.runner = runner
-        self.run_listener = listener
+        self.run_listener = _RunListener(listener)
         self.result = WatchResult()
         self.stop_reason: str | None = None
         self.wake = asyncio.Event()
@@ -392,18 +697,12 @@ class _Watcher:
         self.control: RunControl | None = None  # the current run's
         self.told: set[tuple[str, int]] = set()  # waiting files already announced
         self.told_lock = False
+        self.broke: set[tuple[str, int]] = set()  # files an unexpected error stopped: not again
 
     async def run(self) -> WatchResult:
         config = self.config
         check_settings(config.template)
-        if not config.inbox.is_dir():
-            raise InputError(f"{config.inbox}: no such folder; create it or name the inbox")
-        try:
-            private_dir(config.out_root)
-        except OSError as exc:
-            raise InputError(
-                f"--out {config.out_root}: cannot be created ({exc.strerror})"
-            ) from None
+        self._check_folders()
         with self._signals():
             while True:
                 aborted = await self._pass()
@@ -419,6 +718,15 @@ class _Watcher:
         self.result.stopped = self.stop_reason
         self.result.exit_status = self._exit_status()
         return self.result
+
+    def _check_folders(self) -> None:
+        """Every folder the watcher writes in is usable, and the log can be written: else
+        InputError, before any file is touched."""
+        config = self.config
+        _Folders(config.inbox).close()
+        os.close(_open_out_root(config.out_root))
+        os.close(_open_log(config.out_root))
+        FolderIndex.load(config.out_root).check_folders()
 
     def _stopped(self) -> bool:
         """Whether a signal asked to stop: read anew after an await, where it may have come."""
@@ -484,13 +792,23 @@ class _Watcher:
             for dropped in waiting:
                 self._tell_waiting(dropped)
             if not ready and not waiting and config.once:
-                self.notice(f"Nothing to import in {config.inbox}.")
+                self.notice(f"Nothing to import in {printable(str(config.inbox))}.")
             for dropped in ready:
                 if self.stop_reason:
                     break
-                outcome = await self._import(dropped)
+                key = (dropped.path.name, dropped.mtime_ns)
+                if key in self.broke:
+                    continue
+                try:
+                    outcome = await self._import(dropped)
+                except InputError:
+                    raise  # the watcher's own settings or folders: stop, touch no other file
+                except Exception as exc:
+                    outcome = _unexpected(dropped, "", exc)
                 if outcome is None:
                     continue
+                if outcome.outcome == "error":
+                    self.broke.add(key)
                 self.result.files.append(outcome)
                 line = log_line(outcome)
                 append_log(config.out_root, line)
@@ -510,11 +828,15 @@ class _Watcher:
             if not self.told_lock:
                 later = "skipping it" if self.config.once else "looking again later"
                 self.notice(
-                    f"{inbox} is being imported by another watcher ({lock.holder()}); {later}."
+                    f"{printable(str(inbox))} is being imported by another watcher "
+                    f"({lock.holder()}); {later}."
                 )
                 self.told_lock = not self.config.once
             return False
-        self.notice(f"{inbox} is being imported by another watcher ({lock.holder()}); waiting.")
+        self.notice(
+            f"{printable(str(inbox))} is being imported by another watcher ({lock.holder()}); "
+            "waiting."
+        )
         while not self.stop_reason:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), LOCK_POLL)
@@ -529,27 +851,43 @@ class _Watcher:
         self.told.add(key)
         later = "the next run takes it" if self.config.once else "it is taken once it settles"
         self.notice(
-            f"{dropped.path.name}: changed less than {self.config.settle:g} s ago, still being "
-            f"written; {later}."
+            f"{printable(dropped.path.name)}: changed less than {self.config.settle:g} s ago, "
+            f"still being written; {later}."
         )
 
     async def _import(self, dropped: Dropped) -> FileOutcome | None:
         config = self.config
-        path, name = dropped.path, dropped.path.name
+        path, name = dropped.path, printable(dropped.path.name)
         if not _looks_the_same(dropped):  # changed (or gone) since it was listed
-            if path.exists():
+            if os.path.lexists(path):
                 self.notice(f"{name}: changed since it was listed; it is taken once it settles.")
             return None
+        # Checked again for each file, before it is sent: it must be movable once imported.
+        folders = _Folders(config.inbox)
+        try:
+            return await self._import_into(dropped, folders)
+        finally:
+            folders.close()
+
+    async def _import_into(self, dropped: Dropped, folders: _Folders) -> FileOutcome | None:
+        config = self.config
+        path, name = dropped.path, printable(dropped.path.name)
         # Saved before sending: a watcher killed during the import finds this folder again.
         with FolderIndex.editing(config.out_root) as index:
             folder = index.folder_for(path)
+        check_reports_folder(config.out_root, folder)
         out_dir = config.out_root / folder
         if _folder_in_use(out_dir):
             self.notice(
-                f"{name}: {out_dir} is in use by another rd-importer run; leaving it for now."
+                f"{name}: {printable(str(out_dir))} is in use by another rd-importer run; "
+                "leaving it for now."
             )
             return None
-        file_config = dataclasses.replace(config.template, input_path=path, out_dir=out_dir)
+        file_config = dataclasses.replace(
+            config.template,
+            input_path=ListedFile(path, dropped.identity),  # read only if still this file
+            out_dir=out_dir,
+        )
         started = time.monotonic()
         self.control = RunControl()
         task = asyncio.create_task(self.runner(file_config, self.run_listener, self.control))
@@ -560,13 +898,13 @@ class _Watcher:
             self.current = self.control = None
             if not task.done():  # the watcher itself was cancelled
                 task.cancel()
-        base = FileOutcome(name, "aborted", folder, duration_s=time.monotonic() - started)
+        base = FileOutcome(path.name, "aborted", folder, duration_s=time.monotonic() - started)
         if task.cancelled():
             base.reason = self.stop_reason or "interrupted"
             return base
         exc = task.exception()
         if exc is not None:
-            return self._failed_run(dropped, base, exc)
+            return self._failed_run(dropped, base, exc, folders)
         report = task.result()
         base = dataclasses.replace(
             base,
@@ -586,24 +924,39 @@ class _Watcher:
             # only the rows that are new.
             base.outcome = "changed"
             return base
-        moved = move_aside(path, config.inbox / PROCESSED)
-        base.outcome, base.moved_to = "processed", f"{PROCESSED}/{moved.name}"
+        base.outcome = "processed"
+        try:
+            moved = _move_into(folders.inbox, path.name, folders.processed)
+        except OSError as move_error:
+            # The rows are sent: say so, and leave the file; the next run resumes its ledger,
+            # finds every row sent, and moves it.
+            base.not_moved = move_error.strerror or type(move_error).__name__
+            return base
+        base.moved_to = f"{PROCESSED}/{moved}"
         with FolderIndex.editing(config.out_root) as index:
             index.finish(path, PROCESSED, base.moved_to)
         return base
 
-    def _failed_run(self, dropped: Dropped, base: FileOutcome, exc: BaseException) -> FileOutcome:
+    def _failed_run(
+        self, dropped: Dropped, base: FileOutcome, exc: BaseException, folders: _Folders
+    ) -> FileOutcome:
+        if isinstance(exc, ChangedFile):  # swapped or rewritten after it was listed: not read
+            base.outcome, base.reason = "changed", str(exc)
+            return base
         if isinstance(exc, InputError):
             check_settings(self.config.template)  # the mapping broke meanwhile: stop, keep files
-            moved = move_aside(dropped.path, self.config.inbox / REJECTED)
-            reason = " ".join(str(exc).split())  # one line, whatever the message held
-            with open_private(moved.with_name(moved.name + ".reason.txt"), "w") as handle:
-                handle.write(reason + "\n")
-            base.outcome, base.moved_to, base.reason = (
-                "rejected",
-                f"{REJECTED}/{moved.name}",
-                reason,
-            )
+            reason = printable(" ".join(str(exc).split()))  # one line, whatever it held
+            base.outcome, base.reason = "rejected", reason
+            try:
+                moved = _move_into(folders.inbox, dropped.path.name, folders.rejected)
+            except OSError as move_error:
+                base.not_moved = move_error.strerror or type(move_error).__name__
+                return base
+            base.moved_to = f"{REJECTED}/{moved}"
+            try:
+                _write_replacing(folders.rejected, f"{moved}.reason.txt", f"{reason}\n".encode())
+            except OSError as write_error:  # the log line gives the reason instead
+                base.reason_unwritten = write_error.strerror or type(write_error).__name__
             with FolderIndex.editing(self.config.out_root) as index:
                 index.finish(dropped.path, REJECTED, base.moved_to)
             return base
@@ -613,7 +966,22 @@ class _Watcher:
         if isinstance(exc, OSError):
             base.reason = f"{exc.filename or 'a file'}: {exc.strerror or exc}"
             return base
+        if isinstance(exc, Exception):
+            return _unexpected(dropped, base.folder, exc, base)
         raise exc
+
+
+def _unexpected(
+    dropped: Dropped, folder: str, exc: Exception, base: FileOutcome | None = None
+) -> FileOutcome:
+    """A bug met while importing one file: logged by its type and place only (its text may hold
+    a cell or the key); the file stays in the inbox, its ledger resumable, and the watcher goes
+    on with the other files (this one is not tried again until the watcher restarts)."""
+    last = traceback.extract_tb(exc.__traceback__)[-1:]
+    where = f" in {Path(last[0].filename).name} line {last[0].lineno}" if last else ""
+    outcome = base or FileOutcome(dropped.path.name, "error", folder)
+    outcome.outcome, outcome.reason = "error", f"{type(exc).__name__}{where}"
+    return outcome
 
 
 def _ignore(_: str) -> None: ...

@@ -10,6 +10,10 @@ why in one line.
 
 ``container_kind`` looks at the file first, in the parent: an encrypted workbook, a zip bomb or
 a zip that holds no workbook are refused from the zip's directory alone.
+
+Cells are bounded in the child, before they go up the pipe: a cell over ``MAX_CELL_CHARS`` fails
+its row (and is not kept), and a sheet whose text outgrows its file by far (one long shared
+string used by thousands of cells) is refused, as a zip bomb is.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import itertools
 import marshal
 import os
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -39,8 +44,16 @@ MAX_ZIP_RATIO: Final = 200  # sheets compress 5-30x; a bomb compresses 1000x
 MAX_SHEET_CELLS: Final = 40_000_000  # calamine allocates rows x columns cells of 32 bytes
 CHILD_MEMORY: Final = 4 << 30  # the address space the reading child may use, at most
 _NO_MEMORY_LIMIT: Final = 1 << 62  # a cgroup "limit" this large (v1's "unlimited") is none
+MAX_CELL_CHARS: Final = 1 << 20  # RD Station takes 0.2 MB per request: a bigger cell cannot go
+# A sheet's text may be this many times its file's size, and at least MIN_SHEET_TEXT characters.
+# Shared strings compress and repeat (a 100-character note in every row is 30 times the file);
+# one long text in thousands of cells is thousands of times, and fills the ledger and reports.
+MAX_TEXT_PER_BYTE: Final = 64
+MIN_SHEET_TEXT: Final = 64 << 20
 
 _OLE_MAGIC: Final = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_FD_FOLDER: Final = "/dev/fd" if os.path.isdir("/dev/fd") else "/proc/self/fd"
+_SUFFIXES: Final = {"XLSX": ".xlsx", "XLSM": ".xlsm", "XLSB": ".xlsb", "XLS": ".xls", "ODS": ".ods"}
 _ENCRYPTED_MARK: Final = "EncryptedPackage".encode("utf-16-le")
 _SCAN_CHUNK: Final = 1 << 20
 _BATCH_ROWS: Final = 512
@@ -54,13 +67,33 @@ _ANY_REF: Final = re.compile(rb"""\sr\s*=\s*["']\s*([A-Za-z]*)(\d+)""")
 # --- the parent ----------------------------------------------------------------------------------
 
 
-def container_kind(path: Path, head: bytes) -> str:
-    """Which workbook ``path`` is (XLSX, XLSM, XLSB, XLS, ODS), or an ``InputError`` why not."""
+Opener = Callable[[], IO[bytes]]
+
+
+def container_kind(path: Path | str, head: bytes, open_file: Opener | None = None) -> str:
+    """Which workbook ``path`` is (XLSX, XLSM, XLSB, XLS, ODS), or an ``InputError`` why not.
+    ``open_file`` opens the file to read (the loader's own descriptor); ``path`` names it."""
+    opener = open_file or _opener_of(path)
     if head.startswith(_OLE_MAGIC):
-        if _holds(path, _ENCRYPTED_MARK):
+        if _holds(opener, _ENCRYPTED_MARK):
             raise _password_protected(path)
         return "XLS"
-    return _check_zip(path)
+    return _check_zip(path, opener)
+
+
+def _opener_of(path: Path | str) -> Opener:
+    def opener() -> IO[bytes]:
+        return open(path, "rb")  # the caller closes it
+
+    return opener
+
+
+class BrokenRecord(list[str]):
+    """The cells that could be read of a record that could not, and why: one failed row."""
+
+    def __init__(self, cells: Iterable[str], error: str) -> None:
+        super().__init__(cells)
+        self.error = error
 
 
 class Sheet:
@@ -68,30 +101,39 @@ class Sheet:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | str,
         kind: str,
         wanted: str | None,
         on_start: Callable[[Callable[[], None]], None] | None = None,
+        *,
+        fd: int | None = None,
     ) -> None:
-        """Start the child; ``on_start`` receives ``kill``, for whoever may have to cancel."""
+        """Start the child; ``on_start`` receives ``kill``, for whoever may have to cancel.
+        With ``fd`` (the loader's descriptor of the file) the child reads that open file, not
+        whatever ``path`` names by then; ``path`` only names it in messages."""
         self.path = path
         self.kind = kind
         self._killed = False
+        self._fd = fd
+        self._link_folder: str | None = None
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
         env = {k: v for k, v in os.environ.items() if k != "RDSTATION_API_KEY"}
         env["RUST_BACKTRACE"] = "0"
         root = str(Path(__file__).resolve().parent.parent)
-        args = [root, str(path), kind, wanted or "", str(wanted is not None)]
         try:
+            target = str(path) if fd is None else self._link_to(fd)
+            args = [root, str(path), kind, wanted or "", str(wanted is not None), target]
             self._child: subprocess.Popen[bytes] | None = subprocess.Popen(
                 [sys.executable, "-P", "-c", _CHILD, *args],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=self._errors,
                 env=env,
+                pass_fds=() if fd is None else (fd,),
             )
         except OSError as exc:
             self._errors.close()
+            self._remove_link()
             raise InputError(
                 f"{path} cannot be read: the process that reads workbooks did not start "
                 f"({exc.strerror}); retry, or save the data as CSV"
@@ -119,13 +161,35 @@ class Sheet:
             while True:
                 message = self._receive(reading=True)
                 if message[0] == "rows":
-                    yield from message[1]
+                    if len(message) > 2 and message[2]:
+                        yield from _with_broken(message[1], message[2], self.first_column)
+                    else:
+                        yield from message[1]
                 elif message[0] == "error":
                     raise InputError(message[1])
                 else:
                     return
         finally:
             self.close()
+
+    def _link_to(self, fd: int) -> str:
+        # calamine picks its parser by the file name's suffix and, given a name without one
+        # (/dev/fd/N), reports any damage as "Cannot detect file format". So the child opens a
+        # link named like the kind found, in a folder of ours, to its own copy of descriptor N.
+        descriptor = f"{_FD_FOLDER}/{fd}"
+        try:
+            self._link_folder = tempfile.mkdtemp(prefix="rd-importer-")
+            link = os.path.join(self._link_folder, "workbook" + _SUFFIXES.get(self.kind, ""))
+            os.symlink(descriptor, link)
+        except OSError:  # no temporary folder: the file is read all the same, its damage unnamed
+            self._remove_link()
+            return descriptor
+        return link
+
+    def _remove_link(self) -> None:
+        folder, self._link_folder = self._link_folder, None
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def kill(self) -> None:
         """Stop the child now, from any thread: whoever waits on it gets an error at once."""
@@ -145,6 +209,17 @@ class Sheet:
         child.wait()
         self._pipe.close()
         self._errors.close()
+        self._remove_link()
+
+    def _opener(self) -> Opener:
+        fd = self._fd
+        if fd is None:
+            return _opener_of(self.path)
+
+        def reopen() -> IO[bytes]:
+            return os.fdopen(os.dup(fd), "rb")  # the caller closes it
+
+        return reopen
 
     def _receive(self, *, reading: bool = False) -> tuple[Any, ...]:
         header = self._pipe.read(_LENGTH.size)
@@ -173,7 +248,7 @@ class Sheet:
         said = self._errors.read(4096).decode("utf-8", "replace").strip().splitlines()
         if code == -signal.SIGABRT and self.kind in ("XLSX", "XLSM"):
             # Rust aborts when an allocation fails: find out whether far cells asked for it.
-            too_big = _too_many_cells(self.path)
+            too_big = _too_many_cells(self.path, self._opener())
             if too_big:
                 return InputError(too_big)
         if code < 0:
@@ -182,10 +257,32 @@ class Sheet:
             how = f"it exited with status {code}"
         if said:
             how += f": {said[-1][:200]}"
+        # Mostly memory: a sheet spanning far cells, or one long text repeated in many cells
+        # (calamine copies a shared string into each cell that uses it).
         return InputError(
             f"{self.path} cannot be read as {self.kind} ({how}): open it in Excel, delete any "
-            "cells far from the data, save it again, and retry, or save the data as CSV"
+            "cells far from the data and any long text repeated in many cells, save it again, "
+            "and retry, or save the data as CSV"
         )
+
+
+def _with_broken(
+    batch: list[list[str]], broken: list[tuple[int, int]], first_column: int
+) -> Iterator[list[str]]:
+    """The batch's rows, those with a cell over ``MAX_CELL_CHARS`` (given as row and column
+    indices; the child sent the cell empty) as ``BrokenRecord``s saying which cell."""
+    columns = dict(broken)
+    for index, cells in enumerate(batch):
+        column = columns.get(index)
+        if column is None:
+            yield cells
+        else:
+            yield BrokenRecord(
+                cells,
+                f"the cell in column {column_letter(first_column + column)} of this row is "
+                f"longer than {MAX_CELL_CHARS:,} characters (more than RD Station accepts): "
+                "shorten it",
+            )
 
 
 def _signal_name(number: int) -> str:
@@ -195,9 +292,13 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _too_many_cells(path: Path) -> str | None:
+def _too_many_cells(path: Path | str, open_file: Opener) -> str | None:
     """Why a workbook's sheet is too big to load, read from its references, or None."""
-    with contextlib.suppress(zipfile.BadZipFile, OSError), zipfile.ZipFile(path) as archive:
+    with (
+        contextlib.suppress(Exception),
+        open_file() as raw,
+        zipfile.ZipFile(raw) as archive,
+    ):
         for info in archive.infolist():
             name = info.filename
             if not (name.startswith("xl/worksheets/") and name.endswith(".xml")):
@@ -254,17 +355,20 @@ def column_letter(index: int) -> str:
     return letters
 
 
-def _check_zip(path: Path) -> str:
+def _check_zip(path: Path | str, open_file: Opener) -> str:
     """Read the zip's directory only: refuse a bomb or a zip that is no workbook."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with open_file() as raw, zipfile.ZipFile(raw) as archive:
             infos = archive.infolist()
-    except zipfile.BadZipFile as exc:
-        raise InputError(
-            f"{path} is a damaged zip/XLSX file ({exc}): save it again from Excel"
-        ) from None
     except OSError as exc:
         raise InputError(f"{path} cannot be read ({exc.strerror}): check the file") from None
+    except Exception as exc:
+        # BadZipFile, and whatever else one damaged byte makes zipfile raise: a "version needed
+        # to extract" it does not know (NotImplementedError), a name that is not the UTF-8 it
+        # claims (UnicodeDecodeError), a size that does not fit (struct.error, ValueError).
+        raise InputError(
+            f"{path} is a damaged zip/XLSX file ({_zip_damage(exc)}): save it again from Excel"
+        ) from None
     names = {i.filename for i in infos}
     total = sum(i.file_size for i in infos)
     if total > MAX_UNZIPPED_BYTES:
@@ -282,7 +386,7 @@ def _check_zip(path: Path) -> str:
                 "save the data again from Excel or as CSV"
             )
     if "xl/workbook.xml" in names:
-        return "XLSM" if path.suffix.lower() == ".xlsm" else "XLSX"
+        return "XLSM" if str(path).lower().endswith(".xlsm") else "XLSX"
     if "xl/workbook.bin" in names:
         return "XLSB"
     if "content.xml" in names and "mimetype" in names:
@@ -293,9 +397,17 @@ def _check_zip(path: Path) -> str:
     )
 
 
-def _holds(path: Path, marker: bytes) -> bool:
+def _zip_damage(exc: Exception) -> str:
+    if isinstance(exc, zipfile.BadZipFile | NotImplementedError):
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    if isinstance(exc, UnicodeDecodeError):
+        return "a name in its directory is not valid UTF-8"
+    return type(exc).__name__
+
+
+def _holds(open_file: Opener, marker: bytes) -> bool:
     tail = b""
-    with path.open("rb") as raw:
+    with open_file() as raw:
         while chunk := raw.read(_SCAN_CHUNK):
             if marker in tail + chunk:
                 return True
@@ -323,10 +435,13 @@ _CHILD: Final = (
 def serve(args: Sequence[str]) -> None:
     """The child: load one sheet and write it to stdout as length-prefixed marshal messages.
 
-    Messages: ``("sheet", name, first_column)``, then ``("rows", [[text, ...], ...])`` batches,
-    then ``("end",)``; or ``("error", message)`` when the sheet cannot be read.
+    Messages: ``("sheet", name, first_column)``, then ``("rows", [[text, ...], ...], broken)``
+    batches (``broken``: the rows, by index, whose cell at the column given was too long and is
+    sent empty), then ``("end",)``; or ``("error", message)`` when the sheet cannot be read.
+    ``path`` names the file in messages; ``target`` is what to open.
     """
-    path, kind, wanted, given = args
+    path, kind, wanted, given, *rest = args
+    target = rest[0] if rest else path
     # The parent decides when reading stops: Ctrl-C reaches the terminal's whole process group,
     # and systemd's stop sends SIGTERM to every process of the unit, so a watcher being stopped
     # must not see its reader die and take a good file for an unreadable one.
@@ -342,7 +457,7 @@ def serve(args: Sequence[str]) -> None:
 
     try:
         try:
-            for message in _sheet_messages(path, kind, wanted if given == "True" else None):
+            for message in _sheet_messages(path, kind, wanted if given == "True" else None, target):
                 send(message)
         except InputError as exc:
             send(("error", str(exc)))
@@ -421,11 +536,14 @@ def _memory_limit_file(path: Path) -> int | None:
     return value if 0 < value < _NO_MEMORY_LIMIT else None
 
 
-def _sheet_messages(path: str, kind: str, wanted: str | None) -> Iterator[tuple[Any, ...]]:
+def _sheet_messages(
+    path: str, kind: str, wanted: str | None, target: str | None = None
+) -> Iterator[tuple[Any, ...]]:
     import python_calamine
 
+    target = target or path
     with _calamine_errors(path, kind):
-        book = python_calamine.CalamineWorkbook.from_path(path)
+        book = python_calamine.CalamineWorkbook.from_path(target)
         name = _choose_sheet(path, book, wanted)
         data = book.get_sheet_by_name(name)
         if data.start is None or data.end is None:  # both or neither
@@ -436,11 +554,41 @@ def _sheet_messages(path: str, kind: str, wanted: str | None) -> Iterator[tuple[
         if last_row * last_column > MAX_SHEET_CELLS:
             raise InputError(_too_many_cells_message(path, last_row, last_column))
         yield ("sheet", name, data.start[1])
+        most = max(MIN_SHEET_TEXT, MAX_TEXT_PER_BYTE * os.stat(target).st_size)
+        total = 0
         # python-calamine yields the rows above the sheet's first filled one as empty rows, so
         # the position in this stream is the spreadsheet's row number.
         for batch in _text_batches(data.iter_rows()):
-            yield ("rows", batch)
+            size, broken = _bound_cells(batch)
+            total += size
+            if total > most:
+                raise InputError(
+                    f"sheet '{name}' of {path} holds more than {most:,} characters of text, more "
+                    "than a file of its size should (a long text repeated in many cells?): "
+                    "remove the repeated text, or save the data as CSV"
+                )
+            yield ("rows", batch, broken)
     yield ("end",)
+
+
+def _bound_cells(batch: list[list[str]]) -> tuple[int, list[tuple[int, int]]]:
+    """The characters the batch's cells hold, and the rows with a cell over MAX_CELL_CHARS, as
+    (row, its first such column). Those cells are emptied: the row fails, the text goes no
+    further (as a CSV's cell over the limit)."""
+    size = sum(map(len, itertools.chain.from_iterable(batch)))
+    if size <= MAX_CELL_CHARS or max(map(len, itertools.chain.from_iterable(batch))) <= (
+        MAX_CELL_CHARS
+    ):
+        return size, []
+    broken = []
+    for row, cells in enumerate(batch):
+        long = [column for column, cell in enumerate(cells) if len(cell) > MAX_CELL_CHARS]
+        if long:
+            broken.append((row, long[0]))
+            for column in long:
+                size -= len(cells[column])
+                cells[column] = ""
+    return size, broken
 
 
 def _text_batches(raw_rows: Iterator[list[Any]]) -> Iterator[list[list[str]]]:

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from importer.errors import InputError
-from importer.loader import open_table
+from importer.loader import (
+    ChangedFile,
+    FileIdentity,
+    ListedFile,
+    check_text_options,
+    open_table,
+    printable,
+)
 from importer.records import Row
 from importer.report import escape_formula, unescape_formula
 
@@ -276,7 +287,7 @@ def test_extra_cells_with_values_fail_that_row(tmp_path: Path) -> None:
     rows, _ = read(write(tmp_path, "nome;email\nSilva; Ana;a@x.com\nBia;b@x.com\n"))
     assert rows[0] == Row(
         2,
-        {"nome": "Silva", "email": " Ana"},
+        {"nome": "Silva", "email": " Ana", " 3": "a@x.com"},  # the extra cell stays with it
         "this row has 3 cells but the header has 2 columns "
         "(a delimiter inside a cell without quotes?): fix the row",
     )
@@ -494,3 +505,164 @@ def test_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError) as error:
         open_table(tmp_path)
     assert str(error.value) == f"{tmp_path} is a folder, not a spreadsheet file: give the file"
+
+
+# --- issue 18: odd input ----------------------------------------------------------------------
+
+
+def test_extra_cells_stay_with_the_row_that_fails(tmp_path: Path) -> None:
+    # The row must come back whole in failures.csv, so the user can fix it.
+    rows, _ = read(write(tmp_path, "email,nome,sobrenome\nb@b.co,Bia,Souza, Jr,extra,,\n"))
+    assert rows[0].error is not None
+    assert list(rows[0].cells.values()) == ["b@b.co", "Bia", "Souza", " Jr", "extra"]
+    assert list(rows[0].cells)[:3] == ["email", "nome", "sobrenome"]
+
+
+def test_a_failures_report_read_back_keeps_the_extra_cells_not_its_report_columns(
+    tmp_path: Path,
+) -> None:
+    header = "email,nome,row,error_stage,http_status,error_type,error_message,attempts"
+    line = "b@b.co,Bia,2,read,,READ_ERROR,too wide,0, Jr,extra"
+    rows, _ = read(write(tmp_path, header + "\n" + line + "\n"))
+    assert rows[0].error is not None
+    assert list(rows[0].cells.values()) == ["b@b.co", "Bia", " Jr", "extra"]
+
+
+def test_many_repeated_header_names_are_renamed_quickly_with_a_short_warning(
+    tmp_path: Path,
+) -> None:
+    # 20,000 columns named alike took 42 s (each rename looked for a free number from 2 up),
+    # and the warning named every one of them.
+    names = ["email", *["Celular"] * 20_000, "Celular (3)"]
+    path = write(tmp_path, ",".join(names) + "\n" + "a@x.com" + "," * (len(names) - 1) + "\n")
+    started = time.monotonic()
+    _, table = read(path)
+    assert time.monotonic() - started < 10  # measured: 42 s before, 0.1 s after
+    assert table.headers[:4] == ["email", "Celular", "Celular (2)", "Celular (4)"]
+    assert table.headers[-2:] == ["Celular (20001)", "Celular (3)"]
+    assert len(set(table.headers)) == len(names)
+    [warning] = table.warnings
+    assert warning == (
+        f"column 'Celular' appears 20,000 times in the header of {path}: the first keeps the "
+        "name, the others are read as 'Celular (2)', 'Celular (4)', 'Celular (5)' "
+        "and 19,996 more"
+    )
+
+
+def test_many_different_repeated_header_names_give_a_bounded_warning(tmp_path: Path) -> None:
+    names = [f"c{i}" for i in range(3000)] * 2
+    path = write(tmp_path, ",".join(names) + "\n" + "1" * 1 + "," * (len(names) - 1) + "\n")
+    _, table = read(path)
+    assert len(table.warnings) <= 6
+    assert sum(map(len, table.warnings)) < 2000
+    assert table.warnings[-1] == (
+        f"2,995 more column names appear more than once in the header of {path}; "
+        "each repeat is read as the name followed by its number, as above"
+    )
+
+
+@pytest.mark.parametrize(
+    "encoding", ["rot13", "base64", "hex", "zlib", "bz2", "uu", "quopri", "idna", "punycode"]
+)
+def test_an_encoding_that_does_not_read_text_is_refused_in_one_line(
+    tmp_path: Path, encoding: str
+) -> None:
+    path = write(tmp_path, "email\na@x.com\n")
+    with pytest.raises(InputError) as error:
+        open_table(path, encoding=encoding)
+    assert str(error.value) == (
+        f"--encoding {encoding!r} is not a text encoding (it turns bytes into other bytes or "
+        "names into other names): try utf-8, cp1252, latin-1 or utf-16"
+    )
+    with pytest.raises(InputError):
+        check_text_options(encoding, None)
+
+
+def test_a_file_swapped_for_a_link_after_it_was_listed_is_not_read(tmp_path: Path) -> None:
+    path = write(tmp_path, "email\na@x.com\n")
+    listed = ListedFile(path, FileIdentity.of(path.lstat()))
+    secret = write(tmp_path, "email\nsecret@x.com\n", name="secret.csv")
+    path.unlink()
+    path.symlink_to(secret)
+    with pytest.raises(ChangedFile) as error:
+        open_table(listed)
+    assert str(error.value) == (
+        f"{path} changed after it was listed (it is a symbolic link now): it was not read"
+    )
+
+
+def test_a_file_replaced_after_it_was_listed_is_not_read(tmp_path: Path) -> None:
+    path = write(tmp_path, "email\na@x.com\n")
+    listed = ListedFile(path, FileIdentity.of(path.lstat()))
+    stat = path.stat()
+    replacement = write(tmp_path, "email\nb@x.com\n", name="other.csv")
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size and time
+    replacement.replace(path)
+    with pytest.raises(ChangedFile) as error:
+        open_table(listed)
+    assert str(error.value) == (
+        f"{path} changed after it was listed (it is another file now): it was not read"
+    )
+    assert open_table(ListedFile(path, FileIdentity.of(path.lstat()))).headers == ["email"]
+
+
+def test_every_read_goes_through_the_file_first_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The name is swapped for another file while the delimiter is being detected, between
+    # the reads that sniff the file and the one that reads its rows: all read the first file.
+    path = write(tmp_path, "email\na@x.com\n")
+    real_reader = csv.reader
+    swapped: list[Path] = []
+
+    def swapping_reader(*args: Any, **kwargs: Any) -> Any:
+        if not swapped:
+            path.unlink()
+            swapped.append(write(tmp_path, "email\nswapped@x.com\n"))
+        return real_reader(*args, **kwargs)
+
+    monkeypatch.setattr(csv, "reader", swapping_reader)
+    with open_table(path) as table:
+        assert swapped
+        assert [r.cells["email"] for r in table.rows()] == ["a@x.com"]
+
+
+@pytest.mark.parametrize("make", ["fifo", "device"])
+def test_a_pipe_or_a_device_is_refused_without_waiting(tmp_path: Path, make: str) -> None:
+    if make == "fifo":
+        path = tmp_path / "leads.csv"
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    assert str(error.value) == (
+        f"{path} is not a regular file (a pipe or a device?): save the data to a file and "
+        "give that file"
+    )
+
+
+def test_a_name_with_control_characters_is_shown_escaped(tmp_path: Path) -> None:
+    path = write(tmp_path, b"", name="a\nb\x1b[31m.csv")
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    assert (
+        str(error.value) == f"{tmp_path}/a\\nb\\x1b[31m.csv is empty: export the spreadsheet again"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("leads.csv", "leads.csv"),
+        ("São Paulo – março.csv", "São Paulo – março.csv"),
+        ("a\nb.csv", "a\\nb.csv"),
+        ("\x1b[2J\r.csv", "\\x1b[2J\\r.csv"),
+        ("a\u202eb.csv", "a\\u202eb.csv"),
+        ("bad\udcffname.csv", "bad\\udcffname.csv"),
+        ("back\\slash.csv", "back\\slash.csv"),
+    ],
+)
+def test_printable_escapes_what_a_terminal_or_a_log_would_act_on(text: str, shown: str) -> None:
+    assert printable(text) == shown
+    assert printable(shown) == shown  # escaping twice changes nothing

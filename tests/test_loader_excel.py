@@ -134,7 +134,7 @@ def test_header_row_and_offset_data_in_a_sheet(tmp_path: Path) -> None:
         Row(6, {"email": "b@x.com", "nome": "Bia"}),
         Row(
             7,
-            {"email": "", "nome": ""},
+            {"email": "", "nome": "", " 3": "", " 4": "solto"},  # E and F, kept for the report
             "this row has a value in column F, which has no header: "
             "give that column a header or clear the cell",
         ),
@@ -420,7 +420,8 @@ def test_a_reader_that_dies_is_reported_in_one_line(
         open_table(path)
     assert str(error.value) == (
         f"{path} cannot be read as XLSX (it stopped on SIGABRT: boom): open it in Excel, delete "
-        "any cells far from the data, save it again, and retry, or save the data as CSV"
+        "any cells far from the data and any long text repeated in many cells, save it again, "
+        "and retry, or save the data as CSV"
     )
 
 
@@ -491,7 +492,7 @@ def test_a_reader_killed_while_rows_flow_stops_the_run_resumably(
     with open_table(path) as table:
         rows = table.rows()
         assert next(rows).cells == {"email": "p0@x.com"}
-        child = table._close.__self__._child  # type: ignore[attr-defined]
+        child = table._close.reader._child  # type: ignore[attr-defined]
         child.kill()
         with pytest.raises(AbortError) as error:
             for _ in rows:
@@ -618,3 +619,111 @@ def test_long_sheet_converts_every_column_type_as_a_single_cell_would(tmp_path: 
         "Texto": "t700",
     }
     assert (rows[1].cells["Misto"], rows[3].cells["Ativo"]) == ("1", "true")
+
+
+# --- issue 18: a damaged zip directory, cells that are too big ---------------------------------
+
+
+def _damaged(path: Path, how: str) -> Path:
+    """One byte changed in the zip's central directory, as a bad disk or upload leaves it."""
+    raw = bytearray(path.read_bytes())
+    entry = raw.rfind(b"PK\x01\x02")
+    if how == "version needed to extract":
+        raw[entry + 6] = 0xFF  # zipfile: NotImplementedError("zip file version 25.5")
+    else:  # a name that claims to be UTF-8 and is not: UnicodeDecodeError
+        raw[entry + 8] |= 0x08
+        raw[entry + 9] |= 0x08  # general purpose flag bit 11: the name is UTF-8
+        raw[entry + 46] = 0xFF
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("how", ["version needed to extract", "a name that is not UTF-8"])
+def test_a_damaged_zip_directory_is_refused_in_one_line(tmp_path: Path, how: str) -> None:
+    path = _damaged(write_leads(tmp_path / "leads.xlsx"), how)
+    with pytest.raises(InputError) as error:
+        open_table(path)
+    message = str(error.value)
+    assert message.startswith(f"{path} is a damaged zip/XLSX file (")
+    assert message.endswith("): save it again from Excel")
+    assert "\n" not in message
+
+
+_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_RELS = "http://schemas.openxmlformats.org/package/2006/relationships"
+_DOC_RELS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+
+
+def _shared_string_sheet(path: Path, text: str, uses: int, plain_rows: int = 0) -> Path:
+    """A sheet whose column B holds one shared string ``text`` in ``uses`` rows: a file of a
+    few KB that unpacks to ``uses`` copies of the text. (Excel and openpyxl stop a cell at
+    32,767 characters; calamine reads what the file holds.)"""
+    rows = ['<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row>']
+    strings = ["email", "obs", text, "curta"]
+    for i in range(plain_rows + uses):
+        n = i + 2
+        strings.append(f"p{i}@x.com" if i < plain_rows else f"big{i}@x.com")
+        which = 3 if i < plain_rows else 2
+        rows.append(
+            f'<row r="{n}"><c r="A{n}" t="s"><v>{len(strings) - 1}</v></c>'
+            f'<c r="B{n}" t="s"><v>{which}</v></c></row>'
+        )
+    shared = "".join(f"<si><t>{s}</t></si>" for s in strings)
+    parts = {
+        "[Content_Types].xml": (
+            '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+            'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/></Types>'
+        ),
+        "_rels/.rels": (
+            f'<Relationships xmlns="{_RELS}"><Relationship Id="rId1" Type="{_DOC_RELS}/'
+            'officeDocument" Target="xl/workbook.xml"/></Relationships>'
+        ),
+        "xl/workbook.xml": (
+            f'<workbook xmlns="{_MAIN}" xmlns:r="{_DOC_RELS}"><sheets>'
+            '<sheet name="Leads" sheetId="1" r:id="rId1"/></sheets></workbook>'
+        ),
+        "xl/_rels/workbook.xml.rels": (
+            f'<Relationships xmlns="{_RELS}"><Relationship Id="rId1" Type="{_DOC_RELS}/'
+            'worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="rId2" '
+            f'Type="{_DOC_RELS}/sharedStrings" Target="sharedStrings.xml"/></Relationships>'
+        ),
+        "xl/sharedStrings.xml": f'<sst xmlns="{_MAIN}">{shared}</sst>',
+        "xl/worksheets/sheet1.xml": (
+            f'<worksheet xmlns="{_MAIN}"><sheetData>{"".join(rows)}</sheetData></worksheet>'
+        ),
+    }
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        for name, xml in parts.items():
+            archive.writestr(name, '<?xml version="1.0" encoding="UTF-8"?>' + xml)
+    return path
+
+
+def test_a_cell_over_the_limit_fails_its_row_and_is_not_kept(tmp_path: Path) -> None:
+    path = _shared_string_sheet(tmp_path / "big.xlsx", "y" * (workbook.MAX_CELL_CHARS + 1), 2, 2)
+    with open_table(path) as table:
+        rows = list(table.rows())
+    assert [r.error for r in rows[:2]] == [None, None]
+    assert [r.number for r in rows[2:]] == [4, 5]
+    for row in rows[2:]:
+        assert row.error == (
+            "the cell in column B of this row is longer than 1,048,576 characters "
+            "(more than RD Station accepts): shorten it"
+        )
+        assert row.cells["obs"] == ""
+        assert row.cells["email"].startswith("big")
+
+
+def test_a_sheet_of_much_more_text_than_its_file_holds_is_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    # One shared text of 512 KB used by 200 cells: 100 million characters from a 30 KB file.
+    path = _shared_string_sheet(tmp_path / "bomb.xlsx", "z" * (512 << 10), 200)
+    assert path.stat().st_size < 64 << 10
+    with pytest.raises(InputError) as error, open_table(path) as table:
+        list(table.rows())
+    assert str(error.value) == (
+        f"sheet 'Leads' of {path} holds more than {workbook.MIN_SHEET_TEXT:,} characters of "
+        "text, more than a file of its size should (a long text repeated in many cells?): "
+        "remove the repeated text, or save the data as CSV"
+    )

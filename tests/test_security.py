@@ -1009,3 +1009,124 @@ def test_a_template_cannot_reach_attributes(
     assert run.code == 2, run.text
     assert "attr.yaml" in run.text and "is not a column name" in run.text, run.text
     assert "<class" not in run.text and "Traceback" not in run.text
+
+
+# --- 8. issue 18: odd input ends in one clear line, and the row comes back whole ------------
+
+
+def test_api_key_file_that_never_ends_or_blocks_is_refused_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.key"
+    big.write_bytes(b"k" * 5000)
+    data, mapping = leads_csv(tmp_path / "leads.csv"), write_mapping(tmp_path / "m.yaml", MAPPING)
+    for key_file, says in [
+        ("/dev/zero", "--api-key-file /dev/zero is a pipe or a device, not a file"),
+        (fifo, f"--api-key-file {fifo} is a pipe or a device, not a file"),
+        (big, f"--api-key-file {big} holds more than 4,096 bytes"),
+    ]:
+        run = run_cli(
+            "import", data, "--mapping", mapping, "--out", tmp_path / "out",
+            "--api-key-file", key_file, cwd=tmp_path, key=None, timeout=30,
+        )  # fmt: skip
+        assert run.code == 2, run.text
+        assert run.error_lines == [run.error_lines[0]] and says in run.error_lines[0], run.text
+        assert run.max_rss_mb < MAX_RSS_MB
+
+
+@pytest.mark.parametrize("encoding", ["rot13", "base64", "hex", "zlib", "idna"])
+def test_an_encoding_that_reads_no_text_is_one_line_and_exit_2(
+    tmp_path: Path, files: tuple[Path, Path], encoding: str
+) -> None:
+    data, mapping = files
+    run = invoke("validate", data, "--mapping", mapping, "--encoding", encoding)
+    assert run.code == 2, run.text
+    assert run.error_lines == [
+        f"Error: --encoding {encoding!r} is not a text encoding (it turns bytes into other bytes "
+        "or names into other names): try utf-8, cp1252, latin-1 or utf-16"
+    ]
+
+
+def test_a_damaged_xlsx_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "leads.xlsx"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    raw = bytearray(path.read_bytes())
+    raw[raw.rfind(b"PK\x01\x02") + 6] = 0xFF  # "version needed to extract": 25.5
+    path.write_bytes(bytes(raw))
+    mapping = write_mapping(tmp_path / "map.yaml", MAPPING)
+    run = invoke("validate", path, "--mapping", mapping, "--out", tmp_path / "out")
+    assert run.code == 2, run.text
+    assert run.error_lines == [
+        f"Error: {path} is a damaged zip/XLSX file (zip file version 25.5): save it again "
+        "from Excel"
+    ]
+
+
+def test_an_input_name_is_escaped_in_every_message(tmp_path: Path) -> None:
+    mapping = write_mapping(tmp_path / "map.yaml", MAPPING)
+    empty = tmp_path / "a\nb\x1b[2J.csv"
+    empty.write_bytes(b"")
+    run = invoke("validate", empty, "--mapping", mapping, "--out", tmp_path / "out")
+    assert run.code == 2
+    assert run.error_lines == [f"Error: {tmp_path}/a\\nb\\x1b[2J.csv is empty: export the "
+                               "spreadsheet again"]  # fmt: skip
+
+    good = leads_csv(tmp_path / "leads\x1b]0;x\x07.csv")
+    run = invoke("validate", good, "--mapping", mapping, "--out", tmp_path / "out2")
+    assert run.code == 0, run.text
+    assert b"\x1b" not in run.stdout + run.stderr and b"\x07" not in run.stdout + run.stderr
+    assert "Reading leads\\x1b]0;x\\x07.csv: CSV" in run.text
+    assert "Checked leads\\x1b]0;x\\x07.csv: 3 rows" in run.text
+
+
+def test_cells_past_the_header_come_back_in_failures_csv_and_fail_again_unfixed(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "leads.csv"
+    data.write_text(
+        "email,nome\nana@exemplo.com.br,Ana\nbia@exemplo.com.br,Bia,Souza, Jr,=extra\n",
+        encoding="utf-8",
+    )
+    mapping = write_mapping(tmp_path / "map.yaml", MAPPING)
+    run = invoke("validate", data, "--mapping", mapping, "--out", tmp_path / "out")
+    assert run.code == 1, run.text
+    with (tmp_path / "out" / "failures.csv").open(encoding="utf-8-sig", newline="") as handle:
+        header, row = list(csv.reader(handle))
+    assert header == ["email", "nome", "row", "error_stage", "http_status", "error_type",
+                      "error_message", "attempts", "source_row", "row_id"]  # fmt: skip
+    assert row[:2] == ["bia@exemplo.com.br", "Bia"]
+    assert row[2:4] == ["3", "read"]
+    assert row[10:] == ["Souza", " Jr", "'=extra"]  # every cell, after the report's columns
+
+    # Read back as it is, the row fails again for the same reason, with the same cells.
+    again = invoke("validate", tmp_path / "out" / "failures.csv", "--mapping", mapping,
+                   "--out", tmp_path / "again")  # fmt: skip
+    assert again.code == 1, again.text
+    with (tmp_path / "again" / "failures.csv").open(encoding="utf-8-sig", newline="") as handle:
+        _, row_again = list(csv.reader(handle))
+    assert row_again[:2] == row[:2] and row_again[10:] == row[10:]
+    assert "this row has" in row_again[6]
+
+
+def test_report_temporaries_left_by_a_killed_run_are_removed_when_the_next_starts(
+    tmp_path: Path, files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importer.pipeline as pipeline
+
+    out = tmp_path / "out"
+    out.mkdir(mode=0o700)
+    for name in (".successes.csv.tmp", ".failures.csv.tmp", ".summary.json.tmp"):
+        (out / name).write_text("ana@exemplo.com.br\n")
+    (out / ".notes.tmp").write_text("not ours to remove\n")
+    seen: list[set[str]] = []
+
+    async def looking(self, api_url: str, api_key: str) -> pipeline.RunReport:
+        seen.append({p.name for p in out.iterdir()})
+        return self.report
+
+    monkeypatch.setattr(pipeline._Run, "execute", looking)
+    data, mapping = files
+    pipeline.run_import(ImportConfig(data, mapping, out_dir=out, dry_run=True))
+    assert ".notes.tmp" in seen[0]
+    assert not {n for n in seen[0] if n.endswith(".csv.tmp") or n.endswith(".json.tmp")}

@@ -539,3 +539,265 @@ def test_sigterm_stops_a_watching_watcher_gracefully(tmp_path, make_sandbox, sta
     counts = collections.Counter(accepted(box))
     assert max(counts.values()) == 1 and len(counts) < 60
     assert read_summary(watch.out / "big")["succeeded"] == len(counts)
+
+
+# -- issue 18: the drop folder is shared with whoever uploads -----------------------------------
+
+
+def test_a_link_planted_in_rejected_never_redirects_the_reason(watch, tmp_path):
+    # The uploader plants rejected/report.csv.reason.txt -> a file of the watcher's, then drops
+    # a PDF as report.csv. The reason goes beside the file; the link's target is untouched.
+    victim = tmp_path / "victim.conf"
+    victim.write_text("precious\n")
+    rejected = watch.inbox / "rejected"
+    rejected.mkdir(mode=0o700)
+    (rejected / "report.csv.reason.txt").symlink_to(victim)
+    (watch.inbox / "report.csv").write_bytes(b"%PDF-1.4 not a spreadsheet")
+    os.utime(watch.inbox / "report.csv", (time.time() - 300,) * 2)
+
+    assert watch.run().exit_status == 1
+
+    assert victim.read_text() == "precious\n"
+    reason = rejected / "report.csv.reason.txt"
+    assert not reason.is_symlink() and "a PDF document" in reason.read_text()
+    assert (rejected / "report.csv").read_bytes().startswith(b"%PDF")
+
+
+@pytest.mark.parametrize("folder", ["processed", "rejected"])
+def test_a_processed_or_rejected_that_is_a_link_stops_the_watcher_before_anything(
+    watch, sandbox, tmp_path, folder
+):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (watch.inbox / folder).symlink_to(elsewhere, target_is_directory=True)
+    drop(watch.inbox, "a.csv", emails("a", 2))
+
+    with pytest.raises(InputError) as error:
+        watch.run()
+
+    assert str(error.value) == (
+        f"{watch.inbox}/{folder} is a symbolic link, not a folder: the watcher writes there and "
+        "follows no link; remove it, and the watcher creates the folder"
+    )
+    assert watch.left() == {"a.csv"} and accepted(sandbox) == []
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user needs root")
+def test_a_rejected_folder_of_another_user_stops_the_watcher_before_anything(watch, sandbox):
+    rejected = watch.inbox / "rejected"
+    rejected.mkdir()
+    os.chown(rejected, 65534, 65534)
+    drop(watch.inbox, "a.csv", emails("a", 2))
+
+    with pytest.raises(InputError) as error:
+        watch.run()
+
+    assert str(error.value) == (
+        f"{rejected} belongs to another user (uid 65534), not to the watcher's (uid 0): the "
+        "watcher writes there unattended; give it to the watcher's user, or remove it"
+    )
+    assert watch.left() == {"a.csv"} and accepted(sandbox) == []
+
+
+def test_a_link_planted_as_the_lock_or_the_log_is_never_followed(watch, tmp_path):
+    victim = tmp_path / "victim.conf"
+    victim.write_text("precious\n")
+    (watch.inbox / ".rd-importer.lock").symlink_to(victim)
+    with pytest.raises(InputError, match=r"\.rd-importer\.lock is not the watcher's lock"):
+        watch.run()
+    assert victim.read_text() == "precious\n"
+
+    (watch.inbox / ".rd-importer.lock").unlink()
+    (watch.out / LOG_NAME).unlink()  # created empty by the run that stopped
+    (watch.out / LOG_NAME).symlink_to(victim)
+    drop(watch.inbox, "a.csv", emails("a", 1))
+    with pytest.raises(InputError, match=r"watch\.log is a symbolic link"):
+        watch.run()
+    assert victim.read_text() == "precious\n"
+
+
+def _link_as_long_as(size: int, target: str) -> str:
+    """``target`` spelled with ``./`` (and one ``/``) in front, so that the link is ``size``
+    bytes long: a link whose size and time are the file's passes a look at its size and time."""
+    missing = size - len(target)
+    assert missing >= 0
+    prefix = ".//" if missing % 2 else ""
+    return prefix + "./" * ((missing - len(prefix)) // 2) + target
+
+
+def test_a_file_swapped_for_a_link_after_listing_is_not_imported(watch, sandbox, tmp_path):
+    # Right before b.csv is read, it is replaced by a link to a file outside the inbox with the
+    # same size and time: the rows of that file must never be sent.
+    write_csv(tmp_path / "outside.csv", ["email", "nome"], [["fora@exemplo.com.br", "F"]])
+    drop(watch.inbox, "a.csv", emails("a", 2), age=300)
+    b = drop(watch.inbox, "b.csv", emails("b", 1), age=200)
+
+    async def swapping_runner(config, listener, control):
+        if config.input_path.name == "b.csv":  # listed and checked: now it is swapped
+            listed = b.lstat()
+            b.unlink()
+            b.symlink_to(_link_as_long_as(listed.st_size, "../outside.csv"))
+            os.utime(b, ns=(listed.st_atime_ns, listed.st_mtime_ns), follow_symlinks=False)
+            assert (b.lstat().st_size, b.lstat().st_mtime_ns) == (
+                listed.st_size,
+                listed.st_mtime_ns,
+            )
+        return await run_import_async(config, listener, control)
+
+    result = watch.run(runner=swapping_runner)
+
+    assert "fora@exemplo.com.br" not in accepted(sandbox)
+    assert sorted(accepted(sandbox)) == emails("a", 2)
+    assert [f.outcome for f in result.files] == ["processed", "changed"]
+    assert "b.csv: changed before it was read (it is a symbolic link now)" in watch.log()[1]
+    assert b.is_symlink()  # left where it is
+
+
+def test_a_file_replaced_after_listing_is_not_read_in_its_place(watch, sandbox, tmp_path):
+    drop(watch.inbox, "a.csv", emails("a", 1), age=300)
+    b = drop(watch.inbox, "b.csv", emails("b", 1), age=200)
+    other = drop(tmp_path, "other.csv", emails("c", 1), age=200)
+
+    async def replacing_runner(config, listener, control):
+        if config.input_path.name == "b.csv":
+            listed = b.stat()
+            os.utime(other, ns=(listed.st_atime_ns, listed.st_mtime_ns))
+            other.replace(b)  # another file, same size and time
+        return await run_import_async(config, listener, control)
+
+    result = watch.run(runner=replacing_runner)
+
+    assert accepted(sandbox) == emails("a", 1)
+    assert [f.outcome for f in result.files] == ["processed", "changed"]
+    assert "b.csv: changed before it was read (it is another file now)" in watch.log()[1]
+    assert "b.csv" in watch.left()
+
+
+def _damaged_xlsx(path: Path) -> Path:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["email", "nome"])
+    book.active.append(["x@exemplo.com.br", "X"])
+    book.save(path)
+    raw = bytearray(path.read_bytes())
+    raw[raw.rfind(b"PK\x01\x02") + 6] = 0xFF  # "version needed to extract": 25.5
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_a_damaged_xlsx_is_rejected_and_the_files_behind_it_are_imported(watch, sandbox):
+    bad = _damaged_xlsx(watch.inbox / "damaged.xlsx")
+    os.utime(bad, (time.time() - 300,) * 2)
+    drop(watch.inbox, "good.csv", emails("g", 2), age=200)
+
+    result = watch.run()
+
+    assert result.exit_status == 1
+    assert sorted(accepted(sandbox)) == emails("g", 2)
+    assert [f.outcome for f in result.files] == ["rejected", "processed"]
+    reason = (watch.inbox / "rejected" / "damaged.xlsx.reason.txt").read_text()
+    assert "is a damaged zip/XLSX file (zip file version 25.5)" in reason
+    assert [line.split(" ")[1] for line in watch.log()] == ["damaged.xlsx:", "good.csv:"]
+
+
+def test_an_unexpected_error_in_one_file_is_logged_and_the_others_go_on(watch, sandbox):
+    drop(watch.inbox, "a.csv", emails("a", 1), age=300)
+    drop(watch.inbox, "b.csv", emails("b", 1), age=200)
+
+    async def buggy_runner(config, listener, control):
+        if config.input_path.name == "a.csv":
+            raise TypeError("a bug, with personal data: ana@exemplo.com.br")
+        return await run_import_async(config, listener, control)
+
+    result = watch.run(runner=buggy_runner)
+
+    assert result.exit_status == 3
+    assert accepted(sandbox) == emails("b", 1)
+    assert watch.left() == {"a.csv"}
+    first, second = watch.log()
+    assert "a.csv: unexpected error (TypeError in test_watch.py line" in first
+    assert "please report it" in first and "stays in the inbox, resumes from a/" in first
+    assert "@" not in first
+    assert "b.csv: processed" in second
+
+
+def _unwritable(folder: Path, request) -> None:
+    """Make ``folder`` unwritable: chmod for a user, the immutable flag for root."""
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        request.addfinalizer(lambda: folder.chmod(0o700))
+        return
+    done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip("root cannot make a folder unwritable here (no chattr +i)")
+    request.addfinalizer(lambda: subprocess.run(["chattr", "-i", str(folder)], check=False))
+
+
+def test_an_unwritable_processed_folder_stops_the_watcher_before_sending(watch, sandbox, request):
+    processed = watch.inbox / "processed"
+    processed.mkdir(mode=0o700)
+    _unwritable(processed, request)
+    drop(watch.inbox, "a.csv", emails("a", 2))
+
+    with pytest.raises(InputError) as error:
+        watch.run()
+
+    assert str(error.value).startswith(f"{processed}: cannot be written (")
+    assert accepted(sandbox) == []
+    assert watch.left() == {"a.csv"}
+
+
+def test_a_move_that_fails_after_sending_is_logged_and_the_next_file_goes_on(
+    watch, sandbox, monkeypatch
+):
+    import importer.watch as watch_module
+
+    drop(watch.inbox, "a.csv", emails("a", 2), age=300)
+    drop(watch.inbox, "b.csv", emails("b", 1), age=200)
+    real_move = watch_module._move_into
+    calls = []
+
+    def failing_once(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise PermissionError(13, "Permission denied")
+        return real_move(*args)
+
+    monkeypatch.setattr(watch_module, "_move_into", failing_once)
+
+    result = watch.run()
+
+    assert result.exit_status == 1
+    assert sorted(accepted(sandbox)) == sorted(emails("a", 2) + emails("b", 1))
+    assert watch.left() == {"a.csv"}
+    first, second = watch.log()
+    assert "a.csv: processed, 2 rows, 2 sent" in first
+    assert "cannot be moved into processed/ (Permission denied): it stays in the inbox" in first
+    assert "b.csv: processed" in second and "file in processed/b.csv" in second
+
+    monkeypatch.setattr(watch_module, "_move_into", real_move)
+    assert watch.run().exit_status == 0  # the next run sends nothing again and moves it
+    assert len(accepted(sandbox)) == 3
+    assert watch.left() == set()
+
+
+def test_file_names_are_escaped_in_the_log_and_the_messages(watch, sandbox):
+    forged = "a.csv: processed, 1 rows; all fine\n2026-01-01T00:00:00+00:00 x"
+    name = f"{forged}\x1b[2J.csv"
+    drop(watch.inbox, name, emails("a", 1), age=300)
+    drop(watch.inbox, "fresh\x1b[31m.csv", emails("f", 1), age=None)
+    (watch.inbox / "bad\x1b]0;title\x07.xlsx").write_text("not a workbook")
+    os.utime(watch.inbox / "bad\x1b]0;title\x07.xlsx", (time.time() - 200,) * 2)
+
+    watch.run()
+
+    log = (watch.out / LOG_NAME).read_text(encoding="utf-8")
+    assert len(log.splitlines()) == 2
+    assert "\x1b" not in log and "\x07" not in log
+    assert "\\n2026-01-01T00:00:00+00:00 x\\x1b[2J.csv: processed" in log
+    assert all("\x1b" not in m and "\n" not in m for m in watch.echoed)
+    assert any(m.startswith("fresh\\x1b[31m.csv: changed less than") for m in watch.echoed)
+    reason = (watch.inbox / "rejected" / "bad\x1b]0;title\x07.xlsx.reason.txt").read_text()
+    assert "\x1b" not in reason and "bad\\x1b]0;title\\x07.xlsx" in reason
