@@ -52,25 +52,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _DICT_MAPPING = "the mapping dict"  # how messages name a mapping given as a dict
-# The CLI's flags as this API calls them, for the messages the library shares with the CLI.
-_FLAG_WORDS = {
-    "mapping": "mapping",
-    "out": "out",
-    "sheet": "sheet",
-    "encoding": "encoding",
-    "delimiter": "delimiter",
-    "header-row": "header_row",
-    "rows": "rows",
-    "limit": "limit",
-    "in-flight": "in_flight",
-    "keep-sent": "keep_sent",
-    "resend-changed": "resend_changed",
-    "retry-rejected": "retry_rejected",
-    "api-url": "api_url",
-    "dry-run": "dry_run",
-    "sandbox": "sandbox",
-}
-_FLAG = re.compile(r"--(" + "|".join(sorted(_FLAG_WORDS, key=len, reverse=True)) + r")\b")
+# The CLI's flags in the messages the library shares with the CLI, said as keywords here.
+_FLAG = re.compile(
+    r"--(?:(keep-sent|resend-changed|retry-rejected|dry-run|sandbox)\b"
+    r"|(mapping|out|sheet|encoding|delimiter|header-row|rows|limit|in-flight|api-url)\b ?)"
+)
 # Names people may reach for, from the CLI or from ImportConfig.
 _ALIASES = {"out_dir": "out", "mapping_path": "mapping", "row_range": "rows", "input": "source"}
 
@@ -183,7 +169,7 @@ class _Call:
 def _in_api_words(exc: InputError, mapping_yaml: str | None = None) -> InputError:
     """The library's message as this API's caller knows the settings (``header_row=``,
     not ``--header-row``), with what to do in keyword arguments."""
-    text = _FLAG.sub(lambda m: _FLAG_WORDS[m.group(1)] + "=", str(exc))
+    text = _FLAG.sub(_keyword, str(exc))
     if exc.setting == "changed":
         text += (
             ": pass keep_sent=True to leave them as sent and send only rows never sent, or "
@@ -197,6 +183,12 @@ def _in_api_words(exc: InputError, mapping_yaml: str | None = None) -> InputErro
     if mapping_yaml is not None and text.startswith(_DICT_MAPPING):
         text += "\n" + _numbered(mapping_yaml)
     return InputError(text, setting=exc.setting)
+
+
+def _keyword(flag: re.Match[str]) -> str:
+    """``--dry-run`` as ``dry_run=True``; ``--header-row 4`` as ``header_row=4``."""
+    switch, option = flag.groups()
+    return switch.replace("-", "_") + "=True" if switch else option.replace("-", "_") + "="
 
 
 def _numbered(yaml_text: str) -> str:
@@ -258,7 +250,7 @@ def _prepare(
     sends = not (dry_run or sandbox)
     if api_key is None and sends:
         api_key = os.environ.get("RDSTATION_API_KEY", "").strip() or None
-    call = _Call(
+    return _Call(
         ImportConfig(
             input_path=input_path,
             mapping_path=mapping_path,
@@ -286,7 +278,6 @@ def _prepare(
         progress,
         mapping_yaml,
     )
-    return call
 
 
 def _is_frame(source: object) -> bool:
@@ -510,8 +501,7 @@ def _run_in_thread(call: _Call) -> ImportReport:
             try:
                 concurrent.futures.wait([future])
             except BaseException as exc:  # Ctrl-C (KeyboardInterrupt), or a host's signal
-                if not isinstance(exc, KeyboardInterrupt):
-                    raised = raised or exc
+                raised = raised or exc
                 while not started.wait(0.1) and not future.done():
                     pass
                 if running:
@@ -522,6 +512,8 @@ def _run_in_thread(call: _Call) -> ImportReport:
         report = future.result()
     except asyncio.CancelledError:  # a dry run stopped by Ctrl-C
         raise raised or KeyboardInterrupt() from None
+    # RunAborted says a run stopped by Ctrl-C; one that ended before it noticed still leaves
+    # its reports, and the Ctrl-C goes on (what a host's signal raised always does).
     if raised is not None:
         raise raised
     return report

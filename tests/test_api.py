@@ -451,3 +451,14 @@ def test_ctrl_c_stops_the_run_as_it_stops_the_cli(tmp_path, make_sandbox):
     assert str(caught.value).startswith("interrupted (Ctrl-C)")
     assert report.succeeded == len(box.snapshot()["accepted"]) >= 1
     assert report.left_to_send == 20 - report.succeeded
+
+
+def test_ctrl_c_stops_a_dry_run_at_once(tmp_path):
+    def rows():
+        for i in range(200_000):
+            if i == 1000:
+                os.kill(os.getpid(), signal.SIGINT)
+            yield {"email": f"lead{i}@exemplo.com.br"}
+
+    with pytest.raises(KeyboardInterrupt):
+        import_rows(rows(), EMAIL_ONLY, out=tmp_path / "out", dry_run=True)
