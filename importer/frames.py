@@ -204,9 +204,12 @@ def _float64_texts(values: Any) -> list[str]:
     import numpy as np
 
     texts = list(map("%.15g".__mod__, values.tolist()))
+    empty = np.isnan(values)
+    for i in np.flatnonzero(empty).tolist():
+        texts[i] = ""
     size = np.abs(values)
     odd = ~(size < 1e15) | ((size < 1e-4) & (values != 0)) | ((values == 0) & np.signbit(values))
-    for i in np.flatnonzero(odd).tolist():
+    for i in np.flatnonzero(odd & ~empty).tolist():
         texts[i] = _float_text(float(values[i]))
     return texts
 

@@ -462,3 +462,23 @@ def test_ctrl_c_stops_a_dry_run_at_once(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         import_rows(rows(), EMAIL_ONLY, out=tmp_path / "out", dry_run=True)
+
+
+def test_the_failures_frame_fixed_and_imported_again_sends_the_fixed_rows(
+    tmp_path, sandbox, mapping
+):
+    report = send(leads_frame(), tmp_path / "out", sandbox, mapping)
+    fixed = report.failures_frame()
+    fixed.loc[0, "email"] = "dora@exemplo.com.br"
+    again = send(fixed, tmp_path / "out", sandbox, mapping, name="fixed")
+    assert (again.succeeded, again.failed) == (1, 0)
+    assert again.failures() == []
+    assert accepted(sandbox)[-1]["email"] == "dora@exemplo.com.br"
+    assert len(sandbox.snapshot()["accepted"]) == 4
+
+
+def test_show_keeps_the_requests_of_the_first_rows(tmp_path):
+    report = import_rows(leads_frame(), MAPPING_DICT, out=tmp_path / "out", dry_run=True, show=1)
+    [shown] = report.shown
+    assert shown.row == 2
+    assert shown.request["payload"]["cf_plano"] == "1"
