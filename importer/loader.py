@@ -40,7 +40,7 @@ import itertools
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PosixPath
 from types import TracebackType
@@ -784,6 +784,46 @@ def _fit(headers: list[str], cells: list[str], width: int, unescape: bool) -> di
 
 def _is_footer(cells: list[str]) -> bool:
     return not any(cells[1:]) and _FOOTER.fullmatch(cells[0].strip()) is not None
+
+
+# --- rows given in memory ------------------------------------------------------------------------
+
+
+def table_from_records(
+    where: str,
+    header_cells: list[str],
+    records: Iterable[list[str]],
+    *,
+    description: str,
+    warnings: Sequence[str] = (),
+    advice: str = "give it rows",
+) -> Table:
+    """A ``Table`` over rows that are not in a file (the Python API's DataFrame or dicts),
+    read as a file's would be: ``header_cells`` as its header row (names trimmed, an empty one
+    named after its column letter, duplicates renamed, each with a warning), ``records`` as its
+    rows, lists of text numbered from 2 (blank rows skipped, a record from
+    ``unreadable_record`` failing its row). ``where`` names the rows in messages (``DataFrame
+    'leads'``). InputError when the header is empty, or no row follows it (``advice`` says what
+    to do)."""
+    header = _make_header(list(header_cells), where, None)
+    if header is None:
+        raise InputError(f"{where} has no named columns: nothing to import")
+    table = Table(
+        Path(where),
+        records=iter(records),
+        header=header,
+        header_row=1,
+        description=description,
+        warnings=[*warnings, *header.warnings],
+        close=lambda: None,
+    )
+    table._require_rows(where, advice)
+    return table
+
+
+def unreadable_record(cells: list[str], reason: str) -> list[str]:
+    """A record of ``table_from_records`` that fails its row with ``reason`` (stage read)."""
+    return _Broken(cells, reason)
 
 
 # --- workbooks -----------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from importer.intake import Changed, InFlight, ResumePolicy
 from importer.ledger import Ledger, Marks
 from importer.ledger.journal import Journal
 from importer.loader import Table, check_text_options, open_table
-from importer.mapping import BoundMapping, load_mapping
+from importer.mapping import BoundMapping, Mapping, load_mapping
 from importer.pacing import RateBudget
 from importer.records import Row
 from importer.report import (
@@ -101,6 +101,10 @@ class ImportConfig:
     # imports, so a row sent from one drop is known in the next.
     ledger_path: Path | None = None
     tuning: Tuning = Tuning()
+    # The Python API's rows in memory (a DataFrame, dicts), read instead of a file: input_path
+    # then only names them. And its mapping, given loaded or as a dict.
+    table: Callable[[], Table] | None = field(default=None, compare=False, repr=False)
+    mapping: Mapping | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -190,7 +194,7 @@ async def run_import_async(
     listener = listener or Listener()
     out_dir = config.resolved_out_dir()
     _refuse_reading_a_report(config, out_dir)
-    mapping = load_mapping(config.mapping_path)
+    mapping = config.mapping if config.mapping is not None else load_mapping(config.mapping_path)
     with await _open_table(config) as table:
         bound = mapping.bind(table.headers, source=config.input_path.name)
         early = [*bound.warnings, *table.warnings]  # kept in the report once the run begins
@@ -224,7 +228,12 @@ async def run_import_async(
 def _refuse_reading_a_report(config: ImportConfig, out_dir: Path) -> None:
     """A run rewrites its reports at its end: one that reads one of them would write over what
     the user typed into it (the fixes in a failures.csv). Stop before reading."""
-    for read, what in ((config.input_path, "input"), (config.mapping_path, "mapping")):
+    for read, what, given in (
+        (config.input_path, "input", config.table),
+        (config.mapping_path, "mapping", config.mapping),
+    ):
+        if given is not None:
+            continue  # given in memory: no file is read, which the run could write over
         for name in REPORT_NAMES:
             with contextlib.suppress(OSError):
                 if read.samefile(out_dir / name):
@@ -255,7 +264,10 @@ def _disk_error(
 
 async def _open_table(config: ImportConfig) -> Table:
     """``open_table`` in a thread: a Ctrl-C while a large workbook loads (seconds) cancels this
-    task, and the reading process is killed at once instead of when the load ends."""
+    task, and the reading process is killed at once instead of when the load ends. Rows given
+    in memory need neither."""
+    if config.table is not None:
+        return config.table()
     readers: list[Callable[[], None]] = []
     opening = asyncio.get_running_loop().run_in_executor(
         None,
