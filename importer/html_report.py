@@ -179,6 +179,11 @@ def _rows(count: int) -> str:
     return f"{count:,} row{'' if count == 1 else 's'}"
 
 
+def _duration(seconds: float) -> str:
+    """'17 s', '1 h 44 min', never broken between a number and its unit."""
+    return format_duration(seconds).replace(" ", "\u00a0")
+
+
 def _clip(text: str, chars: int) -> str:
     return text if len(text) <= chars else text[: chars - 1] + "\u2026"
 
@@ -200,7 +205,7 @@ p{margin:.5em 0}
 .kicker{color:var(--muted);font-size:.8rem;text-transform:uppercase;letter-spacing:.05em;margin:0}
 .status{border-left:6px solid var(--ok);padding:2px 0 2px 14px}
 .status.warn{border-color:var(--warn)}.status.bad{border-color:var(--bad)}
-.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(118px,1fr));gap:8px;
+.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(96px,1fr));gap:8px;
 margin:18px 0;padding:0;list-style:none}
 .tiles li{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:8px 12px}
 .tiles b{display:block;font-size:1.45rem;line-height:1.2;font-variant-numeric:tabular-nums}
@@ -214,6 +219,7 @@ ol{padding-left:1.4em}li{margin:.3em 0}
 svg{display:block;width:100%;overflow:visible}
 svg text{font-size:12px;fill:var(--muted)}svg text.name{fill:var(--fg);font-weight:600}
 svg text.cnt{fill:var(--fg);font-size:13px;font-weight:600}
+svg text.tick{paint-order:stroke;stroke:var(--bg);stroke-width:3px;stroke-linejoin:round}
 .b{fill:var(--bar)}.q{fill:var(--bad)}.r{fill:var(--retry)}.f{fill:var(--bad)}
 .g{stroke:var(--line)}.budget{stroke:var(--budget);stroke-width:2;stroke-dasharray:6 4}
 .legend{display:flex;flex-wrap:wrap;gap:4px 18px;font-size:.85rem;color:var(--muted);
@@ -223,6 +229,7 @@ margin-right:6px}
 .sw.line{height:0;border-top:2px dashed var(--budget);border-radius:0;vertical-align:3px;
 width:18px}
 .sw.dot{border-radius:50%}
+h3 code{font-size:.95rem}
 .fix{margin:.9em 0}.fix p{margin:.15em 0 0}.count{color:var(--muted);font-weight:400}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:.9rem}
@@ -281,7 +288,7 @@ def _headline(s: Mapping[str, Any], name: str, out_dir: Path) -> str:
         f"{'Checked' if dry else 'Imported'} <b>{_e(name)}</b> ({_e(s.get('input_format', ''))})"
         f" with the mapping <code>{_e(s.get('mapping', ''))}</code>; reports in "
         f"<code>{_e(out_dir)}/</code>. Finished {_e(_when(s.get('finished_at')))}, after "
-        f"{_e(format_duration(float(s.get('duration_s') or 0)))}."
+        f"{_e(_duration(float(s.get('duration_s') or 0)))}."
     ]
     if s.get("aborted_reason"):
         said.append(f"<b>Why it stopped:</b> {_e(s['aborted_reason'])}.")
@@ -302,7 +309,7 @@ def _headline(s: Mapping[str, Any], name: str, out_dir: Path) -> str:
         said.append(text + ".")
     types = s.get("failure_types") or {}
     if failed:
-        kinds = ", ".join(f"{_n(v)} {_e(k)}" for k, v in list(types.items())[:CHART_TYPES])
+        kinds = ", ".join(f"{_n(v)}\u00a0{_e(k)}" for k, v in list(types.items())[:CHART_TYPES])
         said.append(
             f"{_rows(failed)} failed ({kinds}): what to do about each type is below, and "
             "failures.csv holds every failed row with its cells and message."
@@ -335,7 +342,7 @@ def _headline(s: Mapping[str, Any], name: str, out_dir: Path) -> str:
     items = "".join(
         f"<li class={cls or 'n'}><b>{_n(v)}</b><span>{label}</span></li>" for label, v, cls in tiles
     )
-    duration = _e(format_duration(float(s.get("duration_s") or 0)))
+    duration = _e(_duration(float(s.get("duration_s") or 0)))
     out.append(f"<ul class=tiles>{items}<li><b>{duration}</b><span>Duration</span></li></ul>")
     return "\n".join(out) + "\n"
 
@@ -496,8 +503,8 @@ def _sending(s: Mapping[str, Any]) -> str:
     rate = float((s.get("plan") or {}).get("rate") or 0)
     limited, retries = int(s.get("rate_limited_answers") or 0), int(s.get("retries") or 0)
     budget = rate * width / 60 if rate > 0 else None
-    most = max(max(int(b["requests"]) for b in timeline), math.ceil(budget or 0), 1)
-    top = _nice(most * 1.1)
+    most = max(max(int(b["requests"]) for b in timeline), budget or 0, 1)
+    top, grid = _scale(most)
     plot, above, below = 180, 22, 26  # the plot's height, and room for labels around it
     n = len(timeline)
 
@@ -506,11 +513,12 @@ def _sending(s: Mapping[str, Any]) -> str:
 
     slot = 100 / n
     parts = []
-    for tick in (0, top / 2, top):
+    labels = []  # drawn over the bars, so they stay readable
+    for tick in range(0, top + 1, grid):
         ty = y(tick)
         parts.append(f'<line class=g x1="0" x2="100%" y1="{ty:.1f}" y2="{ty:.1f}"/>')
         if tick:
-            parts.append(f'<text x="0" y="{ty - 4:.1f}">{tick:g}</text>')
+            labels.append(f'<text class=tick x="2" y="{ty - 4:.1f}">{tick:,}</text>')
     for i, bucket in enumerate(timeline):
         sent, q, r = int(bucket["requests"]), int(bucket["rate_limited"]), int(bucket["retries"])
         if not (sent or q or r):
@@ -537,14 +545,17 @@ def _sending(s: Mapping[str, Any]) -> str:
         by = y(budget)
         parts.append(f'<line class=budget x1="0" x2="100%" y1="{by:.1f}" y2="{by:.1f}"/>')
         parts.append(f'<text x="100%" y="{by - 5:.1f}" text-anchor=end>budget {rate:g}/min</text>')
+    parts += labels
     span = n * width
     axis = above + plot + 17
-    for share, anchor in ((0, "start"), (0.25, "middle"), (0.5, "middle"), (0.75, "middle")):
+    every = next((step for step in _TIME_STEPS if span / step <= 5), span)
+    for k in range(math.floor(span / every) + 1):
+        at = k * every
+        anchor = "start" if k == 0 else ("end" if at >= span * 0.97 else "middle")
         parts.append(
-            f'<text x="{share * 100:g}%" y="{axis}" text-anchor={anchor}>'
-            f"{_e(_clock(share * span))}</text>"
+            f'<text x="{at / span * 100:.3f}%" y="{axis}" text-anchor={anchor}>'
+            f"{_e(_clock(at))}</text>"
         )
-    parts.append(f'<text x="100%" y="{axis}" text-anchor=end>{_e(_clock(span))}</text>')
     per = f"{width:g} s" if width < 60 else _clock(width)
     chart = (
         f'<svg role=img aria-label="Requests per {per} against the budget" '
@@ -572,16 +583,23 @@ def _sending(s: Mapping[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _nice(value: float) -> float:
-    """The round number at or above ``value`` (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of
-    ten), so the highest bar fills most of the chart."""
-    if value <= 1:
-        return 1
-    power = 10 ** math.floor(math.log10(value))
-    for step in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
-        if value <= step * power:
-            return step * power
-    return 10 * power
+def _scale(most: float) -> tuple[int, int]:
+    """The chart's top and the step of its grid: a step of 1, 2 or 5 times a power of ten, at
+    most 6 lines, and the lowest top above ``most`` (the highest bar fills most of the chart)."""
+    most = max(most, 1) * 1.05
+    power = 10 ** max(0, math.floor(math.log10(most / 6)))
+    steps = [m * power for m in (1, 2, 5, 10, 20)]
+    # The lowest top; of steps that reach it, the one nearest 4 lines.
+    top, _, step = min(
+        (math.ceil(most / step) * step, abs(math.ceil(most / step) - 4), step)
+        for step in steps
+        if most / step <= 6
+    )
+    return top, step
+
+
+# Round steps for the time axis, in seconds: 10 s to 12 h.
+_TIME_STEPS: Final = (10, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200)
 
 
 def _clock(seconds: float) -> str:
@@ -601,10 +619,12 @@ def _plan(s: Mapping[str, Any]) -> str:
     if not plan or s.get("dry_run"):
         return ""
     rate = float(plan.get("rate") or 0)
-    planned_rows = _n(plan.get("rows")) + ("" if plan.get("complete") else " (still reading)")
+    planned_rows = _n(plan.get("rows"))
+    if not plan.get("complete"):
+        planned_rows += "+ (the file was still being read)"
     eta = plan.get("eta_s")
     planned_time = (
-        f"about {format_duration(float(eta))} at {rate:g}/min"
+        f"about {_duration(float(eta))} at {rate:g}/min"
         if eta is not None
         else ("not announced: still reading" if rate > 0 else "not announced: unpaced")
     )
@@ -613,12 +633,12 @@ def _plan(s: Mapping[str, Any]) -> str:
         happened += f", {_n(s['left_to_send'])} left to send"
     duration = float(s.get("duration_s") or 0)
     requests = int(s.get("requests") or 0)
-    pace = f"{requests:,} requests in {format_duration(duration)}"
+    pace = f"{requests:,} requests in {_duration(duration)}"
     if duration >= 300:  # shorter, the first and last request weigh too much in an average
         pace += f" ({requests / duration * 60:,.0f}/min)"
     rows = [
         ("Rows to send", planned_rows, happened),
-        ("Duration", planned_time, format_duration(duration)),
+        ("Duration", planned_time, _duration(duration)),
         ("Pace", f"{rate:g} requests/min" if rate > 0 else "unpaced", pace),
     ]
     body = "".join(f"<tr><th>{a}</th><td>{_e(b)}</td><td>{_e(c)}</td></tr>" for a, b, c in rows)
