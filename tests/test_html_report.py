@@ -331,7 +331,8 @@ def test_ten_million_failed_rows_make_a_small_page() -> None:
         ],
         timeline_bucket_s=320.0,
     )
-    first = FirstFailures(failure(n, "INVALID_FORMAT", "m" * 100_000) for n in range(1_000_000))
+    long = "m" * 100_000  # a message a server made up
+    first = FirstFailures(failure(n, "INVALID_FORMAT", long) for n in range(1_000_000))
     assert sum(1 for _ in first) == first.count == 1_000_000
     assert len(first.first) == 100
     page = render(s, first.first, 10_000_000, Path("out"))
