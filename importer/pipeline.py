@@ -39,6 +39,7 @@ from importer.pacing import RateBudget
 from importer.records import Row
 from importer.report import (
     REPORT_NAMES,
+    Plan,
     RunReport,
     describe_change,
     format_duration,
@@ -592,13 +593,15 @@ class _Run:
     def _announce_plan(self) -> None:
         rate, reader_done = self.config.rate, self.rows.reader_done.is_set()
         count = f"{self.to_send:,}" + ("" if reader_done else "+")
-        if rate > 0 and reader_done:
-            seconds = self.budget.eta_seconds(self.to_send)
-            ends = datetime.now().astimezone().timestamp() + seconds
+        eta = self.budget.eta_seconds(self.to_send) if rate > 0 and reader_done else None
+        # Kept for report.html, to set beside what happened.
+        self.report.plan = Plan(self.to_send, reader_done, rate, eta, self.config.sandbox)
+        if eta is not None:
+            ends = datetime.now().astimezone().timestamp() + eta
             ends_at = datetime.fromtimestamp(ends).strftime("%H:%M")
             self.listener.info(
                 f"{count} rows to send at {rate:g}/min: about "
-                f"{format_duration(seconds)}; ends around {ends_at}"
+                f"{format_duration(eta)}; ends around {ends_at}"
             )
         elif rate > 0:
             self.listener.info(f"{count} rows to send at {rate:g}/min (still reading)")
@@ -615,6 +618,8 @@ class _Run:
             report.requests = stats.requests
             report.retries = stats.retries
             report.rate_limited_answers = stats.rate_limited_answers
+            report.timeline = stats.timeline.as_list()
+            report.timeline_bucket_s = stats.timeline.width
         config, table = self.config, self.table
         write_reports(
             self.out_dir,

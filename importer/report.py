@@ -3,6 +3,8 @@
     successes.csv, failures.csv      rebuilt from the ledger at the end of every run
     failures.xlsx                    failures.csv for Excel (``importer.xlsx_report``)
     summary.json                     ``summary_dict``: the counts and how the run ended
+    report.html                      ``html_report``: the same for a person, from summary.json
+                                     and the first rows of failures.csv
     the console's last lines         ``console_summary``
 
 Each file is written to a temporary file beside it and renamed into place, so a run stopped
@@ -18,7 +20,7 @@ import contextlib
 import csv
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -63,8 +65,10 @@ _SHOWN_FIELDS: Final = frozenset(
         "traffic_value",
     }
 )
-REPORT_FILES: Final = "successes.csv, failures.csv, summary.json"
+# The console's last line names them; report.html first: it is the one to open.
+REPORT_FILES: Final = "report.html, successes.csv, failures.csv, summary.json"
 REPORT_NAMES: Final = (
+    "report.html",
     "successes.csv",
     "failures.csv",
     "failures.xlsx",
@@ -109,6 +113,7 @@ class Note:
 
 
 EXAMPLE_ROWS: Final = 10  # rows a note names; the count says how many there are
+SHOWN_FAILURES: Final = 100  # failed rows report.html lists; failures.csv has them all
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,27 @@ class Shown:
     row: int
     cells: dict[str, str]
     request: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run announced before its first request (``_Run._announce_plan``), kept to set
+    beside what happened."""
+
+    rows: int  # rows to send
+    complete: bool  # the whole file was read; else ``rows`` counts the rows read so far
+    rate: float  # --rate: requests per minute; 0 unpaced
+    eta_s: float | None  # the duration announced; None when unpaced or still reading
+    sandbox: bool = False  # sent to the built-in sandbox, not to RD Station
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "complete": self.complete,
+            "rate": self.rate,
+            "eta_s": None if self.eta_s is None else round(self.eta_s, 3),
+            "sandbox": self.sandbox,
+        }
 
 
 @dataclass
@@ -146,6 +172,11 @@ class RunReport:
     not_attempted: int = 0  # rows left to send because the run stopped (a refused key...)
     warnings: list[Note] = field(default_factory=list)
     shown: list[Shown] = field(default_factory=list)  # payloads asked for (validate --show)
+    plan: Plan | None = None  # what the run announced before sending (None: nothing to send)
+    # Requests, 429 answers and retries per bucket of ``timeline_bucket_s`` seconds since
+    # sending started (``sending.Timeline.as_list``); empty when nothing was sent.
+    timeline: list[dict[str, float | int]] = field(default_factory=list)
+    timeline_bucket_s: float = 0.0
 
     def warn(self, message: str, *, kind: str = "", row: int | None = None) -> bool:
         """Keep a warning; True when it is new (the first of its kind), to be said at once."""
@@ -192,7 +223,8 @@ def write_reports(
     report.folder = ledger.folder_counts()
     # A dry run sends nothing, so the record it writes is the one it found.
     write_successes(out_dir / "successes.csv", ledger.successes())
-    write_failures(out_dir / "failures.csv", source_headers, ledger.failures())
+    failures = FirstFailures(ledger.failures())  # report.html shows the first, not millions
+    write_failures(out_dir / "failures.csv", source_headers, failures)
     from importer.xlsx_report import write_failures_xlsx  # here: it imports this module
 
     workbook = write_failures_xlsx(out_dir / "failures.xlsx", source_headers, ledger.failures())
@@ -202,9 +234,31 @@ def write_reports(
         write_payloads(out_dir / "payloads.jsonl", ledger.would_send())
     document = summary()
     write_summary(out_dir / "summary.json", document)
+    # Imported here: html_report builds on this module's helpers.
+    from importer.html_report import write_html_report
+
+    write_html_report(out_dir / "report.html", document, failures.first, failures.count, out_dir)
     runs = private_dir(out_dir / "runs")
     stamp = str(document["finished_at"]).replace(":", "").replace("-", "")
     write_summary(runs / f"{stamp}-run{ledger.run_id}.json", document)
+
+
+class FirstFailures:
+    """The failed rows as they stream into failures.csv, keeping the first ``keep`` and
+    counting them all: one pass over the ledger, whatever their number."""
+
+    def __init__(self, rows: Iterable[Failure], keep: int = SHOWN_FAILURES) -> None:
+        self._rows = rows
+        self._keep = keep
+        self.first: list[Failure] = []
+        self.count = 0
+
+    def __iter__(self) -> Iterator[Failure]:
+        for failure in self._rows:
+            if self.count < self._keep:
+                self.first.append(failure)
+            self.count += 1
+            yield failure
 
 
 def summary_dict(
@@ -245,6 +299,9 @@ def summary_dict(
         "footer_rows": footer_rows,
         "not_attempted": report.not_attempted,
         "warnings": [note.as_dict() for note in report.warnings],
+        "plan": None if report.plan is None else report.plan.as_dict(),
+        "timeline_bucket_s": report.timeline_bucket_s,
+        "timeline": report.timeline,
     }
 
 

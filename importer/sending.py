@@ -20,7 +20,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from importer.ledger import Ledger, Marks, Pending
 from importer.pacing import RateBudget
@@ -132,11 +132,95 @@ class PendingRows:
         return None
 
 
+TIMELINE_BUCKET_S = 10.0  # the timeline's first bucket width
+TIMELINE_BUCKETS = 300  # at most this many buckets: past it, they are widened
+
+
+class Timeline:
+    """Requests, 429 answers and retries per time bucket since sending started: what
+    report.html draws against the budget and summary.json keeps as ``timeline``.
+
+    Buckets start ``width`` seconds wide; when a run outlasts ``limit`` of them, neighbours are
+    merged and the width doubles, so a 14-hour run keeps between limit/2 and limit buckets
+    (never a list that grows with the run).
+    """
+
+    REQUESTS, RATE_LIMITED, RETRIES = 0, 1, 2
+
+    def __init__(
+        self,
+        *,
+        width: float = TIMELINE_BUCKET_S,
+        limit: int = TIMELINE_BUCKETS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.width = width
+        self.limit = max(2, limit)
+        self.clock = clock
+        self.started: float | None = None
+        self.buckets: list[list[int]] = []  # [requests, rate_limited, retries] per bucket
+
+    def start(self) -> None:
+        """Sending starts now (the first count starts it too)."""
+        if self.started is None:
+            self.started = self.clock()
+
+    def count(self, what: int) -> None:
+        self._bucket()[what] += 1
+
+    def stop(self) -> None:
+        """Sending ended now: the buckets reach this moment, even with nothing in the last."""
+        if self.started is not None:
+            self._bucket()
+
+    def _bucket(self) -> list[int]:
+        now = self.clock()
+        if self.started is None:
+            self.started = now
+        elapsed = now - self.started
+        index = int(elapsed // self.width)
+        while index >= self.limit:
+            self._widen()
+            index = int(elapsed // self.width)
+        buckets = self.buckets
+        while len(buckets) <= index:
+            buckets.append([0, 0, 0])
+        return buckets[index]
+
+    def _widen(self) -> None:
+        old = self.buckets
+        self.buckets = [
+            [sum(n) for n in zip(*old[i : i + 2], strict=False)] for i in range(0, len(old), 2)
+        ]
+        self.width *= 2
+
+    def as_list(self) -> list[dict[str, float | int]]:
+        """summary.json's ``timeline``: each bucket's start (seconds since sending started)
+        and its counts; buckets with nothing in them are kept, so a pause shows."""
+        return [
+            {"t": round(i * self.width, 3), "requests": r, "rate_limited": q, "retries": x}
+            for i, (r, q, x) in enumerate(self.buckets)
+        ]
+
+
 @dataclass(slots=True)
 class SendStats:
     requests: int = 0
     retries: int = 0
     rate_limited_answers: int = 0
+    timeline: Timeline = field(default_factory=Timeline)
+
+    def request(self) -> None:
+        self.requests += 1
+        self.timeline.count(Timeline.REQUESTS)
+
+    def rate_limited(self) -> None:
+        self.rate_limited_answers += 1
+        self.timeline.count(Timeline.RATE_LIMITED)
+
+    def retry(self) -> None:
+        self.retries += 1
+        self.timeline.count(Timeline.RETRIES)
 
 
 LEAD_LIMITED_EARLIER = Failed(
@@ -185,11 +269,13 @@ class Sender:
         self.lead_limited: set[str] = set()  # emails RD Station's per-lead limit refused
 
     async def run(self) -> None:
+        self.stats.timeline.start()
         workers = [asyncio.create_task(self._worker()) for _ in range(self.concurrency)]
         self.control.sending = True
         try:
             await self._wait_for(workers)
         finally:
+            self.stats.timeline.stop()
             self.control.sending = False
             for task in workers:
                 task.cancel()
@@ -252,7 +338,7 @@ class Sender:
                 if control.stopped():  # stopped while the mark was committed: nothing left
                     marks.pending(item.key)
                     return
-                stats.requests += 1
+                stats.request()
                 control.requesting.add(me)
                 answered = False  # cancelled before the answer: the request may be recorded
                 try:
@@ -278,14 +364,14 @@ class Sender:
                 if reason is not None:
                     control.abort(reason)
                 if limited:
-                    stats.rate_limited_answers += 1
+                    stats.rate_limited()
                     budget.on_rate_limited(result.retry_after)
                     marks.pending(item.key)
                     tries -= 1
                     continue
                 budget.on_accepted()
                 if retry and not control.stopped():
-                    stats.retries += 1
+                    stats.retry()
                     if answered or not result.reached_server:
                         marks.pending(item.key)
                     await asyncio.sleep(max(self.retry.delay(tries), result.retry_after or 0))

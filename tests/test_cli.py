@@ -66,7 +66,7 @@ def test_import_sends_reports_and_exits_1_when_a_row_failed(runner, tmp_path, sa
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Imported leads.csv: 2 rows sent, 1 failed, 0 skipped (of 3) in ")
     assert lines[1] == "Failures by type: VALIDATION_ERROR 1"
-    assert lines[2] == f"Reports: {out}/ (successes.csv, failures.csv, summary.json)"
+    assert lines[2] == f"Reports: {out}/ (report.html, successes.csv, failures.csv, summary.json)"
     assert "Reading leads.csv: CSV, UTF-8, ','-separated" in result.stderr
     assert "2 rows to send, unpaced" in result.stderr
     assert read_summary(out)["succeeded"] == 2
