@@ -406,7 +406,7 @@ class _Run:
 
     def _record(self, rows: list[Row]) -> None:
         prepare, mapping, key, ledger = intake.prepare, self.mapping, self.mapping.key, self.ledger
-        outcomes = [prepare(row, mapping, key) for row in rows]
+        outcomes = [prepare(row, mapping, key, self._warner(row.number)) for row in rows]
         prepared = [o for o in outcomes if isinstance(o, intake.Prepared)]
         known = ledger.lookup([o.key for o in prepared])
         siblings = (
@@ -496,6 +496,10 @@ class _Run:
                     kind="conflict",
                     row=rows[0][0],
                 )
+
+    def _warner(self, row: int) -> Callable[[str, str], None]:
+        """What a row's mapping lets pass (a value dropped...), into the run's warnings."""
+        return lambda kind, message: self._warn(message, kind=kind, row=row)
 
     def _warn(self, message: str, *, kind: str = "", row: int | None = None) -> None:
         if self.report.warn(message, kind=kind, row=row):

@@ -176,7 +176,7 @@ def test_every_problem_is_reported_at_once_with_its_line(tmp_path: Path) -> None
         "  line 6: unknown transform 'phone' (did you mean 'phone_br'?); "
         "known: strip, unquote, lower, upper, title, digits, phone_br, date, bool, handle\n"
         "  line 7: unknown key 'trasform' (did you mean 'transform'?); known: column, split, "
-        "transform, format, pad, map, default, required, optional, on_invalid\n"
+        "transform, format, excel_serial, pad, map, default, required, optional, on_invalid\n"
         "  line 9: 'grantd' is not a legal basis status; allowed: granted, declined"
     )
 
@@ -947,7 +947,8 @@ def test_on_invalid(tmp_path: Path, on_invalid: str, expected: str | None) -> No
         (
             "cf_data: {column: Data, transform: date}",
             "03/15/2026",
-            "cf_data (column 'Data'): '03/15/2026' is not a date in the form dd/mm/yyyy",
+            "cf_data (column 'Data'): '03/15/2026' is not a date in the form dd/mm/yyyy: "
+            "there is no month 15",
         ),
         (
             "cf_data: {column: Data, transform: date, format: yyyy-mm-dd}",
@@ -1087,6 +1088,222 @@ def test_legal_basis_status_from_an_unmapped_column_is_checked(tmp_path: Path) -
         "legal_bases[0].status (column 'Status'): 'sim' is not a legal basis status "
         "(granted, declined); add a map:",
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# What a row's mapping lets pass reaches the run's warnings
+
+
+def heard(mapping: Mapping | BoundMapping, **cells: str) -> tuple[dict[str, Any], list[Any]]:
+    """The row's payload, and the (kind, message) warnings its mapping gave."""
+    notes: list[tuple[str, str]] = []
+    payload = bound(mapping).apply(Row(2, cells), lambda kind, text: notes.append((kind, text)))
+    return payload, notes
+
+
+PHONE_DROP = (
+    "conversion_identifier: c\nfields:\n  email: E-mail\n"
+    "  mobile_phone: {column: Celular, transform: phone_br, on_invalid: drop}\n"
+)
+
+
+def test_a_phone_left_out_is_a_warning_that_quotes_no_cell(tmp_path: Path) -> None:
+    mapping = bound(load(tmp_path, PHONE_DROP))
+    payload, notes = heard(mapping, **{"E-mail": "a@b.com", "Celular": "não tem"})
+    assert "mobile_phone" not in payload
+    assert notes == [
+        (
+            "dropped:mobile_phone",
+            "mobile_phone: a phone in column 'Celular' that phone_br cannot read was left out "
+            "(on_invalid: drop)",
+        )
+    ]
+    # a phone that reads, an empty cell: nothing to say
+    assert heard(mapping, **{"E-mail": "a@b.com", "Celular": "(11) 98765-4321"})[1] == []
+    assert heard(mapping, **{"E-mail": "a@b.com", "Celular": ""})[1] == []
+    # a row that fails says only why it failed; the next row starts clean
+    with pytest.raises(RowError):
+        mapping.apply(Row(3, {"E-mail": "nobody", "Celular": "não tem"}), lambda k, t: None)
+    assert heard(mapping, **{"E-mail": "a@b.com", "Celular": "(11) 98765-4321"})[1] == []
+
+
+@pytest.mark.parametrize(
+    ("entry", "cell", "message"),
+    [
+        (
+            "cf_c: {column: C, map: {Pro: pro}, on_invalid: drop}",
+            "Premium",
+            "cf_c: a value in column 'C' that is not in the map was left out (on_invalid: drop)",
+        ),
+        (
+            "cf_c: {column: C, transform: date, on_invalid: drop}",
+            "31/02/1985",
+            "cf_c: a date in column 'C' that date cannot read was left out (on_invalid: drop)",
+        ),
+        (
+            "cf_c: {column: [C, D], transform: [strip, digits], pad: 3, on_invalid: drop}",
+            "1,19877E+10",
+            "cf_c: a number in column 'C' or 'D' that digits cannot read was left out "
+            "(on_invalid: drop)",
+        ),
+        (
+            "cf_c: {column: C, pad: 8, on_invalid: drop}",
+            "0131-0100",
+            "cf_c: a value in column 'C' that is not only digits (pad:) was left out "
+            "(on_invalid: drop)",
+        ),
+    ],
+)
+def test_every_value_drop_leaves_out_is_a_warning(
+    tmp_path: Path, entry: str, cell: str, message: str
+) -> None:
+    mapping = load(tmp_path, f"conversion_identifier: c\nfields:\n  email: E-mail\n  {entry}\n")
+    payload, notes = heard(mapping, **{"E-mail": "a@b.com", "C": cell, "D": ""})
+    assert "cf_c" not in payload
+    assert notes == [("dropped:cf_c", message)]
+
+
+def test_keep_fail_and_a_map_to_null_say_nothing(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+        conversion_identifier: c
+        fields:
+          email: E-mail
+          mobile_phone: {column: Celular, transform: phone_br, on_invalid: keep}
+          available_for_mailing: {column: Sair, transform: bool, map: {true: false, false: null}}
+        """,
+    )
+    payload, notes = heard(mapping, **{"E-mail": "a@b.com", "Celular": "1234", "Sair": "não"})
+    assert payload == {"conversion_identifier": "c", "email": "a@b.com", "mobile_phone": "1234"}
+    assert notes == []
+    payload, _ = heard(mapping, **{"E-mail": "a@b.com", "Celular": "", "Sair": "sim"})
+    assert payload["available_for_mailing"] is False
+
+
+def test_a_map_to_null_leaves_a_legal_basis_out(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+        conversion_identifier: c
+        fields:
+          email: E-mail
+        legal_bases:
+          - type: consent
+            status: {column: Opt Out, map: {"1": declined, "0": null}}
+        """,
+    )
+    assert apply(mapping, **{"E-mail": "a@b.com", "Opt Out": "1"})["legal_bases"] == [
+        {"category": "communications", "type": "consent", "status": "declined"}
+    ]
+    assert "legal_bases" not in apply(mapping, **{"E-mail": "a@b.com", "Opt Out": "0"})
+
+
+DATE_ENTRY = "conversion_identifier: c\nfields:\n  email: E-mail\n  cf_d: {column: D, transform: date"
+
+
+@pytest.mark.parametrize("cell", ["1990", "2026", "1", "46096"])
+def test_a_bare_number_is_not_read_as_a_date_unless_the_mapping_says_so(
+    tmp_path: Path, cell: str
+) -> None:
+    mapping = load(tmp_path, DATE_ENTRY + "}\n")
+    error = row_error(mapping, **{"E-mail": "a@b.com", "D": cell})
+    assert error.message == (
+        f"cf_d (column 'D'): '{cell}' is a number, not a date in the form dd/mm/yyyy (if the "
+        "column holds Excel date serials, add excel_serial: true to its entry)"
+    )
+
+
+def test_excel_serial_reads_numbers_as_dates_with_a_warning(tmp_path: Path) -> None:
+    mapping = load(tmp_path, DATE_ENTRY + ", excel_serial: true}\n")
+    payload, notes = heard(mapping, **{"E-mail": "a@b.com", "D": "46096"})
+    assert payload["cf_d"] == "2026-03-15"
+    assert notes == [
+        (
+            "excel_serial:cf_d",
+            "cf_d: numbers in column 'D' were read as Excel date serials (excel_serial: true): "
+            "check a few of these rows against the file",
+        )
+    ]
+    payload, notes = heard(mapping, **{"E-mail": "a@b.com", "D": "15/03/2026"})
+    assert (payload["cf_d"], notes) == ("2026-03-15", [])
+
+
+def test_an_impossible_date_says_it_does_not_exist(tmp_path: Path) -> None:
+    mapping = load(tmp_path, DATE_ENTRY + "}\n")
+    error = row_error(mapping, **{"E-mail": "a@b.com", "D": "31/02/1985"})
+    assert error.message == "cf_d (column 'D'): '31/02/1985' is not a date: February has no day 31"
+
+
+def test_excel_serial_needs_the_date_transform(tmp_path: Path) -> None:
+    message = problems(tmp_path, BASIC + "  cf_d: {column: D, excel_serial: true}\n")
+    assert message == "mapping.yaml: line 4: excel_serial: applies to transform: date only"
+
+
+def test_workbook_date_cells_reach_the_date_transform_as_dates(tmp_path: Path) -> None:
+    import datetime as dt
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["E-mail", "D"])
+    sheet.append(["a@b.com", dt.date(2026, 3, 15)])
+    sheet.append(["b@b.com", dt.datetime(1985, 2, 28, 10, 30)])
+    sheet.append(["c@b.com", "15/03/2026"])
+    sheet.append(["d@b.com", 46096])  # a number, not a date cell: refused
+    path = tmp_path / "datas.xlsx"
+    book.save(path)
+    bound_mapping = load(tmp_path, DATE_ENTRY + "}\n").bind(["E-mail", "D"])
+    with open_table(path) as table:
+        rows = list(table.rows())
+    assert [bound_mapping.apply(row)["cf_d"] for row in rows[:3]] == [
+        "2026-03-15",
+        "1985-02-28",
+        "2026-03-15",
+    ]
+    with pytest.raises(RowError, match="is a number, not a date"):
+        bound_mapping.apply(rows[3])
+
+
+def test_a_dry_run_keeps_each_kind_of_mapping_warning_once_with_its_rows(tmp_path: Path) -> None:
+    from helpers import read_summary, write_csv
+    from importer.pipeline import ImportConfig, Tuning, run_import
+
+    data = write_csv(
+        tmp_path / "leads.csv",
+        ["E-mail", "Celular", "D"],
+        [
+            ["a@b.com", "não tem", "46096"],
+            ["b@b.com", "(11) 98765-4321", "15/03/2026"],
+            ["c@b.com", "ligar depois", "46097"],
+            ["d@b.com", "1234", ""],
+        ],
+    )
+    mapping = write(
+        tmp_path,
+        PHONE_DROP + "  cf_d: {column: D, transform: date, excel_serial: true}\n",
+    )
+    report = run_import(
+        ImportConfig(
+            input_path=data,
+            mapping_path=mapping,
+            out_dir=tmp_path / "out",
+            dry_run=True,
+            tuning=Tuning(retry_wait=False),
+        )
+    )
+    assert (report.succeeded, report.failed) == (4, 0)
+    notes = {note["message"]: note for note in read_summary(tmp_path / "out")["warnings"]}
+    phone = notes[
+        "mobile_phone: a phone in column 'Celular' that phone_br cannot read was left out "
+        "(on_invalid: drop)"
+    ]
+    assert (phone["count"], phone["rows"]) == (3, [2, 4, 5])
+    serial = next(note for text, note in notes.items() if text.startswith("cf_d: numbers"))
+    assert (serial["count"], serial["rows"]) == (2, [2, 4])
+    assert "não tem" not in str(notes) and "ligar" not in str(notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1390,7 +1607,10 @@ _SAMPLE_CELLS = [
     "a;b| c",
     "(11) 98765-4321",
     "15/03/2026",
+    "31/02/2026",
     "2026-03-15",
+    "46096",
+    "1990",
     "1310100",
     "a@b.com",
     " Ana@Exemplo.COM ",
@@ -1450,6 +1670,8 @@ def _mixed_entry(draw: st.DrawFn, kind: str, entry: dict[str, Any]) -> dict[str,
         entry["transform"] = steps[0] if len(steps) == 1 and draw(st.booleans()) else steps
     if "date" in steps and draw(st.booleans()):
         entry["format"] = "yyyy-mm-dd"
+    if "date" in steps and draw(st.booleans()):
+        entry["excel_serial"] = True
     if "bool" not in steps and draw(st.booleans()):
         entry["pad"] = draw(st.integers(1, 9))
     if draw(st.booleans()):
@@ -1460,8 +1682,9 @@ def _mixed_entry(draw: st.DrawFn, kind: str, entry: dict[str, Any]) -> dict[str,
         if kind == "list":  # no empty-cell key with split:
             keys = [key for key in keys if key.strip()]
         values = {"status": st.sampled_from(["granted", "declined"]), "bool": st.booleans()}
-        if keys:
-            entry["map"] = {key: draw(values.get(kind, _SHORT_TEXT)) for key in keys}
+        if keys:  # null: the field left out for that value
+            value = values.get(kind, _SHORT_TEXT) | st.none()
+            entry["map"] = {key: draw(value) for key in keys}
     if kind == "status" and "bool" in steps and "map" not in entry:
         entry["map"] = {"true": "granted", "false": "declined"}  # a status from yes/no
     empty_key = any(not key.strip() for key in entry.get("map", {}))
@@ -1524,13 +1747,15 @@ def _fast_path_mapping(draw: st.DrawFn) -> dict[str, Any]:
     return document
 
 
-def _outcome(bound_mapping: BoundMapping, row: Row) -> tuple[str, ...]:
+def _outcome(bound_mapping: BoundMapping, row: Row) -> tuple[Any, ...]:
+    heard: list[tuple[str, str]] = []
     try:
-        payload = bound_mapping.apply(row)
+        payload = bound_mapping.apply(row, lambda kind, message: heard.append((kind, message)))
     except RowError as exc:
+        assert not heard  # a row that fails says only why
         return ("error", exc.stage, exc.message)
     # JSON tells true from 1 and a list from a tuple, where == would not
-    return ("payload", json.dumps(payload, sort_keys=True, ensure_ascii=False))
+    return ("payload", json.dumps(payload, sort_keys=True, ensure_ascii=False), heard)
 
 
 def _assert_paths_agree(

@@ -30,6 +30,7 @@ _EXPECTS = {
     "split": 'the separator text, e.g. ","',
     "transform": "a transform name, or a list of names",
     "format": "a date format such as dd/mm/yyyy",
+    "excel_serial": "true or false",
     "pad": f"a number of characters from 1 to {tf.MAX_PAD}, e.g. 8",
     "map": "cell value: payload value pairs",
     "required": "true or false",
