@@ -1199,7 +1199,7 @@ def test_a_map_to_null_leaves_a_legal_basis_out(tmp_path: Path) -> None:
     assert "legal_bases" not in apply(mapping, **{"E-mail": "a@b.com", "Opt Out": "0"})
 
 
-DATE_ENTRY = "conversion_identifier: c\nfields:\n  email: E-mail\n  cf_d: {column: D, transform: date"
+DATE_ENTRY = BASIC + "  cf_d: {column: D, transform: date"
 
 
 @pytest.mark.parametrize("cell", ["1990", "2026", "1", "46096"])

@@ -188,9 +188,7 @@ def test_date_refuses_a_bare_number(value: str) -> None:
 )
 def test_date_reads_a_serial_only_when_told_and_says_so(value: str, expected: str) -> None:
     heard: list[None] = []
-    date = tf.get_transform(
-        "date", excel_serial=True, on_serial=lambda: heard.append(None)
-    )
+    date = tf.get_transform("date", excel_serial=True, on_serial=lambda: heard.append(None))
     assert date(value) == expected
     assert date("15/03/2026") == "2026-03-15"  # dates as text still read, without a word
     assert len(heard) == 1
