@@ -9,6 +9,7 @@ the one place that maps them.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 import traceback
@@ -70,8 +71,9 @@ def _flagged(exc: InputError, command: str | None) -> str:
     setting = exc.setting
     if setting is None:
         return text
-    if text.startswith(setting + " "):
-        text = _FLAGS.get(setting, "--" + setting.replace("_", "-")) + text[len(setting) :]
+    # "header_row 3" at the start of the message or after "use": the setting as a value given
+    flag = _FLAGS.get(setting, "--" + setting.replace("_", "-"))
+    text = re.sub(rf"(?:^|(?<=\buse ))\b{re.escape(setting)}(?=[ )])", flag, text)
     if setting == "changed":
         text += (
             ": add --keep-sent to leave them as sent and send only rows never sent, or "

@@ -183,7 +183,12 @@ async def run_import_async(
     _refuse_reading_a_report(config, out_dir)
     mapping = load_mapping(config.mapping_path)
     with await _open_table(config) as table:
-        bound = mapping.bind(table.headers, source=config.input_path.name)
+        bound = mapping.bind(
+            table.headers,
+            source=config.input_path.name,
+            first_rows=table.first_rows,
+            header_row=config.header_row,
+        )
         early = [*bound.warnings, *table.warnings]  # kept in the report once the run begins
         for warning in early:
             listener.warning(warning)

@@ -1342,18 +1342,18 @@ def test_columns_lists_every_column_read(tmp_path: Path) -> None:
 
 def test_bind_lists_every_missing_column_with_suggestions(tmp_path: Path) -> None:
     mapping = load(tmp_path, COLUMNS_MAPPING)
-    headers = ["email", "celular", "Nome", "Organização", "Aceita Comunicacao?"]
+    headers = ["email", "Celulares", "Nome", "Organização", "Aceita-Comunicacao?"]
     with pytest.raises(InputError) as caught:
         mapping.bind(headers, "leads.csv")
     assert str(caught.value) == (
         "mapping.yaml: 6 problems:\n"
         "  line 3: column 'E-mail' is not in leads.csv (did you mean 'email'?)\n"
-        "  line 4: column 'Celular' is not in leads.csv (did you mean 'celular'?)\n"
+        "  line 4: column 'Celular' is not in leads.csv (did you mean 'Celulares'?)\n"
         "  line 5: column 'Sobrenome' is not in leads.csv\n"
         "  line 8: column 'Cargo' is not in leads.csv\n"
         "  line 8: column 'Função' is not in leads.csv\n"
         "  line 10: column 'Aceita comunicação?' is not in leads.csv "
-        "(did you mean 'Aceita Comunicacao?'?)"
+        "(did you mean 'Aceita-Comunicacao?'?)"
     )
 
 
@@ -1397,8 +1397,8 @@ def test_bind_warns_of_a_likely_typo_among_candidates(tmp_path: Path) -> None:
     mapping = load(
         tmp_path, "conversion_identifier: c\nfields:\n  email: {column: [E-mail, Email2]}\n"
     )
-    assert mapping.bind(["E-mail", "email2"], "x.csv").warnings == [
-        "line 3: column 'Email2' is not in x.csv (did you mean 'email2'?)"
+    assert mapping.bind(["E-mail", "email_2"], "x.csv").warnings == [
+        "line 3: column 'Email2' is not in x.csv (did you mean 'email_2'?)"
     ]
 
 
@@ -1410,8 +1410,8 @@ def test_bind_suggests_no_other_candidate_of_the_same_entry(tmp_path: Path) -> N
         "  name: {column: [Nome, Nomes], optional: true}\n",
     )
     # "Label" is no typo of "Labels": both are read; "Nomes" still has a better header to offer
-    assert mapping.bind(["Email", "Labels", "Nome", "NOMES "], "x.csv").warnings == [
-        "line 5: column 'Nomes' is not in x.csv (did you mean 'NOMES '?)"
+    assert mapping.bind(["Email", "Labels", "Nome", "NOME-S"], "x.csv").warnings == [
+        "line 5: column 'Nomes' is not in x.csv (did you mean 'NOME-S'?)"
     ]
     assert mapping.bind(["Email", "Label"], "x.csv").warnings == [
         "line 5: column 'Nome' is not in x.csv; name is left out",
@@ -1427,6 +1427,162 @@ def test_pipedrive_preset_warns_of_no_typo_among_its_candidates(sample: str) -> 
     with open_table(ROOT / "tests/data/presets" / sample) as table:
         warnings = mapping.bind(table.headers, sample).warnings
     assert not [w for w in warnings if "did you mean" in w], warnings
+
+
+# ---------------------------------------------------------------------------------------------
+# Headers forgiven where it is safe, diagnosed where not
+
+FORGIVING = """
+    conversion_identifier: {column: Origem}
+    fields:
+      email: E-mail
+      name: {template: "{Nome} {Sobrenome}"}
+      mobile_phone: {column: [Celular, WhatsApp], transform: phone_br}
+    legal_bases:
+      - {type: consent, status: {column: "Aceita comunicação?", transform: bool}}
+    key: ID
+"""
+
+
+def test_a_header_differing_in_case_accents_or_spaces_is_read_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    mapping = load(tmp_path, FORGIVING)
+    headers = ["id", "origem", "nome", "sobrenome", "E-MAIL", "whatsapp", "Aceita Comunicacao?"]
+    file = mapping.bind(headers, "leads.csv")
+    assert file.warnings == [
+        f"line {line}: column '{column}' is read from '{header}' of leads.csv, which differs "
+        "only in case, accents or spaces: write it as the file does to silence this"
+        for line, column, header in [
+            (1, "Origem", "origem"),
+            (3, "E-mail", "E-MAIL"),
+            (4, "Nome", "nome"),
+            (4, "Sobrenome", "sobrenome"),
+            (5, "WhatsApp", "whatsapp"),
+            (7, "Aceita comunicação?", "Aceita Comunicacao?"),
+            (8, "ID", "id"),
+        ]
+    ]
+    cells = ["7", "feira", "ana", "souza", "Ana@X.com", "(11) 98765-4321", "sim"]
+    assert file.apply(Row(2, dict(zip(headers, cells, strict=True)))) == {
+        "conversion_identifier": "feira",
+        "email": "ana@x.com",
+        "name": "ana souza",
+        "mobile_phone": "+5511987654321",
+        "legal_bases": [{"category": "communications", "type": "consent", "status": "granted"}],
+    }
+    assert file.key == ["id"]
+
+
+def test_two_headers_a_column_could_be_are_not_guessed_between(tmp_path: Path) -> None:
+    mapping = load(tmp_path, BASIC + "  name: Nome\n")
+    with pytest.raises(InputError) as caught:
+        mapping.bind(["E-mail", "NOME", "nome "], "x.csv")
+    assert str(caught.value) == (
+        "mapping.yaml: line 4: column 'Nome' is not in x.csv (did you mean 'NOME'?)"
+    )
+
+
+def test_a_lower_case_file_imports_with_the_mapping_of_its_capitalised_twin(
+    tmp_path: Path,
+) -> None:
+    from helpers import read_summary
+    from importer.pipeline import ImportConfig, Tuning, run_import
+
+    data = tmp_path / "leads.csv"
+    data.write_text("nome;sobrenome;e-mail\nAna;Souza;ana@x.com\n", encoding="utf-8")
+    mapping = write(
+        tmp_path, BASIC.replace("E-mail", "E-Mail") + '  name: {template: "{Nome} {Sobrenome}"}\n'
+    )
+    report = run_import(
+        ImportConfig(
+            input_path=data,
+            mapping_path=mapping,
+            out_dir=tmp_path / "out",
+            dry_run=True,
+            tuning=Tuning(retry_wait=False),
+        )
+    )
+    assert (report.succeeded, report.failed) == (1, 0)
+    messages = [note["message"] for note in read_summary(tmp_path / "out")["warnings"]]
+    assert sum("differs only in case, accents or spaces" in m for m in messages) == 3
+
+
+def _none_found(tmp_path: Path, text: str, **options: Any) -> str:
+    from importer.pipeline import ImportConfig, Tuning, run_import
+
+    data = tmp_path / "leads.csv"
+    data.write_text(text, encoding="utf-8")
+    mapping = write(tmp_path, BASIC + '  name: Nome\n  mobile_phone: {column: "Celular"}\n')
+    with pytest.raises(InputError) as caught:
+        run_import(
+            ImportConfig(
+                input_path=data,
+                mapping_path=mapping,
+                out_dir=tmp_path / "out",
+                dry_run=True,
+                tuning=Tuning(retry_wait=False),
+                **options,
+            )
+        )
+    return str(caught.value)
+
+
+def test_a_header_on_a_later_row_is_pointed_at(tmp_path: Path) -> None:
+    text = "Relatório de leads - março;;\n;;\nNome;E-mail;Celular\nAna;ana@x.com;11987654321\n"
+    assert _none_found(tmp_path, text) == (
+        "none of the columns mapping.yaml reads is in the header of leads.csv "
+        "(row 1: 'Relatório de leads - março'); row 3 holds them: use header_row 3"
+    )
+
+
+def test_a_header_row_past_the_header_is_pointed_back(tmp_path: Path) -> None:
+    text = "nome;e-mail;celular\nAna;ana@x.com;11987654321\nBia;bia@x.com;11987654322\n"
+    message = _none_found(tmp_path, text, header_row=2)
+    assert message.endswith(
+        "(row 2: 'Ana', 'ana@x.com', '11987654321'); row 1 holds them: use header_row 1"
+    )
+
+
+def test_a_header_read_as_one_cell_names_the_delimiter(tmp_path: Path) -> None:
+    text = "Nome;E-mail;Celular\nAna;ana@x.com;11987654321\n"
+    assert _none_found(tmp_path, text, delimiter=",") == (
+        "none of the columns mapping.yaml reads is in the header of leads.csv, which was read "
+        "as one cell holding them all ('Nome;E-mail;Celular'): the file is ';'-separated: "
+        "use delimiter ';'"
+    )
+
+
+def test_a_header_with_nothing_of_the_mapping_is_shown(tmp_path: Path) -> None:
+    text = "A;B;C;D;E;F;G;H;I\n1;2;3;4;5;6;7;8;9\n"
+    assert _none_found(tmp_path, text) == (
+        "none of the columns mapping.yaml reads is in the header of leads.csv (row 1: 'A', "
+        "'B', 'C', 'D', 'E', 'F', 'G', 'H', ...): check that the mapping is meant for this "
+        "file, or use header_row N if row N holds the column names"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "args", "flag"),
+    [
+        ("Leads;;\nNome;E-mail;Celular\nAna;ana@x.com;1\n", [], "use --header-row 2"),
+        ("Nome;E-mail;Celular\nAna;ana@x.com;1\n", ["--delimiter", ","], "use --delimiter ';'"),
+    ],
+)
+def test_the_cli_names_the_settings_as_flags(
+    tmp_path: Path, text: str, args: list[str], flag: str
+) -> None:
+    from click.testing import CliRunner
+
+    from importer.cli import cli
+
+    data = tmp_path / "leads.csv"
+    data.write_text(text, encoding="utf-8")
+    mapping = write(tmp_path, BASIC + '  name: Nome\n  mobile_phone: {column: "Celular"}\n')
+    result = CliRunner().invoke(cli, ["validate", str(data), "--mapping", str(mapping), *args])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: none of the columns mapping.yaml reads")
+    assert result.stderr.rstrip().endswith(flag)
 
 
 # ---------------------------------------------------------------------------------------------
