@@ -650,6 +650,44 @@ def test_template_with_every_part_empty_is_left_out(tmp_path: Path) -> None:
     assert apply(mapping, **cells)["company_address"] == "Rua , - Recife"
 
 
+TEMPLATES = BASIC + (
+    '  name: {template: ["{First Name} {Last Name}", "{Nome} {Sobrenome}"], transform: title}\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("headers", "cells", "name"),
+    [
+        (["E-mail", "First Name", "Last Name"], ["a@b.com", "ana", "SOUZA"], "Ana Souza"),
+        (["E-mail", "Nome", "Sobrenome"], ["a@b.com", "ana", ""], "Ana"),
+        (["E-mail", "First Name", "Last Name"], ["a@b.com", "", ""], None),
+    ],
+)
+def test_of_several_templates_the_first_that_gives_text_is_used(
+    tmp_path: Path, headers: list[str], cells: list[str], name: str | None
+) -> None:
+    file = load(tmp_path, TEMPLATES).bind(headers, "x.csv")
+    assert file.warnings == []  # the file has one template's columns: enough
+    payload = file.apply(Row(2, dict(zip(headers, cells, strict=True))))
+    assert payload.get("name") == name
+
+
+def test_several_templates_need_the_columns_of_one(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as caught:
+        load(tmp_path, TEMPLATES).bind(["E-mail", "First Name", "Sobrenome"], "x.csv")
+    assert str(caught.value) == (
+        "mapping.yaml: 2 problems:\n"
+        "  line 4: column 'Last Name' is not in x.csv\n"
+        "  line 4: column 'Nome' is not in x.csv"
+    )
+
+
+def test_each_of_several_templates_is_checked(tmp_path: Path) -> None:
+    message = problems(tmp_path, BASIC + '  name: {template: ["{A} {B}", "sem nada", "{0}"]}\n')
+    assert message.startswith("mapping.yaml: 2 problems:\n  line 4: template has no {Column}")
+    assert "template placeholder '{0}' is not a column name" in message
+
+
 # ---------------------------------------------------------------------------------------------
 # Each row
 

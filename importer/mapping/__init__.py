@@ -28,7 +28,10 @@ A field's entry is one of:
 - ``{template: "{Nome} {Sobrenome}"}``: text with ``{Column}`` placeholders (``{{``/``}}`` for a
   literal brace); spaces left by empty parts collapse, the result is trimmed, and the field is
   left out when every placeholder is empty. Only plain substitution: ``{0}``, ``{A.b}``,
-  ``{A[0]}``, ``{A!r}``, ``{A:>10}`` are mapping errors.
+  ``{A[0]}``, ``{A!r}``, ``{A:>10}`` are mapping errors. Several templates are tried in order,
+  the first that gives text used, and the file needs the columns of one of them:
+  ``{template: ["{First Name} {Last Name}", "{Nome} {Sobrenome}"]}`` (one export's language
+  or another's).
 - ``{value: ...}``: a constant (text, number, true/false, or a list of texts).
 
 A column or template entry takes these keys too, applied in this order:

@@ -153,16 +153,21 @@ class _Checker:
             if not entry.columns or any(not c.strip() for c in entry.columns):
                 self.add((*path, "column"), "column must name a header, not be empty")
             return
-        try:
-            parts = parse_template(entry.template)
-        except ValueError as exc:
-            self.add((*path, "template"), str(exc))
-            return
-        if not any(column for _, column in parts):
-            self.add(
-                (*path, "template"),
-                "template has no {Column} placeholder: use value: for a constant",
+        if not entry.templates:
+            self.add((*path, "template"), "template must be a text with {Column} placeholders")
+        for index, template in enumerate(entry.templates):
+            where = (
+                (*path, "template")
+                if isinstance(entry.template, str)
+                else (*path, "template", index)
             )
+            try:
+                parts = parse_template(template)
+            except ValueError as exc:
+                self.add(where, str(exc))
+                continue
+            if not any(column for _, column in parts):
+                self.add(where, "template has no {Column} placeholder: use value: for a constant")
 
     def contradictions(self, entry: CellEntry, path: KeyPath) -> None:
         """Keys that make no sense together: required with a default, split with ""..."""

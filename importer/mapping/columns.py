@@ -30,6 +30,7 @@ from importer.mapping.schema import (
     entry_columns,
     reads_columns,
     references,
+    template_columns,
 )
 from importer.mapping.template import parse_template
 from importer.mapping.yamltext import Lines, Problems, line_of
@@ -55,7 +56,15 @@ def missing_columns(
             continue
         line = line_of(lines, path) if lines else 0
         optional = isinstance(entry, ColumnEntry | TemplateEntry) and entry.optional
-        candidates = isinstance(entry, ColumnEntry) and len(entry.columns) > 1
+        # of candidates (columns, or templates), one the file has is enough
+        if isinstance(entry, ColumnEntry) and len(entry.columns) > 1:
+            candidates = len(missing) < len(needed)
+        elif isinstance(entry, TemplateEntry) and len(entry.templates) > 1:
+            candidates = any(
+                all(c in present for c in template_columns(t)) for t in entry.templates
+            )
+        else:
+            candidates = False
         # a suggestion of another column the entry reads already misleads (Pipedrive's
         # "Person - Label" is not a typo of "Person - Labels"): only other headers are offered
         others: dict[str, str] = {}
@@ -64,7 +73,7 @@ def missing_columns(
                 others.setdefault(key, header)
         for column in missing:
             text = f"column '{column}' is not in {source}{_header_hint(column, others)}"
-            if candidates and len(missing) < len(needed):
+            if candidates:
                 if "did you mean" in text:  # another candidate is there; this one a typo?
                     warnings.append(f"line {line}: {text}")
             elif not optional:
@@ -124,7 +133,9 @@ def renamed(spec: MappingFile, renames: dict[str, str]) -> MappingFile:
             column = columns[0] if isinstance(value.column, str) else columns
             return value.model_copy(update={"column": column})
         if isinstance(value, TemplateEntry):
-            return value.model_copy(update={"template": _renamed_template(value.template, renames)})
+            templates = [_renamed_template(t, renames) for t in value.templates]
+            template = templates[0] if isinstance(value.template, str) else templates
+            return value.model_copy(update={"template": template})
         return value
 
     key = spec.key

@@ -110,7 +110,7 @@ def source_of(entry: Any, present: set[str]) -> str:
         columns = [c for c in entry.columns if c in present]
         return f"column {' or '.join(repr(c) for c in columns)}"
     if isinstance(entry, TemplateEntry):
-        return f"template {entry.template!r}"
+        return f"template {' or '.join(repr(t) for t in entry.templates)}"
     return ""
 
 

@@ -24,7 +24,7 @@ _EXPECTS = {
     "fields": "a list of payload field: column lines",
     "legal_bases": "a list of {category, type, status} entries",
     "column": "a column header, or a list of headers",
-    "template": "text with {Column} placeholders",
+    "template": "text with {Column} placeholders, or a list of such texts",
     "value": "text, a number, true/false or a list of texts",
     "default": "text, a number, true/false or a list of texts",
     "split": 'the separator text, e.g. ","',

@@ -84,7 +84,14 @@ class ColumnEntry(CellEntry):
 
 
 class TemplateEntry(CellEntry):
-    template: str = Field(description="Text with {Column} placeholders.")
+    template: str | list[str] = Field(
+        description="Text with {Column} placeholders, or several such texts tried in order: "
+        "the first that gives text."
+    )
+
+    @property
+    def templates(self) -> list[str]:
+        return [self.template] if isinstance(self.template, str) else list(self.template)
 
 
 class ValueEntry(_Model):
@@ -240,4 +247,10 @@ def entry_columns(entry: Any) -> Iterator[str]:
     elif isinstance(entry, ColumnEntry):
         yield from entry.columns
     elif isinstance(entry, TemplateEntry):
-        yield from (column for _, column in parse_template(entry.template) if column)
+        for template in entry.templates:
+            yield from template_columns(template)
+
+
+def template_columns(template: str) -> Iterator[str]:
+    """The columns one (checked) template reads, in its order."""
+    return (column for _, column in parse_template(template) if column)
