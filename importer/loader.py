@@ -60,10 +60,23 @@ _BINARY_SIGNATURES = (
     (b"Rar!", "a RAR archive"),
     (b"7z\xbc\xaf", "a 7-Zip archive"),
 )
-_FOOTER_STARTS = ("Grand Totals", "Confidential Information", "Copyright (c)", "Copyright ©")
+# Salesforce's report footer, in English, Portuguese and Spanish
+_FOOTER_STARTS = (
+    "Grand Totals",
+    "Total geral",
+    "Totais gerais",
+    "Totales generales",
+    "Confidential Information",
+    "Informações confidenciais",
+    "Información confidencial",
+    "Copyright (c)",
+    "Copyright ©",
+)
 _FOOTER = re.compile(
-    r"Grand Totals \(\d[\d.,]* records?\)"
-    r"|Confidential Information - Do Not Distribute"
+    r"(?:Grand Totals|Total geral|Totais gerais|Totales generales)"
+    r" \(\d[\d.,]* (?:records?|registros?)\)"
+    r"|(?:Confidential Information - Do Not Distribute|Informações confidenciais - Não distribuir"
+    r"|Información confidencial - No distribuir)"
     r"|Copyright (?:\(c\)|©) \d{4}(?:-\d{4})? salesforce\.com.*",
     re.IGNORECASE,
 )

@@ -71,31 +71,48 @@ def missing_columns(
         for key, header in keyed:
             if header not in needed:
                 others.setdefault(key, header)
-        for column in missing:
-            text = f"column '{column}' is not in {source}{_header_hint(column, others)}"
-            if candidates:
-                if "did you mean" in text:  # another candidate is there; this one a typo?
-                    warnings.append(f"line {line}: {text}")
-            elif not optional:
-                problems.append((line, text))
-            elif name == "email":
-                problems.append((line, f"{text}, and every conversion needs an email"))
-            elif isinstance(entry, TemplateEntry):
-                warnings.append(f"line {line}: {text}; the template reads it as empty")
+        texts = [f"column '{c}' is not in {source}{_header_hint(c, others)}" for c in missing]
+        if candidates:  # another candidate is there; is this one a typo?
+            warnings += [f"line {line}: {text}" for text in texts if "did you mean" in text]
+        elif not optional or name == "email":
+            needs = ", and every conversion needs an email" if optional else ""
+            problems += [(line, text + needs) for text in texts]
+        else:
+            # an optional entry whose columns are missing (an export without them, the other
+            # language's candidates) is one warning
+            if isinstance(entry, TemplateEntry) and len(missing) < len(needed):
+                outcome = f"the template reads {'it' if len(missing) == 1 else 'them'} as empty"
+            else:  # a legal basis goes whole or not at all
+                outcome = f"{name.split('.')[0]} is left out"
+            if len(texts) == 1:
+                warnings.append(f"line {line}: {texts[0]}; {outcome}")
             else:
-                warnings.append(f"line {line}: {text}; {name} is left out")
+                listed = ", ".join(f"'{c}'" for c in missing)
+                hints = "".join(
+                    f" (did you mean '{found}' for '{c}'?)"
+                    for c in missing
+                    if (found := _close_header(c, others)) is not None
+                )
+                warnings.append(
+                    f"line {line}: none of the columns {listed} is in {source}{hints}; {outcome}"
+                )
     return problems, warnings
 
 
 def _header_hint(column: str, keyed: dict[str, str]) -> str:
     """ " (did you mean 'X'?)" for a header differing only in case, accents or spaces, or
     close to it; ``keyed`` is the file's headers by :func:`header_key`."""
+    found = _close_header(column, keyed)
+    return f" (did you mean '{found}'?)" if found is not None else ""
+
+
+def _close_header(column: str, keyed: dict[str, str]) -> str | None:
     key = header_key(column)
     found = keyed.get(key)
     if found is None:
         close = difflib.get_close_matches(key, list(keyed), n=1, cutoff=0.85)
         found = keyed[close[0]] if close else None
-    return f" (did you mean '{found}'?)" if found is not None else ""
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
