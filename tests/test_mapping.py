@@ -1480,13 +1480,22 @@ FORGIVING = """
       - {type: consent, status: {column: "Aceita comunicação?", transform: bool}}
     key: ID
 """
+FORGIVING_HEADERS = [
+    "ID",
+    "origem",
+    "nome",
+    "sobrenome",
+    "E-MAIL",
+    "whatsapp",
+    "Aceita Comunicacao?",
+]
 
 
 def test_a_header_differing_in_case_accents_or_spaces_is_read_with_a_warning(
     tmp_path: Path,
 ) -> None:
     mapping = load(tmp_path, FORGIVING)
-    headers = ["id", "origem", "nome", "sobrenome", "E-MAIL", "whatsapp", "Aceita Comunicacao?"]
+    headers = FORGIVING_HEADERS
     file = mapping.bind(headers, "leads.csv")
     assert file.warnings == [
         f"line {line}: column '{column}' is read from '{header}' of leads.csv, which differs "
@@ -1498,7 +1507,6 @@ def test_a_header_differing_in_case_accents_or_spaces_is_read_with_a_warning(
             (4, "Sobrenome", "sobrenome"),
             (5, "WhatsApp", "whatsapp"),
             (7, "Aceita comunicação?", "Aceita Comunicacao?"),
-            (8, "ID", "id"),
         ]
     ]
     cells = ["7", "feira", "ana", "souza", "Ana@X.com", "(11) 98765-4321", "sim"]
@@ -1509,7 +1517,10 @@ def test_a_header_differing_in_case_accents_or_spaces_is_read_with_a_warning(
         "mobile_phone": "+5511987654321",
         "legal_bases": [{"category": "communications", "type": "consent", "status": "granted"}],
     }
-    assert file.key == ["id"]
+    assert file.key == ["ID"]
+    # the key, which decides which rows count as sent before, is named exactly
+    with pytest.raises(InputError, match=r"key column 'ID' is not in leads.csv"):
+        mapping.bind(["id", *FORGIVING_HEADERS[1:]], "leads.csv")
 
 
 def test_two_headers_a_column_could_be_are_not_guessed_between(tmp_path: Path) -> None:

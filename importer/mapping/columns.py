@@ -122,13 +122,14 @@ def _close_header(column: str, keyed: dict[str, str]) -> str | None:
 def forgiven(spec: MappingFile, headers: Sequence[str]) -> dict[str, str]:
     """{column: header} for each column the file lacks but has under a header that differs
     only in case, accents or surrounding spaces. A column two such headers match is not
-    forgiven: which one was meant is not safe to guess."""
+    forgiven: which one was meant is not safe to guess. Nor are the ``key:`` columns: they
+    decide which rows count as sent before, and are named exactly."""
     present = set(headers)
     by_fold: dict[str, list[str]] = {}
     for header in headers:
         by_fold.setdefault(fold(header), []).append(header)
     found: dict[str, str] = {}
-    for column in [*columns_read(spec), *(spec.key_columns or ())]:
+    for column in columns_read(spec):
         if column in present or column in found:
             continue
         matches = by_fold.get(fold(column), [])
@@ -155,9 +156,6 @@ def renamed(spec: MappingFile, renames: dict[str, str]) -> MappingFile:
             return value.model_copy(update={"template": template})
         return value
 
-    key = spec.key
-    if key is not None:
-        key = renames.get(key, key) if isinstance(key, str) else [renames.get(k, k) for k in key]
     return spec.model_copy(
         update={
             "conversion_identifier": entry("identifier", spec.conversion_identifier),
@@ -171,7 +169,6 @@ def renamed(spec: MappingFile, renames: dict[str, str]) -> MappingFile:
                 )
                 for basis in spec.legal_bases
             ],
-            "key": key,
         }
     )
 
@@ -212,7 +209,7 @@ def _first_line(spec: MappingFile, lines: Lines, column: str) -> int:
     for path, _, entry in references(spec):
         if reads_columns(path, entry) and column in entry_columns(entry):
             return line_of(lines, path)
-    return line_of(lines, ("key",))
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------
