@@ -9,6 +9,7 @@ the one place that maps them.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 import traceback
@@ -92,8 +93,9 @@ def _flagged(exc: InputError, command: str | None) -> str:
     setting = exc.setting
     if setting is None:
         return text
-    if text.startswith(setting + " "):
-        text = _FLAGS.get(setting, "--" + setting.replace("_", "-")) + text[len(setting) :]
+    # "header_row 3" at the start of the message or after "use": the setting as a value given
+    flag = _FLAGS.get(setting, "--" + setting.replace("_", "-"))
+    text = re.sub(rf"(?:^|(?<=\buse ))\b{re.escape(setting)}(?=[ )])", flag, text)
     if setting == "changed":
         text += (
             ": add --keep-sent to leave them as sent and send only rows never sent, or "
@@ -382,14 +384,19 @@ def mapping_group() -> None:
     help="Write the mapping here [default: print it].",
 )
 @click.option("--sheet", help="Worksheet name (Excel files) [default: the first].")
+@click.option(
+    "--header-row",
+    type=click.IntRange(min=1),
+    help="Row number of the header [default: found, past any title rows].",
+)
 @click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
 def mapping_init_command(
-    input_path: Path, output: Path | None, sheet: str | None, force: bool
+    input_path: Path, output: Path | None, sheet: str | None, header_row: int | None, force: bool
 ) -> None:
     """Write a first mapping for FILE from its header and a sample of its rows."""
     from importer.scaffold import scaffold_mapping
 
-    text = scaffold_mapping(input_path, sheet=sheet)
+    text = scaffold_mapping(input_path, sheet=sheet, header_row=header_row)
     if output is None:
         click.echo(text, nl=False)
         return

@@ -26,6 +26,7 @@ from importer.errors import RowError
 from importer.ledger import ChunkRecord, Entry, FailedRow, NewRow, RowState, SeenRow, Sibling
 from importer.ledger.rows import MAYBE_SENT
 from importer.mapping import BoundMapping
+from importer.mapping.bound import Warn
 from importer.records import FailureKind, Row, row_identity
 
 MAX_BODY_BYTES: Final = 200_000  # RD Station's documented 0.2 MB per request
@@ -67,16 +68,17 @@ def payload_key(encoded_payload: bytes) -> str:
 
 
 def prepare(
-    row: Row, mapping: BoundMapping, key: Sequence[str] | None = None
+    row: Row, mapping: BoundMapping, key: Sequence[str] | None = None, warn: Warn | None = None
 ) -> Prepared | Rejected:
-    """Map and validate one row; ``key`` is the mapping's identity columns (None: every cell)."""
+    """Map and validate one row; ``key`` is the mapping's identity columns (None: every cell);
+    ``warn(kind, message)`` hears what the mapping let pass (``BoundMapping.apply``)."""
     cells = orjson.dumps(list(row.cells.values()))
     identity = row.row_id if row.row_id and not key else row_identity(row.cells, key)
     source_row = row.source_row or row.number
     if row.error:
         return Rejected("read", "READ_ERROR", row.error, cells, row.number, identity, source_row)
     try:
-        payload = mapping.apply(row)
+        payload = mapping.apply(row, warn)
     except RowError as exc:
         etype = "MAPPING_ERROR" if exc.stage == "mapping" else "VALIDATION_ERROR"
         return Rejected(exc.stage, etype, exc.message, cells, row.number, identity, source_row)

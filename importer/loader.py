@@ -54,6 +54,7 @@ from importer.report import FAILURE_COLUMNS, unescape_formula
 MAX_CELL_CHARS: Final = workbook.MAX_CELL_CHARS  # one limit for CSV and workbook cells
 MAX_LINE_CHARS: Final = 2 << 20
 MAX_LINES_PER_RECORD: Final = 1000  # a quoted cell spanning more lines is a quote never closed
+FIRST_ROWS: Final = 10  # rows a Table keeps as read, from row 1 (Table.first_rows)
 
 _HEAD_BYTES = 64 * 1024
 _SCAN_CHUNK = 1 << 20
@@ -72,10 +73,23 @@ _BINARY_SIGNATURES = (
     (b"Rar!", "a RAR archive"),
     (b"7z\xbc\xaf", "a 7-Zip archive"),
 )
-_FOOTER_STARTS = ("Grand Totals", "Confidential Information", "Copyright (c)", "Copyright ©")
+# Salesforce's report footer, in English, Portuguese and Spanish
+_FOOTER_STARTS = (
+    "Grand Totals",
+    "Total geral",
+    "Totais gerais",
+    "Totales generales",
+    "Confidential Information",
+    "Informações confidenciais",
+    "Información confidencial",
+    "Copyright (c)",
+    "Copyright ©",
+)
 _FOOTER = re.compile(
-    r"Grand Totals \(\d[\d.,]* records?\)"
-    r"|Confidential Information - Do Not Distribute"
+    r"(?:Grand Totals|Total geral|Totais gerais|Totales generales)"
+    r" \(\d[\d.,]* (?:records?|registros?)\)"
+    r"|(?:Confidential Information - Do Not Distribute|Informações confidenciais - Não distribuir"
+    r"|Información confidencial - No distribuir)"
     r"|Copyright (?:\(c\)|©) \d{4}(?:-\d{4})? salesforce\.com.*",
     re.IGNORECASE,
 )
@@ -106,7 +120,16 @@ class Table:
         self.warnings = warnings
         self.blank_rows = 0
         self.footer_rows = 0
-        self._records = records
+        # The records of rows 1 to FIRST_ROWS as read, by number (title rows, the header, the
+        # rows after it): which row holds the columns a mapping looks for, when the header does
+        # not. Read now, before the rows are, and handed back to them.
+        after = list(itertools.islice(records, max(0, FIRST_ROWS - header_row)))
+        self.first_rows: list[tuple[int, list[str]]] = [
+            *header.above,
+            (header_row, header.cells),
+            *enumerate(after, start=header_row + 1),
+        ]
+        self._records = itertools.chain(after, records)
         self._header = header
         self._header_row = header_row
         self._close = close
@@ -635,6 +658,8 @@ class _Header:
         self.escaped = self.is_report and first_column is None
         self.first_column = first_column  # None for a CSV; a sheet's data may start past column A
         self.warnings: list[str] = []
+        self.cells: list[str] = []  # the header row as read
+        self.above: list[tuple[int, list[str]]] = []  # rows above it (--header-row): the first
 
     def too_wide(self, cells: list[str]) -> str:
         last = max(i for i, c in enumerate(cells) if c)
@@ -656,9 +681,12 @@ def _read_header(
     first_column: int | None = None,
 ) -> _Header:
     number = 0
+    above: list[tuple[int, list[str]]] = []
     for cells in records:
         number += 1
         if number < header_row:
+            if number <= FIRST_ROWS:
+                above.append((number, cells))
             continue
         if isinstance(cells, _Broken):
             raise InputError(f"the header (row {number}) of {where} cannot be read: {cells.error}")
@@ -671,6 +699,7 @@ def _read_header(
                 else "put the column names on that row, or point --header-row at them"
             )
             raise InputError(f"the header row {number} of {where} is empty: {advice}")
+        header.cells, header.above = cells, above
         return header
     if number == 0:
         raise InputError(f"{where} holds no rows: it needs a header row with the column names")

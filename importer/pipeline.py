@@ -197,7 +197,12 @@ async def run_import_async(
     _refuse_reading_a_report(config, out_dir)
     mapping = config.mapping if config.mapping is not None else load_mapping(config.mapping_path)
     with await _open_table(config) as table:
-        bound = mapping.bind(table.headers, source=config.input_path.name)
+        bound = mapping.bind(
+            table.headers,
+            source=config.input_path.name,
+            first_rows=table.first_rows,
+            header_row=config.header_row,
+        )
         early = [*bound.warnings, *table.warnings]  # kept in the report once the run begins
         for warning in early:
             listener.warning(warning)
@@ -441,7 +446,7 @@ class _Run:
 
     def _record(self, rows: list[Row]) -> None:
         prepare, mapping, key, ledger = intake.prepare, self.mapping, self.mapping.key, self.ledger
-        outcomes = [prepare(row, mapping, key) for row in rows]
+        outcomes = [prepare(row, mapping, key, self._warner(row.number)) for row in rows]
         prepared = [o for o in outcomes if isinstance(o, intake.Prepared)]
         known = ledger.lookup([o.key for o in prepared])
         siblings = (
@@ -585,6 +590,10 @@ class _Run:
                     kind="conflict",
                     row=rows[0][0],
                 )
+
+    def _warner(self, row: int) -> Callable[[str, str], None]:
+        """What a row's mapping lets pass (a value dropped...), into the run's warnings."""
+        return lambda kind, message: self._warn(message, kind=kind, row=row)
 
     def _warn(self, message: str, *, kind: str = "", row: int | None = None) -> None:
         if self.report.warn(message, kind=kind, row=row):

@@ -6,6 +6,17 @@ header, in Portuguese or English, compared without case, accents, spaces or punc
 e-mail addresses is the email whatever its header; a column of formatted Brazilian phones is a
 phone). Every other column is listed as a commented ``cf_`` suggestion, so the user only
 deletes or uncomments lines. The text it returns runs as is.
+
+Consent is never guessed. A column that says, row by row, whether a lead accepts
+communications is mapped to ``available_for_mailing`` and a consent legal basis: a yes/no
+question ("Aceita comunicação?": sim -> granted, não -> declined), an opt-out flag
+("Unsubscribed from all email", "Email Opt Out": true -> declined and unmailable, false says
+nothing), a subscription status ("Subscribed", "Unsubscribed", "Inscrito"...) or the time of an
+unsubscription (Mailchimp's UNSUB_TIME). A file with none of them gets no legal basis, and a
+comment that says why.
+
+A file whose header is not on row 1 (title rows above it) has its header row found: the first
+row of mostly non-empty text cells with a data-like row under it (``header_row_of``).
 """
 
 from __future__ import annotations
@@ -17,11 +28,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import Any, Literal
 
 import phonenumbers
 
 from importer.headers import header_key
-from importer.loader import open_table
+from importer.loader import Table, open_table
+from importer.transforms import TransformError, fold, to_bool
 
 # Header spellings, compared as `header_key` leaves them (lower case, no accents, letters and
 # digits only), so "E-mail", "e mail" and "EMAIL" are one spelling.
@@ -86,6 +99,7 @@ HEADER_NAMES: dict[str, tuple[str, ...]] = {
         "organisation",
         "organizacao",
         "companyaccount",
+        "empresaconta",
         "nomedaempresa",
         "razaosocial",
         "account",
@@ -93,29 +107,141 @@ HEADER_NAMES: dict[str, tuple[str, ...]] = {
     ),
     "job_title": ("cargo", "jobtitle", "title", "funcao", "position", "profissao", "ocupacao"),
     # Pipedrive names address parts "City/town/village/locality of Postal address".
-    "city": ("cidade", "city", "municipio", "citytownvillagelocalityofpostaladdress"),
+    # ... and in Portuguese "Cidade/município/vila/localidade de Endereço postal".
+    "city": (
+        "cidade",
+        "city",
+        "municipio",
+        "citytownvillagelocalityofpostaladdress",
+        "cidademunicipiovilalocalidadedeenderecopostal",
+    ),
     "state": (
         "estado",
         "uf",
         "state",
         "stateregion",
+        "estadoregiao",
         "stateprovince",
+        "estadoprovincia",
         "provincia",
         "statecountyofpostaladdress",
+        "estadocondadodeenderecopostal",
     ),
-    "country": ("pais", "country", "countryregion", "countryofpostaladdress"),
-    "website": ("site", "website", "websiteurl", "homepage", "sitedaempresa", "companywebsite"),
+    "country": (
+        "pais",
+        "country",
+        "countryregion",
+        "paisregiao",
+        "countryofpostaladdress",
+        "paisdeenderecopostal",
+    ),
+    "website": (
+        "site",
+        "website",
+        "websiteurl",
+        "urldosite",
+        "urldowebsite",
+        "homepage",
+        "sitedaempresa",
+        "companywebsite",
+    ),
     "tags": ("tags", "tag", "labels", "label", "etiquetas", "etiqueta", "marcadores"),
-    "twitter": ("twitter", "twitterhandle", "twitterusername", "twitterurl"),
-    "facebook": ("facebook", "facebookurl", "facebookprofile", "perfilfacebook"),
-    "linkedin": ("linkedin", "linkedinurl", "linkedinprofile", "linkedinprofileurl"),
+    "twitter": ("twitter", "twitterhandle", "twitterusername", "twitterurl", "perfiltwitter"),
+    "facebook": (
+        "facebook",
+        "facebookurl",
+        "facebookprofile",
+        "perfilfacebook",
+        "perfildofacebook",
+    ),
+    "linkedin": (
+        "linkedin",
+        "linkedinurl",
+        "linkedinprofile",
+        "linkedinprofileurl",
+        "perfillinkedin",
+        "perfildolinkedin",
+        "urldolinkedin",
+    ),
 }
 
 # Prefixes CRM exports put before every header ("Person - Email - Work", "Lead - Nome").
 HEADER_PREFIXES = ("person", "pessoa", "contact", "contato", "lead")
 
-# Headers that likely hold consent: the scaffold suggests a legal_bases block for them.
-CONSENT_WORDS = ("aceit", "consent", "optin", "lgpd", "autoriz", "permiss", "concord")
+# Headers of consent questions and of opt-outs (compared as `header_key` leaves them); a
+# column counts only when its cells are yes/no too. An opt-out word wins: "Não deseja receber
+# e-mails?" is an opt-out, "Deseja receber e-mails?" a question.
+CONSENT_WORDS = (
+    "aceit",
+    "consent",
+    "optin",
+    "lgpd",
+    "autoriz",
+    "permi",
+    "concord",
+    "receb",
+    "novidades",
+    "newsletter",
+    "comunica",
+    "inscrev",
+    "subscri",
+)
+OPT_OUT_WORDS = (
+    "unsub",
+    "optout",
+    "optedout",
+    "descadastr",
+    "cancelou",
+    "cancelad",
+    "cancelar",
+    "recusa",
+    "naoreceber",
+    "naoenviar",
+    "naodeseja",
+    "naoquer",
+    "donotemail",
+    "donotcontact",
+    "donotmail",
+)
+# Subscription statuses (folded): what each says of consent. A column whose every filled cell
+# is one of these, with one that grants or declines, is a status column, whatever its header
+# (Pipedrive's "Marketing status", a Mailchimp "Status").
+STATUSES: dict[str, bool | None] = {
+    **dict.fromkeys(("subscribed", "inscrito", "inscrita", "assinante"), True),
+    **dict.fromkeys(
+        (
+            "unsubscribed",
+            "descadastrado",
+            "descadastrada",
+            "cancelou a inscricao",
+            "inscricao cancelada",
+            "opted out",
+        ),
+        False,
+    ),
+    **dict.fromkeys(
+        (
+            "no consent",
+            "sem consentimento",
+            "non-subscribed",
+            "nao inscrito",
+            "pending",
+            "pendente",
+            "archived",
+            "arquivado",
+            "cleaned",
+            "transactional",
+            "transacional",
+        ),
+        None,
+    ),
+}
+# Headers a status column may have: a value like "Cancelado" elsewhere is a customer's status
+STATUS_WORDS = ("status", "marketing", "inscri", "subscri", "newsletter", "email", "consent")
+# A column of the time someone unsubscribed (Mailchimp's UNSUB_TIME): filled is an opt-out.
+UNSUBSCRIBED_AT = ("unsubtime", "unsubscribedat", "unsubscribedate", "datadedescadastro")
+# Columns that name a legal basis per row (HubSpot's, RD Station's): pointed at, not mapped.
+LEGAL_BASIS_WORDS = ("legalbasis", "baselegal")
 
 # The payload fields written as plain columns, in the order the scaffold writes them.
 FIELD_ORDER = (
@@ -135,7 +261,6 @@ FIELD_ORDER = (
     "tags",
 )
 
-YES_NO = frozenset(("sim", "nao", "s", "n", "yes", "no", "y", "true", "false", "1", "0", "x"))
 EMAIL_SHAPE = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")
 PHONE_CHARS = re.compile(r"^[\d\s()+\-.]+$")
 # Share of a column's non-empty sampled cells that must fit a shape for the shape to decide.
@@ -187,7 +312,12 @@ def looks_like_email(value: str) -> bool:
 
 
 def looks_like_yes_no(value: str) -> bool:
-    return header_key(value) in YES_NO
+    """A cell ``transform: bool`` reads (sim, não, true, 0, x...)."""
+    try:
+        to_bool(value.strip())
+    except TransformError:
+        return False
+    return True
 
 
 def brazilian_phone_kind(value: str) -> str | None:
@@ -228,6 +358,18 @@ def _split_separator(values: Sequence[str]) -> str:
     return "|" if pipes > commas else ","
 
 
+ConsentKind = Literal["question", "opt_out", "status", "unsubscribed_at"]
+
+
+@dataclass
+class Consent:
+    """A column that says, row by row, whether a lead accepts communications."""
+
+    column: str
+    kind: ConsentKind
+    statuses: dict[str, bool | None] = field(default_factory=dict)  # "status": value -> meaning
+
+
 @dataclass
 class Recognised:
     """What the scaffold decided, column by column; rendered by `render_mapping`."""
@@ -237,8 +379,33 @@ class Recognised:
     first_name: str | None = None
     last_name: str | None = None
     tag_separator: str = ","
-    consent: str | None = None  # a column that looks like a yes/no consent question
+    consent: Consent | None = None
+    legal_basis: str | None = None  # a column naming a legal basis per row (pointed at)
     others: list[str] = field(default_factory=list)  # columns left as cf_ suggestions
+    header_row: int = 1
+
+
+def consent_of(header: str, values: Sequence[str]) -> Consent | None:
+    """The consent column ``header`` is, judging by its header and sampled cells; None if none."""
+    key = header_key(header)
+    filled = [v.strip() for v in values if v.strip()]
+    if key in UNSUBSCRIBED_AT:
+        return Consent(header, "unsubscribed_at")
+    if not filled:
+        return None
+    if all(looks_like_yes_no(v) for v in filled):
+        if key.startswith("nao") or any(w in key for w in OPT_OUT_WORDS):
+            return Consent(header, "opt_out")
+        if any(w in key for w in CONSENT_WORDS):
+            return Consent(header, "question")
+        return None
+    distinct = list(dict.fromkeys(filled))
+    if not any(w in key for w in STATUS_WORDS) or any(fold(v) not in STATUSES for v in distinct):
+        return None
+    meanings = {v: STATUSES[fold(v)] for v in distinct}
+    if all(m is None for m in meanings.values()):
+        return None
+    return Consent(header, "status", meanings)
 
 
 def recognise(stem: str, headers: Sequence[str], samples: Iterable[dict[str, str]]) -> Recognised:
@@ -305,9 +472,11 @@ def recognise(stem: str, headers: Sequence[str], samples: Iterable[dict[str, str
     for h in headers:
         if h in claimed:
             continue
-        consent_words = any(w in header_key(h) for w in CONSENT_WORDS)
-        if result.consent is None and consent_words and _share(values[h], looks_like_yes_no) == 1:
-            result.consent = h
+        if result.consent is None and (consent := consent_of(h, values[h])) is not None:
+            result.consent = consent
+            continue
+        if result.legal_basis is None and any(w in header_key(h) for w in LEGAL_BASIS_WORDS):
+            result.legal_basis = h
         result.others.append(h)
     return result
 
@@ -325,9 +494,18 @@ def _column(columns: list[str]) -> str:
 
 def render_mapping(found: Recognised, *, source_name: str) -> str:
     """The mapping file's text for what `recognise` decided."""
+    flag = f" --header-row {found.header_row}" if found.header_row != 1 else ""
     out = [
         f"# Mapping for {source_name}, written by `rd-importer mapping init`.",
-        "# Check it, then: rd-importer validate FILE --mapping THIS_FILE",
+        *(
+            [
+                f"# Its header is row {found.header_row}: give --header-row {found.header_row} to"
+                " validate and import it."
+            ]
+            if flag
+            else []
+        ),
+        f"# Check it, then: rd-importer validate FILE --mapping THIS_FILE{flag}",
         "# Uncomment a `cf_` line to send that column as a custom field (create the field in RD",
         "# Station first, with that API identifier); delete the lines you do not need.",
         "",
@@ -352,8 +530,9 @@ def render_mapping(found: Recognised, *, source_name: str) -> str:
             # trimmed, lower-cased and checked by the mapping whatever the entry says
             out.append(f"  email: {source if len(columns) == 1 else '{column: ' + source + '}'}")
         elif target in ("mobile_phone", "personal_phone"):
-            # keep: a cell that is not a phone goes as written rather than failing its row.
-            out.append(f"  {target}: {{column: {source}, transform: phone_br, on_invalid: keep}}")
+            # drop: a cell that is no phone ("não tem") is left out, with a warning in the run's
+            # record, rather than sent as typed or failing its row
+            out.append(f"  {target}: {{column: {source}, transform: phone_br, on_invalid: drop}}")
         elif target in ("twitter", "facebook", "linkedin"):
             # RD Station takes the handle only; a cell with none leaves the field out.
             out.append(f"  {target}: {{column: {source}, transform: handle, on_invalid: drop}}")
@@ -364,6 +543,8 @@ def render_mapping(found: Recognised, *, source_name: str) -> str:
             out.append(f"  {target}: {{column: {source}}}")
         else:
             out.append(f"  {target}: {source}")
+    if found.consent is not None:
+        out += _available_for_mailing(found.consent)
     taken = {f"cf_{slug(h)}" for h in found.others}
     if found.others:
         out.append("  # Other columns of the file, as custom fields:")
@@ -378,32 +559,152 @@ def render_mapping(found: Recognised, *, source_name: str) -> str:
         seen.add(name)
         out.append(f"  # {name}: {_q(h)}")
     out.append("")
-    out.append("# LGPD: the legal basis on which you may send to these leads.")
-    if found.consent:
-        out += [
-            f"# The column {_q(found.consent)} looks like a consent question:",
-            "# legal_bases:",
-            "#   - category: communications",
-            "#     type: consent",
-            f"#     status: {{column: {_q(found.consent)}, transform: bool}}"
-            "  # sim -> granted, não -> declined",
-        ]
-    else:
-        out += [
-            "# legal_bases:",
-            "#   - {category: communications, type: consent, status: granted}",
-        ]
+    out += _legal_bases(found)
     return "\n".join(out) + "\n"
 
 
-def scaffold_mapping(path: Path, *, sheet: str | None = None, sample_rows: int = 200) -> str:
+def _available_for_mailing(consent: Consent) -> list[str]:
+    """The ``available_for_mailing`` lines of a consent column: an opt-out is sent as one; a
+    row that opted out of nothing is left as RD Station has it."""
+    column = _q(consent.column)
+    if consent.kind == "question":
+        note = "answers, row by row, whether the lead accepts communications"
+        entry = f"{{column: {column}, transform: bool}}"
+    elif consent.kind == "opt_out":
+        note = "is an opt-out: true -> not mailable; false says nothing"
+        entry = f"{{column: {column}, transform: bool, map: {{true: false, false: null}}}}"
+    elif consent.kind == "unsubscribed_at":
+        note = "holds when the lead unsubscribed: filled -> not mailable"
+        entry = f'{{column: {column}, map: {{"": null}}, default: false}}'
+    else:
+        note = "is a subscription status: subscribed -> mailable, unsubscribed -> not"
+        entry = f"{{column: {column}, map: {_yaml_map(consent.statuses)}, on_invalid: drop}}"
+    return [f"  # {column} {note}", f"  available_for_mailing: {entry}"]
+
+
+def _legal_bases(found: Recognised) -> list[str]:
+    """The ``legal_bases`` lines: consent per row from the consent column, or, without one, a
+    comment that says why none is sent."""
+    consent = found.consent
+    pointer = []
+    if found.legal_basis is not None:
+        pointer = [
+            f"# The column {_q(found.legal_basis)} names a legal basis per row: to send it, see",
+            "# how mappings/hubspot.yaml and mappings/rdstation.yaml map theirs.",
+        ]
+    if consent is None:
+        return [
+            "# LGPD: no legal basis is sent. No column of this file says, row by row, whether each",
+            '# lead accepts communications (a consent question such as "Aceita comunicação?", an',
+            '# opt-out such as "Unsubscribed from all email", a subscription status), and one',
+            "# basis for everyone would be a guess: RD Station keeps what it knows of each lead.",
+            "# If you hold a basis for all of them (consent given elsewhere, a contract), add",
+            "# legal_bases: with the type you rely on (see mappings/example.yaml).",
+            *pointer,
+        ]
+    column = _q(consent.column)
+    if consent.kind == "question":
+        status = f"{{column: {column}, transform: bool}}  # sim -> granted, não -> declined"
+        why = "granted or declined as the lead answered; an empty cell sends none"
+    elif consent.kind == "opt_out":
+        status = f"{{column: {column}, transform: bool, map: {{true: declined, false: null}}}}"
+        why = "declined where the lead opted out; other rows send none"
+    elif consent.kind == "unsubscribed_at":
+        status = f'{{column: {column}, map: {{"": null}}, default: declined}}'
+        why = "declined where the lead unsubscribed; other rows send none"
+    else:
+        statuses = {
+            value: None if meaning is None else ("granted" if meaning else "declined")
+            for value, meaning in consent.statuses.items()
+        }
+        status = f"{{column: {column}, map: {_yaml_map(statuses)}, on_invalid: drop}}"
+        why = "granted or declined by the status; other statuses send none"
+    return [
+        f"# LGPD: the legal basis for communications, row by row from {column}:",
+        f"# {why}.",
+        *pointer,
+        "legal_bases:",
+        "  - category: communications",
+        "    type: consent",
+        f"    status: {status}",
+    ]
+
+
+def _yaml_map(table: dict[str, Any]) -> str:
+    def value(v: Any) -> str:
+        if v is None:
+            return "null"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return str(v)
+
+    return "{" + ", ".join(f"{_q(k)}: {value(v)}" for k, v in table.items()) + "}"
+
+
+def scaffold_mapping(
+    path: Path,
+    *,
+    sheet: str | None = None,
+    header_row: int | None = None,
+    sample_rows: int = 200,
+) -> str:
     """The text of a mapping for the spreadsheet at ``path`` that runs as is.
 
-    Reads the header and the first ``sample_rows`` rows (of ``sheet`` for a workbook). Raises
-    `importer.errors.InputError` when the file cannot be read, as the loader does.
+    Reads the header and the first ``sample_rows`` rows (of ``sheet`` for a workbook). The
+    header is on ``header_row``; None finds it (``header_row_of``), for files with title rows
+    above it. Raises `importer.errors.InputError` when the file cannot be read, as the loader
+    does.
     """
-    with open_table(path, sheet=sheet, allow_empty=True) as table:
-        headers = list(table.headers)
-        samples = [row.cells for row in islice(table.rows(), sample_rows) if row.error is None]
-    found = recognise(path.stem, headers, samples)
+    row = header_row or 1
+    table = open_table(path, sheet=sheet, header_row=row, allow_empty=True)
+    try:
+        if header_row is None and (row := header_row_of(table.first_rows)) != 1:
+            table.close()  # title rows above the header: read from it
+            table = open_table(path, sheet=sheet, header_row=row, allow_empty=True)
+        found = _recognise_table(path.stem, table, sample_rows)
+    finally:
+        table.close()
+    found.header_row = row
     return render_mapping(found, source_name=path.name)
+
+
+def _recognise_table(stem: str, table: Table, sample_rows: int) -> Recognised:
+    headers = list(table.headers)
+    samples = [row.cells for row in islice(table.rows(), sample_rows) if row.error is None]
+    return recognise(stem, headers, samples)
+
+
+# How wide a header is against the rows under it (filled cells): a title ("Relatório de
+# leads - março") is narrower. Row 1 is the header unless clearly not; a later row must be
+# nearly as wide as the data to be taken instead.
+HEADER_FILL = 0.5
+LATER_HEADER_FILL = 0.8
+
+
+def header_row_of(rows: Sequence[tuple[int, Sequence[str]]]) -> int:
+    """The number of the first row that looks like a header: text that is not data (no e-mail,
+    number, date or phone), its cells distinct, a filled row under it, and about as wide as the
+    rows under it. Row 1 passes unless it is clearly a title (one cell, or half as wide); a
+    later row must be nearly as wide. 1 when none does (the loader's default)."""
+    filled = [(number, [c.strip() for c in cells if c.strip()]) for number, cells in rows]
+    for index, (number, cells) in enumerate(filled):
+        below = [c for _, c in filled[index + 1 :] if c]
+        if not cells or not below or len(set(cells)) < len(cells):
+            continue
+        if any(_looks_like_data(cell) for cell in cells):
+            continue
+        widest = max(len(c) for c in below)
+        if len(cells) == 1 and widest > 1:
+            continue  # a title over the table
+        needed = HEADER_FILL if number == 1 else LATER_HEADER_FILL
+        if len(cells) >= needed * widest and len(below[0]) >= HEADER_FILL * len(cells):
+            return number
+    return 1
+
+
+_DATA_SHAPES = re.compile(r"[\d\s.,:/()+\-%R$]+")
+
+
+def _looks_like_data(cell: str) -> bool:
+    """A cell a header would not hold: an e-mail, a number, a date, a phone."""
+    return looks_like_email(cell) or _DATA_SHAPES.fullmatch(cell) is not None

@@ -17,8 +17,9 @@ digits     keeps the digits only (an Excel number's ``.0`` dropped;    ``"01310-
            a number Excel shortened, ``1,19877E+10``, is refused)      -> ``"01310100"``
 phone_br   a Brazilian phone as people write it, to E.164              ``"(11) 98765-4321"``
                                                                        -> ``"+5511987654321"``
-date       ``dd/mm/yyyy`` (or ``format:``), ISO dates and Excel        ``"15/03/2026"``
-           serial numbers, to ``YYYY-MM-DD``; never month-first        -> ``"2026-03-15"``
+date       ``dd/mm/yyyy`` (or ``format:``) and ISO dates, to           ``"15/03/2026"``
+           ``YYYY-MM-DD``; never month-first; a bare number only       -> ``"2026-03-15"``
+           under ``excel_serial: true``
 bool       sim/não/s/n/yes/no/y/true/false/1/0/x, any case, accents    ``"Não"`` -> ``false``
            optional, to true/false
 handle     a twitter/facebook/linkedin profile URL or ``@name``, to    ``"linkedin.com/in/``
@@ -54,6 +55,8 @@ from importer.payload import SOCIAL_HANDLE
 
 TransformFunc = Callable[[str], str | bool]
 Kind = Literal["text", "bool"]
+# (format, excel_serial, on_serial) -> the date transform so configured
+DateOptions = Callable[[str | None, bool, Callable[[], None] | None], TransformFunc]
 
 
 class TransformError(ValueError):
@@ -69,8 +72,9 @@ class TransformInfo:
     output: Kind
     validates: bool  # can refuse a value (then on_invalid applies)
     description: str
-    # the transform for a ``format:`` of the mapping's; None when it takes no format
-    with_format: Callable[[str], TransformFunc] | None = None
+    # the transform for the mapping's ``format:`` and ``excel_serial:``, with a function told of
+    # each number read as an Excel date serial; None when it takes no options
+    with_options: DateOptions | None = None
 
 
 def strip(value: str) -> str:
@@ -214,8 +218,12 @@ DEFAULT_DATE_FORMAT = "dd/mm/yyyy"
 _DATE_TOKENS = (("yyyy", "%Y"), ("yy", "%y"), ("dd", "%d"), ("mm", "%m"))
 _ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?")
 _DAY_FIRST = re.compile(r"(\d{1,2})([/.-])(\d{1,2})\2(\d{4})(?:\s+\d{1,2}:\d{2}(?::\d{2})?)?")
-_EXCEL_SERIAL = re.compile(r"(\d{1,5})(?:\.\d+)?")
+_BARE_NUMBER = re.compile(r"(\d+)(?:[.,]\d+)?")
 _EXCEL_EPOCH = dt.date(1899, 12, 30)  # Excel's day 0, counting its phantom 29/02/1900
+_FIRST_SERIAL = 61  # 1900-03-01: below it Excel counts a 29/02/1900 that never was
+_LAST_SERIAL = 2_958_465  # 9999-12-31, Excel's last date
+_MONTHS: tuple[str, ...] = ("January", "February", "March", "April", "May", "June", "July")
+_MONTHS += ("August", "September", "October", "November", "December")
 
 
 def strptime_format(fmt: str) -> str:
@@ -239,30 +247,80 @@ def strptime_format(fmt: str) -> str:
     return pattern
 
 
-def make_date(fmt: str | None = None) -> Callable[[str], str]:
-    """The ``date`` transform for one format (default ``dd/mm/yyyy``)."""
-    pattern = None if fmt is None or fmt.lower() == DEFAULT_DATE_FORMAT else strptime_format(fmt)
-    reason = f"is not a date in the form {fmt or DEFAULT_DATE_FORMAT}"
+def _no_such_date(year: int, month: int, day: int, form: str) -> str:
+    """Why a day, month and year that fit the form name no date: "February has no day 31"."""
+    if not 1 <= month <= 12:  # 03/15/2026: most likely month-first
+        return f"is not a date in the form {form}: there is no month {month}"
+    if day < 1:
+        return f"is not a date: there is no day {day}"
+    if month == 2 and day == 29:
+        return f"is not a date: February {year} has no day 29"
+    return f"is not a date: {_MONTHS[month - 1]} has no day {day}"
 
-    def to_iso(year: int, month: int, day: int) -> str:
+
+def excel_serial_date(value: str) -> str | None:
+    """The ISO date of an Excel date serial (``46096`` -> ``2026-03-15``; a fraction is the
+    time of day), None for a value that is not one; TransformError for a number out of
+    Excel's range of dates."""
+    match = _BARE_NUMBER.fullmatch(value)
+    if match is None:
+        return None
+    serial = int(match.group(1))
+    if not _FIRST_SERIAL <= serial <= _LAST_SERIAL:
+        raise TransformError(
+            f"is not an Excel date serial ({_FIRST_SERIAL} is 1900-03-01, "
+            f"{_LAST_SERIAL:,} is 9999-12-31)"
+        )
+    return (_EXCEL_EPOCH + dt.timedelta(days=serial)).isoformat()
+
+
+def make_date(
+    fmt: str | None = None,
+    excel_serial: bool = False,
+    on_serial: Callable[[], None] | None = None,
+) -> Callable[[str], str]:
+    """The ``date`` transform for one format (default ``dd/mm/yyyy``).
+
+    A bare number (``1990``, ``46096``) is refused: it is as likely a year, a code or a count
+    as the Excel date serial it would be read as (1990 is 1905-06-12). ``excel_serial`` reads
+    it as one, and ``on_serial`` hears of every number so read, for the run's warnings. A
+    real Excel date cell arrives as an ISO date, never as its serial (``importer.workbook``).
+    """
+    pattern = None if fmt is None or fmt.lower() == DEFAULT_DATE_FORMAT else strptime_format(fmt)
+    form = fmt or DEFAULT_DATE_FORMAT
+    reason = f"is not a date in the form {form}"
+    bare = (
+        f"is a number, not a date in the form {form} (if the column holds Excel date "
+        "serials, add excel_serial: true to its entry)"
+    )
+
+    def to_iso(year: int, month: int, day: int, form: str = DEFAULT_DATE_FORMAT) -> str:
         try:
             return dt.date(year, month, day).isoformat()
         except ValueError:
-            raise TransformError(reason) from None
+            raise TransformError(_no_such_date(year, month, day, form)) from None
 
     def date(value: str) -> str:
         if pattern is None and (match := _DAY_FIRST.fullmatch(value)) is not None:
             day, _, month, year = match.groups()
             return to_iso(int(year), int(month), int(day))
         if (match := _ISO_DATE.fullmatch(value)) is not None:
-            return to_iso(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+            year, month, day = (int(part) for part in match.groups())
+            return to_iso(year, month, day, "yyyy-mm-dd")
         if pattern is not None:
             try:
                 return dt.datetime.strptime(value, pattern).date().isoformat()
-            except ValueError:
-                pass
-        if (match := _EXCEL_SERIAL.fullmatch(value)) is not None and int(match.group(1)) > 0:
-            return (_EXCEL_EPOCH + dt.timedelta(days=int(match.group(1)))).isoformat()
+            except ValueError as exc:
+                if "out of range" in str(exc):  # the form fits; the day is not in that month
+                    raise TransformError("is not a date: that month has no such day") from None
+        if _BARE_NUMBER.fullmatch(value) is not None:
+            if not excel_serial:
+                raise TransformError(bare)
+            iso = excel_serial_date(value)
+            if iso is not None:
+                if on_serial is not None:
+                    on_serial()
+                return iso
         raise TransformError(reason)
 
     return date
@@ -374,10 +432,17 @@ else:
     TransformName = Literal[tuple(TRANSFORMS)]
 
 
-def get_transform(name: str, *, date_format: str | None = None) -> TransformFunc:
-    """The function for a transform name (a key of :data:`TRANSFORMS`); ``date_format`` is the
-    mapping's ``format:``, for the transforms that take one."""
+def get_transform(
+    name: str,
+    *,
+    date_format: str | None = None,
+    excel_serial: bool = False,
+    on_serial: Callable[[], None] | None = None,
+) -> TransformFunc:
+    """The function for a transform name (a key of :data:`TRANSFORMS`); ``date_format`` and
+    ``excel_serial`` are the mapping's ``format:`` and ``excel_serial:``, and ``on_serial`` is
+    told of each number read as an Excel date serial, for the transforms that take them."""
     info = TRANSFORMS[name]
-    if date_format is not None and info.with_format is not None:
-        return info.with_format(date_format)
+    if info.with_options is not None and (date_format is not None or excel_serial):
+        return info.with_options(date_format, excel_serial, on_serial)
     return info.function

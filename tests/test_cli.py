@@ -171,10 +171,10 @@ def test_a_mapping_with_problems_lists_them_all_with_lines_and_exits_2(runner, t
 
 def test_a_column_the_file_lacks_is_named_with_a_suggestion(runner, tmp_path, files):
     data, _ = files
-    bad = write_mapping(tmp_path / "bad.yaml", MAPPING.replace('"nome"', '"Nome"'))
+    bad = write_mapping(tmp_path / "bad.yaml", MAPPING.replace('"nome"', '"Nomes"'))
     result = runner.invoke(cli, ["validate", str(data), "--mapping", str(bad)])
     assert result.exit_code == 2
-    assert "line 4: column 'Nome' is not in leads.csv (did you mean 'nome'?)" in result.stderr
+    assert "line 4: column 'Nomes' is not in leads.csv (did you mean 'nome'?)" in result.stderr
 
 
 @pytest.mark.parametrize(

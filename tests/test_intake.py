@@ -129,7 +129,7 @@ class _Mapping:
     def __init__(self, payload: dict | Exception) -> None:
         self.payload = payload
 
-    def apply(self, row: Row) -> dict:
+    def apply(self, row: Row, warn: object = None) -> dict:
         if isinstance(self.payload, Exception):
             raise self.payload
         return self.payload

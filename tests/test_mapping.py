@@ -176,7 +176,7 @@ def test_every_problem_is_reported_at_once_with_its_line(tmp_path: Path) -> None
         "  line 6: unknown transform 'phone' (did you mean 'phone_br'?); "
         "known: strip, unquote, lower, upper, title, digits, phone_br, date, bool, handle\n"
         "  line 7: unknown key 'trasform' (did you mean 'transform'?); known: column, split, "
-        "transform, format, pad, map, default, required, optional, on_invalid\n"
+        "transform, format, excel_serial, pad, map, default, required, optional, on_invalid\n"
         "  line 9: 'grantd' is not a legal basis status; allowed: granted, declined"
     )
 
@@ -650,6 +650,44 @@ def test_template_with_every_part_empty_is_left_out(tmp_path: Path) -> None:
     assert apply(mapping, **cells)["company_address"] == "Rua , - Recife"
 
 
+TEMPLATES = BASIC + (
+    '  name: {template: ["{First Name} {Last Name}", "{Nome} {Sobrenome}"], transform: title}\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("headers", "cells", "name"),
+    [
+        (["E-mail", "First Name", "Last Name"], ["a@b.com", "ana", "SOUZA"], "Ana Souza"),
+        (["E-mail", "Nome", "Sobrenome"], ["a@b.com", "ana", ""], "Ana"),
+        (["E-mail", "First Name", "Last Name"], ["a@b.com", "", ""], None),
+    ],
+)
+def test_of_several_templates_the_first_that_gives_text_is_used(
+    tmp_path: Path, headers: list[str], cells: list[str], name: str | None
+) -> None:
+    file = load(tmp_path, TEMPLATES).bind(headers, "x.csv")
+    assert file.warnings == []  # the file has one template's columns: enough
+    payload = file.apply(Row(2, dict(zip(headers, cells, strict=True))))
+    assert payload.get("name") == name
+
+
+def test_several_templates_need_the_columns_of_one(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as caught:
+        load(tmp_path, TEMPLATES).bind(["E-mail", "First Name", "Sobrenome"], "x.csv")
+    assert str(caught.value) == (
+        "mapping.yaml: 2 problems:\n"
+        "  line 4: column 'Last Name' is not in x.csv\n"
+        "  line 4: column 'Nome' is not in x.csv"
+    )
+
+
+def test_each_of_several_templates_is_checked(tmp_path: Path) -> None:
+    message = problems(tmp_path, BASIC + '  name: {template: ["{A} {B}", "sem nada", "{0}"]}\n')
+    assert message.startswith("mapping.yaml: 2 problems:\n  line 4: template has no {Column}")
+    assert "template placeholder '{0}' is not a column name" in message
+
+
 # ---------------------------------------------------------------------------------------------
 # Each row
 
@@ -947,7 +985,8 @@ def test_on_invalid(tmp_path: Path, on_invalid: str, expected: str | None) -> No
         (
             "cf_data: {column: Data, transform: date}",
             "03/15/2026",
-            "cf_data (column 'Data'): '03/15/2026' is not a date in the form dd/mm/yyyy",
+            "cf_data (column 'Data'): '03/15/2026' is not a date in the form dd/mm/yyyy: "
+            "there is no month 15",
         ),
         (
             "cf_data: {column: Data, transform: date, format: yyyy-mm-dd}",
@@ -1090,6 +1129,222 @@ def test_legal_basis_status_from_an_unmapped_column_is_checked(tmp_path: Path) -
 
 
 # ---------------------------------------------------------------------------------------------
+# What a row's mapping lets pass reaches the run's warnings
+
+
+def heard(mapping: Mapping | BoundMapping, **cells: str) -> tuple[dict[str, Any], list[Any]]:
+    """The row's payload, and the (kind, message) warnings its mapping gave."""
+    notes: list[tuple[str, str]] = []
+    payload = bound(mapping).apply(Row(2, cells), lambda kind, text: notes.append((kind, text)))
+    return payload, notes
+
+
+PHONE_DROP = (
+    "conversion_identifier: c\nfields:\n  email: E-mail\n"
+    "  mobile_phone: {column: Celular, transform: phone_br, on_invalid: drop}\n"
+)
+
+
+def test_a_phone_left_out_is_a_warning_that_quotes_no_cell(tmp_path: Path) -> None:
+    mapping = bound(load(tmp_path, PHONE_DROP))
+    payload, notes = heard(mapping, **{"E-mail": "a@b.com", "Celular": "não tem"})
+    assert "mobile_phone" not in payload
+    assert notes == [
+        (
+            "dropped:mobile_phone",
+            "mobile_phone: a phone in column 'Celular' that phone_br cannot read was left out "
+            "(on_invalid: drop)",
+        )
+    ]
+    # a phone that reads, an empty cell: nothing to say
+    assert heard(mapping, **{"E-mail": "a@b.com", "Celular": "(11) 98765-4321"})[1] == []
+    assert heard(mapping, **{"E-mail": "a@b.com", "Celular": ""})[1] == []
+    # a row that fails says only why it failed; the next row starts clean
+    with pytest.raises(RowError):
+        mapping.apply(Row(3, {"E-mail": "nobody", "Celular": "não tem"}), lambda k, t: None)
+    assert heard(mapping, **{"E-mail": "a@b.com", "Celular": "(11) 98765-4321"})[1] == []
+
+
+@pytest.mark.parametrize(
+    ("entry", "cell", "message"),
+    [
+        (
+            "cf_c: {column: C, map: {Pro: pro}, on_invalid: drop}",
+            "Premium",
+            "cf_c: a value in column 'C' that is not in the map was left out (on_invalid: drop)",
+        ),
+        (
+            "cf_c: {column: C, transform: date, on_invalid: drop}",
+            "31/02/1985",
+            "cf_c: a date in column 'C' that date cannot read was left out (on_invalid: drop)",
+        ),
+        (
+            "cf_c: {column: [C, D], transform: [strip, digits], pad: 3, on_invalid: drop}",
+            "1,19877E+10",
+            "cf_c: a number in column 'C' or 'D' that digits cannot read was left out "
+            "(on_invalid: drop)",
+        ),
+        (
+            "cf_c: {column: C, pad: 8, on_invalid: drop}",
+            "0131-0100",
+            "cf_c: a value in column 'C' that is not only digits (pad:) was left out "
+            "(on_invalid: drop)",
+        ),
+    ],
+)
+def test_every_value_drop_leaves_out_is_a_warning(
+    tmp_path: Path, entry: str, cell: str, message: str
+) -> None:
+    mapping = load(tmp_path, f"conversion_identifier: c\nfields:\n  email: E-mail\n  {entry}\n")
+    payload, notes = heard(mapping, **{"E-mail": "a@b.com", "C": cell, "D": ""})
+    assert "cf_c" not in payload
+    assert notes == [("dropped:cf_c", message)]
+
+
+def test_keep_fail_and_a_map_to_null_say_nothing(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+        conversion_identifier: c
+        fields:
+          email: E-mail
+          mobile_phone: {column: Celular, transform: phone_br, on_invalid: keep}
+          available_for_mailing: {column: Sair, transform: bool, map: {true: false, false: null}}
+        """,
+    )
+    payload, notes = heard(mapping, **{"E-mail": "a@b.com", "Celular": "1234", "Sair": "não"})
+    assert payload == {"conversion_identifier": "c", "email": "a@b.com", "mobile_phone": "1234"}
+    assert notes == []
+    payload, _ = heard(mapping, **{"E-mail": "a@b.com", "Celular": "", "Sair": "sim"})
+    assert payload["available_for_mailing"] is False
+
+
+def test_a_map_to_null_leaves_a_legal_basis_out(tmp_path: Path) -> None:
+    mapping = load(
+        tmp_path,
+        """
+        conversion_identifier: c
+        fields:
+          email: E-mail
+        legal_bases:
+          - type: consent
+            status: {column: Opt Out, map: {"1": declined, "0": null}}
+        """,
+    )
+    assert apply(mapping, **{"E-mail": "a@b.com", "Opt Out": "1"})["legal_bases"] == [
+        {"category": "communications", "type": "consent", "status": "declined"}
+    ]
+    assert "legal_bases" not in apply(mapping, **{"E-mail": "a@b.com", "Opt Out": "0"})
+
+
+DATE_ENTRY = BASIC + "  cf_d: {column: D, transform: date"
+
+
+@pytest.mark.parametrize("cell", ["1990", "2026", "1", "46096"])
+def test_a_bare_number_is_not_read_as_a_date_unless_the_mapping_says_so(
+    tmp_path: Path, cell: str
+) -> None:
+    mapping = load(tmp_path, DATE_ENTRY + "}\n")
+    error = row_error(mapping, **{"E-mail": "a@b.com", "D": cell})
+    assert error.message == (
+        f"cf_d (column 'D'): '{cell}' is a number, not a date in the form dd/mm/yyyy (if the "
+        "column holds Excel date serials, add excel_serial: true to its entry)"
+    )
+
+
+def test_excel_serial_reads_numbers_as_dates_with_a_warning(tmp_path: Path) -> None:
+    mapping = load(tmp_path, DATE_ENTRY + ", excel_serial: true}\n")
+    payload, notes = heard(mapping, **{"E-mail": "a@b.com", "D": "46096"})
+    assert payload["cf_d"] == "2026-03-15"
+    assert notes == [
+        (
+            "excel_serial:cf_d",
+            "cf_d: numbers in column 'D' were read as Excel date serials (excel_serial: true): "
+            "check a few of these rows against the file",
+        )
+    ]
+    payload, notes = heard(mapping, **{"E-mail": "a@b.com", "D": "15/03/2026"})
+    assert (payload["cf_d"], notes) == ("2026-03-15", [])
+
+
+def test_an_impossible_date_says_it_does_not_exist(tmp_path: Path) -> None:
+    mapping = load(tmp_path, DATE_ENTRY + "}\n")
+    error = row_error(mapping, **{"E-mail": "a@b.com", "D": "31/02/1985"})
+    assert error.message == "cf_d (column 'D'): '31/02/1985' is not a date: February has no day 31"
+
+
+def test_excel_serial_needs_the_date_transform(tmp_path: Path) -> None:
+    message = problems(tmp_path, BASIC + "  cf_d: {column: D, excel_serial: true}\n")
+    assert message == "mapping.yaml: line 4: excel_serial: applies to transform: date only"
+
+
+def test_workbook_date_cells_reach_the_date_transform_as_dates(tmp_path: Path) -> None:
+    import datetime as dt
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["E-mail", "D"])
+    sheet.append(["a@b.com", dt.date(2026, 3, 15)])
+    sheet.append(["b@b.com", dt.datetime(1985, 2, 28, 10, 30)])
+    sheet.append(["c@b.com", "15/03/2026"])
+    sheet.append(["d@b.com", 46096])  # a number, not a date cell: refused
+    path = tmp_path / "datas.xlsx"
+    book.save(path)
+    bound_mapping = load(tmp_path, DATE_ENTRY + "}\n").bind(["E-mail", "D"])
+    with open_table(path) as table:
+        rows = list(table.rows())
+    assert [bound_mapping.apply(row)["cf_d"] for row in rows[:3]] == [
+        "2026-03-15",
+        "1985-02-28",
+        "2026-03-15",
+    ]
+    with pytest.raises(RowError, match="is a number, not a date"):
+        bound_mapping.apply(rows[3])
+
+
+def test_a_dry_run_keeps_each_kind_of_mapping_warning_once_with_its_rows(tmp_path: Path) -> None:
+    from helpers import read_summary, write_csv
+    from importer.pipeline import ImportConfig, Tuning, run_import
+
+    data = write_csv(
+        tmp_path / "leads.csv",
+        ["E-mail", "Celular", "D"],
+        [
+            ["a@b.com", "não tem", "46096"],
+            ["b@b.com", "(11) 98765-4321", "15/03/2026"],
+            ["c@b.com", "ligar depois", "46097"],
+            ["d@b.com", "1234", ""],
+        ],
+    )
+    mapping = write(
+        tmp_path,
+        PHONE_DROP + "  cf_d: {column: D, transform: date, excel_serial: true}\n",
+    )
+    report = run_import(
+        ImportConfig(
+            input_path=data,
+            mapping_path=mapping,
+            out_dir=tmp_path / "out",
+            dry_run=True,
+            tuning=Tuning(retry_wait=False),
+        )
+    )
+    assert (report.succeeded, report.failed) == (4, 0)
+    notes = {note["message"]: note for note in read_summary(tmp_path / "out")["warnings"]}
+    phone = notes[
+        "mobile_phone: a phone in column 'Celular' that phone_br cannot read was left out "
+        "(on_invalid: drop)"
+    ]
+    assert (phone["count"], phone["rows"]) == (3, [2, 4, 5])
+    serial = next(note for text, note in notes.items() if text.startswith("cf_d: numbers"))
+    assert (serial["count"], serial["rows"]) == (2, [2, 4])
+    assert "não tem" not in str(notes) and "ligar" not in str(notes)
+
+
+# ---------------------------------------------------------------------------------------------
 # Columns the file lacks
 
 
@@ -1125,18 +1380,18 @@ def test_columns_lists_every_column_read(tmp_path: Path) -> None:
 
 def test_bind_lists_every_missing_column_with_suggestions(tmp_path: Path) -> None:
     mapping = load(tmp_path, COLUMNS_MAPPING)
-    headers = ["email", "celular", "Nome", "Organização", "Aceita Comunicacao?"]
+    headers = ["email", "Celulares", "Nome", "Organização", "Aceita-Comunicacao?"]
     with pytest.raises(InputError) as caught:
         mapping.bind(headers, "leads.csv")
     assert str(caught.value) == (
         "mapping.yaml: 6 problems:\n"
         "  line 3: column 'E-mail' is not in leads.csv (did you mean 'email'?)\n"
-        "  line 4: column 'Celular' is not in leads.csv (did you mean 'celular'?)\n"
+        "  line 4: column 'Celular' is not in leads.csv (did you mean 'Celulares'?)\n"
         "  line 5: column 'Sobrenome' is not in leads.csv\n"
         "  line 8: column 'Cargo' is not in leads.csv\n"
         "  line 8: column 'Função' is not in leads.csv\n"
         "  line 10: column 'Aceita comunicação?' is not in leads.csv "
-        "(did you mean 'Aceita Comunicacao?'?)"
+        "(did you mean 'Aceita-Comunicacao?'?)"
     )
 
 
@@ -1180,8 +1435,8 @@ def test_bind_warns_of_a_likely_typo_among_candidates(tmp_path: Path) -> None:
     mapping = load(
         tmp_path, "conversion_identifier: c\nfields:\n  email: {column: [E-mail, Email2]}\n"
     )
-    assert mapping.bind(["E-mail", "email2"], "x.csv").warnings == [
-        "line 3: column 'Email2' is not in x.csv (did you mean 'email2'?)"
+    assert mapping.bind(["E-mail", "email_2"], "x.csv").warnings == [
+        "line 3: column 'Email2' is not in x.csv (did you mean 'email_2'?)"
     ]
 
 
@@ -1193,12 +1448,12 @@ def test_bind_suggests_no_other_candidate_of_the_same_entry(tmp_path: Path) -> N
         "  name: {column: [Nome, Nomes], optional: true}\n",
     )
     # "Label" is no typo of "Labels": both are read; "Nomes" still has a better header to offer
-    assert mapping.bind(["Email", "Labels", "Nome", "NOMES "], "x.csv").warnings == [
-        "line 5: column 'Nomes' is not in x.csv (did you mean 'NOMES '?)"
+    assert mapping.bind(["Email", "Labels", "Nome", "NOME-S"], "x.csv").warnings == [
+        "line 5: column 'Nomes' is not in x.csv (did you mean 'NOME-S'?)"
     ]
-    assert mapping.bind(["Email", "Label"], "x.csv").warnings == [
-        "line 5: column 'Nome' is not in x.csv; name is left out",
-        "line 5: column 'Nomes' is not in x.csv; name is left out",
+    assert mapping.bind(["Email", "Label", "Nome-"], "x.csv").warnings == [
+        "line 5: none of the columns 'Nome', 'Nomes' is in x.csv (did you mean 'Nome-' for "
+        "'Nome'?) (did you mean 'Nome-' for 'Nomes'?); name is left out",
     ]
 
 
@@ -1210,6 +1465,173 @@ def test_pipedrive_preset_warns_of_no_typo_among_its_candidates(sample: str) -> 
     with open_table(ROOT / "tests/data/presets" / sample) as table:
         warnings = mapping.bind(table.headers, sample).warnings
     assert not [w for w in warnings if "did you mean" in w], warnings
+
+
+# ---------------------------------------------------------------------------------------------
+# Headers forgiven where it is safe, diagnosed where not
+
+FORGIVING = """
+    conversion_identifier: {column: Origem}
+    fields:
+      email: E-mail
+      name: {template: "{Nome} {Sobrenome}"}
+      mobile_phone: {column: [Celular, WhatsApp], transform: phone_br}
+    legal_bases:
+      - {type: consent, status: {column: "Aceita comunicação?", transform: bool}}
+    key: ID
+"""
+FORGIVING_HEADERS = [
+    "ID",
+    "origem",
+    "nome",
+    "sobrenome",
+    "E-MAIL",
+    "whatsapp",
+    "Aceita Comunicacao?",
+]
+
+
+def test_a_header_differing_in_case_accents_or_spaces_is_read_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    mapping = load(tmp_path, FORGIVING)
+    headers = FORGIVING_HEADERS
+    file = mapping.bind(headers, "leads.csv")
+    assert file.warnings == [
+        f"line {line}: column '{column}' is read from '{header}' of leads.csv, which differs "
+        "only in case, accents or spaces: write it as the file does to silence this"
+        for line, column, header in [
+            (1, "Origem", "origem"),
+            (3, "E-mail", "E-MAIL"),
+            (4, "Nome", "nome"),
+            (4, "Sobrenome", "sobrenome"),
+            (5, "WhatsApp", "whatsapp"),
+            (7, "Aceita comunicação?", "Aceita Comunicacao?"),
+        ]
+    ]
+    cells = ["7", "feira", "ana", "souza", "Ana@X.com", "(11) 98765-4321", "sim"]
+    assert file.apply(Row(2, dict(zip(headers, cells, strict=True)))) == {
+        "conversion_identifier": "feira",
+        "email": "ana@x.com",
+        "name": "ana souza",
+        "mobile_phone": "+5511987654321",
+        "legal_bases": [{"category": "communications", "type": "consent", "status": "granted"}],
+    }
+    assert file.key == ["ID"]
+    # the key, which decides which rows count as sent before, is named exactly
+    with pytest.raises(InputError, match=r"key column 'ID' is not in leads.csv"):
+        mapping.bind(["id", *FORGIVING_HEADERS[1:]], "leads.csv")
+
+
+def test_two_headers_a_column_could_be_are_not_guessed_between(tmp_path: Path) -> None:
+    mapping = load(tmp_path, BASIC + "  name: Nome\n")
+    with pytest.raises(InputError) as caught:
+        mapping.bind(["E-mail", "NOME", "nome "], "x.csv")
+    assert str(caught.value) == (
+        "mapping.yaml: line 4: column 'Nome' is not in x.csv (did you mean 'NOME'?)"
+    )
+
+
+def test_a_lower_case_file_imports_with_the_mapping_of_its_capitalised_twin(
+    tmp_path: Path,
+) -> None:
+    from helpers import read_summary
+    from importer.pipeline import ImportConfig, Tuning, run_import
+
+    data = tmp_path / "leads.csv"
+    data.write_text("nome;sobrenome;e-mail\nAna;Souza;ana@x.com\n", encoding="utf-8")
+    mapping = write(
+        tmp_path, BASIC.replace("E-mail", "E-Mail") + '  name: {template: "{Nome} {Sobrenome}"}\n'
+    )
+    report = run_import(
+        ImportConfig(
+            input_path=data,
+            mapping_path=mapping,
+            out_dir=tmp_path / "out",
+            dry_run=True,
+            tuning=Tuning(retry_wait=False),
+        )
+    )
+    assert (report.succeeded, report.failed) == (1, 0)
+    messages = [note["message"] for note in read_summary(tmp_path / "out")["warnings"]]
+    assert sum("differs only in case, accents or spaces" in m for m in messages) == 3
+
+
+def _none_found(tmp_path: Path, text: str, **options: Any) -> str:
+    from importer.pipeline import ImportConfig, Tuning, run_import
+
+    data = tmp_path / "leads.csv"
+    data.write_text(text, encoding="utf-8")
+    mapping = write(tmp_path, BASIC + '  name: Nome\n  mobile_phone: {column: "Celular"}\n')
+    with pytest.raises(InputError) as caught:
+        run_import(
+            ImportConfig(
+                input_path=data,
+                mapping_path=mapping,
+                out_dir=tmp_path / "out",
+                dry_run=True,
+                tuning=Tuning(retry_wait=False),
+                **options,
+            )
+        )
+    return str(caught.value)
+
+
+def test_a_header_on_a_later_row_is_pointed_at(tmp_path: Path) -> None:
+    text = "Relatório de leads - março;;\n;;\nNome;E-mail;Celular\nAna;ana@x.com;11987654321\n"
+    assert _none_found(tmp_path, text) == (
+        "none of the columns mapping.yaml reads is in the header of leads.csv "
+        "(row 1: 'Relatório de leads - março'); row 3 holds them: use header_row 3"
+    )
+
+
+def test_a_header_row_past_the_header_is_pointed_back(tmp_path: Path) -> None:
+    text = "nome;e-mail;celular\nAna;ana@x.com;11987654321\nBia;bia@x.com;11987654322\n"
+    message = _none_found(tmp_path, text, header_row=2)
+    assert message.endswith(
+        "(row 2: 'Ana', 'ana@x.com', '11987654321'); row 1 holds them: use header_row 1"
+    )
+
+
+def test_a_header_read_as_one_cell_names_the_delimiter(tmp_path: Path) -> None:
+    text = "Nome;E-mail;Celular\nAna;ana@x.com;11987654321\n"
+    assert _none_found(tmp_path, text, delimiter=",") == (
+        "none of the columns mapping.yaml reads is in the header of leads.csv, which was read "
+        "as one cell holding them all ('Nome;E-mail;Celular'): the file is ';'-separated: "
+        "use delimiter ';'"
+    )
+
+
+def test_a_header_with_nothing_of_the_mapping_is_shown(tmp_path: Path) -> None:
+    text = "A;B;C;D;E;F;G;H;I\n1;2;3;4;5;6;7;8;9\n"
+    assert _none_found(tmp_path, text) == (
+        "none of the columns mapping.yaml reads is in the header of leads.csv (row 1: 'A', "
+        "'B', 'C', 'D', 'E', 'F', 'G', 'H', ...): check that the mapping is meant for this "
+        "file, or use header_row N if row N holds the column names"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "args", "flag"),
+    [
+        ("Leads;;\nNome;E-mail;Celular\nAna;ana@x.com;1\n", [], "use --header-row 2"),
+        ("Nome;E-mail;Celular\nAna;ana@x.com;1\n", ["--delimiter", ","], "use --delimiter ';'"),
+    ],
+)
+def test_the_cli_names_the_settings_as_flags(
+    tmp_path: Path, text: str, args: list[str], flag: str
+) -> None:
+    from click.testing import CliRunner
+
+    from importer.cli import cli
+
+    data = tmp_path / "leads.csv"
+    data.write_text(text, encoding="utf-8")
+    mapping = write(tmp_path, BASIC + '  name: Nome\n  mobile_phone: {column: "Celular"}\n')
+    result = CliRunner().invoke(cli, ["validate", str(data), "--mapping", str(mapping), *args])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: none of the columns mapping.yaml reads")
+    assert result.stderr.rstrip().endswith(flag)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1390,7 +1812,10 @@ _SAMPLE_CELLS = [
     "a;b| c",
     "(11) 98765-4321",
     "15/03/2026",
+    "31/02/2026",
     "2026-03-15",
+    "46096",
+    "1990",
     "1310100",
     "a@b.com",
     " Ana@Exemplo.COM ",
@@ -1450,6 +1875,8 @@ def _mixed_entry(draw: st.DrawFn, kind: str, entry: dict[str, Any]) -> dict[str,
         entry["transform"] = steps[0] if len(steps) == 1 and draw(st.booleans()) else steps
     if "date" in steps and draw(st.booleans()):
         entry["format"] = "yyyy-mm-dd"
+    if "date" in steps and draw(st.booleans()):
+        entry["excel_serial"] = True
     if "bool" not in steps and draw(st.booleans()):
         entry["pad"] = draw(st.integers(1, 9))
     if draw(st.booleans()):
@@ -1460,8 +1887,9 @@ def _mixed_entry(draw: st.DrawFn, kind: str, entry: dict[str, Any]) -> dict[str,
         if kind == "list":  # no empty-cell key with split:
             keys = [key for key in keys if key.strip()]
         values = {"status": st.sampled_from(["granted", "declined"]), "bool": st.booleans()}
-        if keys:
-            entry["map"] = {key: draw(values.get(kind, _SHORT_TEXT)) for key in keys}
+        if keys:  # null: the field left out for that value
+            value = values.get(kind, _SHORT_TEXT) | st.none()
+            entry["map"] = {key: draw(value) for key in keys}
     if kind == "status" and "bool" in steps and "map" not in entry:
         entry["map"] = {"true": "granted", "false": "declined"}  # a status from yes/no
     empty_key = any(not key.strip() for key in entry.get("map", {}))
@@ -1524,13 +1952,15 @@ def _fast_path_mapping(draw: st.DrawFn) -> dict[str, Any]:
     return document
 
 
-def _outcome(bound_mapping: BoundMapping, row: Row) -> tuple[str, ...]:
+def _outcome(bound_mapping: BoundMapping, row: Row) -> tuple[Any, ...]:
+    heard: list[tuple[str, str]] = []
     try:
-        payload = bound_mapping.apply(row)
+        payload = bound_mapping.apply(row, lambda kind, message: heard.append((kind, message)))
     except RowError as exc:
+        assert not heard  # a row that fails says only why
         return ("error", exc.stage, exc.message)
     # JSON tells true from 1 and a list from a tuple, where == would not
-    return ("payload", json.dumps(payload, sort_keys=True, ensure_ascii=False))
+    return ("payload", json.dumps(payload, sort_keys=True, ensure_ascii=False), heard)
 
 
 def _assert_paths_agree(

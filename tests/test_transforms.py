@@ -135,8 +135,6 @@ def test_phone_fast_path_agrees_with_phonenumbers(digits: str, prefix: str) -> N
         ("2026-03-15", "2026-03-15"),  # ISO, as Excel date cells arrive
         ("2026-03-15 00:00:00", "2026-03-15"),
         ("2026-03-15T08:00:00", "2026-03-15"),
-        ("46096", "2026-03-15"),  # an Excel serial number
-        ("46096.5", "2026-03-15"),
         ("29/02/2024", "2024-02-29"),
     ],
 )
@@ -144,10 +142,62 @@ def test_date_default_is_day_first(value: str, expected: str) -> None:
     assert tf.make_date()(value) == expected
 
 
-@pytest.mark.parametrize("value", ["03/15/2026", "31/02/2026", "29/02/2025", "ontem", "15/03/26"])
+@pytest.mark.parametrize("value", ["ontem", "15/03/26", "15/03", "2026/03/15"])
 def test_date_never_guesses(value: str) -> None:
     with pytest.raises(TransformError, match=r"^is not a date in the form dd/mm/yyyy$"):
         tf.make_date()(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("31/02/1985", "is not a date: February has no day 31"),
+        ("31/04/2026", "is not a date: April has no day 31"),
+        ("29/02/2025", "is not a date: February 2025 has no day 29"),
+        ("00/03/2026", "is not a date: there is no day 0"),
+        ("03/15/2026", "is not a date in the form dd/mm/yyyy: there is no month 15"),
+        ("2026-02-30", "is not a date: February has no day 30"),
+        ("2026-13-01", "is not a date in the form yyyy-mm-dd: there is no month 13"),
+    ],
+)
+def test_an_impossible_date_says_it_does_not_exist(value: str, reason: str) -> None:
+    with pytest.raises(TransformError) as caught:
+        tf.make_date()(value)
+    assert str(caught.value) == reason
+
+
+def test_an_impossible_date_in_another_format_says_it_does_not_exist() -> None:
+    with pytest.raises(TransformError, match=r"^is not a date: that month has no such day$"):
+        tf.make_date("yyyy/mm/dd")("2026/02/31")
+
+
+@pytest.mark.parametrize("value", ["1990", "2026", "1", "46096", "46096.5", "46096,5", "0"])
+def test_date_refuses_a_bare_number(value: str) -> None:
+    # 1990 read as an Excel serial is 1905-06-12, 2026 is 1905-07-18, 1 is 1899-12-31
+    with pytest.raises(TransformError) as caught:
+        tf.make_date()(value)
+    assert str(caught.value) == (
+        "is a number, not a date in the form dd/mm/yyyy (if the column holds Excel date "
+        "serials, add excel_serial: true to its entry)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("46096", "2026-03-15"), ("46096.5", "2026-03-15"), ("61", "1900-03-01")],
+)
+def test_date_reads_a_serial_only_when_told_and_says_so(value: str, expected: str) -> None:
+    heard: list[None] = []
+    date = tf.get_transform("date", excel_serial=True, on_serial=lambda: heard.append(None))
+    assert date(value) == expected
+    assert date("15/03/2026") == "2026-03-15"  # dates as text still read, without a word
+    assert len(heard) == 1
+
+
+@pytest.mark.parametrize("value", ["1", "60", "2958466"])
+def test_date_serials_outside_excels_calendar_are_refused(value: str) -> None:
+    with pytest.raises(TransformError, match=r"^is not an Excel date serial \(61 is 1900-03-01"):
+        tf.make_date(excel_serial=True)(value)
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,10 @@ A field's entry is one of:
 - ``{template: "{Nome} {Sobrenome}"}``: text with ``{Column}`` placeholders (``{{``/``}}`` for a
   literal brace); spaces left by empty parts collapse, the result is trimmed, and the field is
   left out when every placeholder is empty. Only plain substitution: ``{0}``, ``{A.b}``,
-  ``{A[0]}``, ``{A!r}``, ``{A:>10}`` are mapping errors.
+  ``{A[0]}``, ``{A!r}``, ``{A:>10}`` are mapping errors. Several templates are tried in order,
+  the first that gives text used, and the file needs the columns of one of them:
+  ``{template: ["{First Name} {Last Name}", "{Nome} {Sobrenome}"]}`` (one export's language
+  or another's).
 - ``{value: ...}``: a constant (text, number, true/false, or a list of texts).
 
 A column or template entry takes these keys too, applied in this order:
@@ -38,7 +41,9 @@ A column or template entry takes these keys too, applied in this order:
 - ``transform: NAME`` or ``transform: [NAME, ...]``: see ``importer.transforms`` (strip,
   unquote, lower, upper, title, digits, phone_br, date, bool, handle). ``format: "yyyy-mm-dd"``
   sets the ``date`` format (``dd``, ``mm``, ``yyyy``, ``yy``, or ``strptime`` codes); the
-  default is ``dd/mm/yyyy``.
+  default is ``dd/mm/yyyy``. ``date`` refuses a bare number (``1990`` is a year as likely as
+  the Excel serial of 1905-06-12) unless the entry says ``excel_serial: true``; a workbook's
+  date cells arrive as dates, not serials, either way.
 - ``pad: 8``: left-pads a value of digits with zeros to that many characters, for the codes
   whose leading zeros Excel dropped (CEP ``1310100`` -> ``01310100``; a longer value is kept).
   A value with anything but digits is refused (``on_invalid`` applies): put ``transform:
@@ -47,14 +52,16 @@ A column or template entry takes these keys too, applied in this order:
   ``nao``); after ``bool`` the keys are ``true``/``false``. A value missing from the map takes
   ``default:`` when there is one, else ``on_invalid`` applies. The key ``""`` is the empty cell:
   ``map: {"": declined, Sim: granted}`` sends ``declined`` for an empty cell, where ``default:``
-  would also cover every value missing from the map. (A column the file lacks, under
-  ``optional: true``, still leaves the field out.)
+  would also cover every value missing from the map. A value mapped to ``null`` leaves the
+  field out for that cell: ``map: {"1": declined, "0": null}``. (A column the file lacks,
+  under ``optional: true``, still leaves the field out.)
 - ``default: VALUE``: the value when the cell is empty (and for values missing from ``map``);
   an empty-cell key in ``map`` comes first.
 - ``required: true``: an empty cell fails the row (otherwise an empty cell leaves the field out
   of the payload, so an import never blanks what RD Station already has).
 - ``on_invalid: fail | drop | keep``: what a value a transform or the map refuses does: fail the
-  row (the default), leave the field out, or send the value as written.
+  row (the default), leave the field out with a warning in the run's record, or send the
+  value as written.
 - ``optional: true``: the file may lack the column(s); the field is then left out. Without it a
   missing column stops the run before anything is sent.
 
@@ -70,7 +77,8 @@ line (see ``yamltext``).
 
 Errors: :func:`load_mapping` reports every problem of the file at once, each with its line;
 :meth:`Mapping.bind` every column the spreadsheet lacks; :meth:`BoundMapping.apply` raises
-:class:`~importer.errors.RowError` for one bad row.
+:class:`~importer.errors.RowError` for one bad row, and tells its ``warn`` callback of what it
+let pass (a value ``drop`` left out, a number read as a date serial).
 
 Where each rule lives:
 

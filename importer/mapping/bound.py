@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from importer import payload as rd
 from importer.errors import RowError
 from importer.mapping.compile import Cells, Plan
 from importer.records import Row
+
+Warn = Callable[[str, str], None]  # (kind, message): a warning for the run's record
 
 
 class BoundMapping:
@@ -26,9 +29,15 @@ class BoundMapping:
         self._legal = plan.legal
         self._labels = plan.labels
         self._read_columns = plan.read_columns
+        self._notes = plan.notes
 
-    def apply(self, row: Row) -> dict[str, Any]:
-        """The row's payload (the inner ``payload`` object), or RowError saying what is wrong."""
+    def apply(self, row: Row, warn: Warn | None = None) -> dict[str, Any]:
+        """The row's payload (the inner ``payload`` object), or RowError saying what is wrong.
+
+        ``warn(kind, message)`` hears what the row's mapping let pass: a value ``on_invalid:
+        drop`` left out, a number read as an Excel date serial (a row that fails says only
+        why it failed). Its messages name the field and column, never the cell.
+        """
         cells = row.cells
         try:
             payload: dict[str, Any] = self._constants.copy()
@@ -51,8 +60,11 @@ class BoundMapping:
             tags = payload.get("tags")
             if tags:
                 payload["tags"] = rd.lowercase_tags(tags)
+            if self._notes:  # rare: one check per row otherwise
+                self._tell(warn)
             return payload
         except RowError:
+            self._notes.clear()
             columns = self._read_columns
             if columns and not any((cells.get(column) or "").strip() for column in columns):
                 raise RowError(
@@ -60,6 +72,13 @@ class BoundMapping:
                     stage="mapping",
                 ) from None
             raise
+
+    def _tell(self, warn: Warn | None) -> None:
+        notes = self._notes
+        if warn is not None:
+            for kind, message in dict.fromkeys(notes):  # once per row each
+                warn(kind, message)
+        notes.clear()
 
     def _legal_bases(self, cells: Cells) -> list[dict[str, str]]:
         bases = []

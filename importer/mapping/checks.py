@@ -153,16 +153,21 @@ class _Checker:
             if not entry.columns or any(not c.strip() for c in entry.columns):
                 self.add((*path, "column"), "column must name a header, not be empty")
             return
-        try:
-            parts = parse_template(entry.template)
-        except ValueError as exc:
-            self.add((*path, "template"), str(exc))
-            return
-        if not any(column for _, column in parts):
-            self.add(
-                (*path, "template"),
-                "template has no {Column} placeholder: use value: for a constant",
+        if not entry.templates:
+            self.add((*path, "template"), "template must be a text with {Column} placeholders")
+        for index, template in enumerate(entry.templates):
+            where = (
+                (*path, "template")
+                if isinstance(entry.template, str)
+                else (*path, "template", index)
             )
+            try:
+                parts = parse_template(template)
+            except ValueError as exc:
+                self.add(where, str(exc))
+                continue
+            if not any(column for _, column in parts):
+                self.add(where, "template has no {Column} placeholder: use value: for a constant")
 
     def contradictions(self, entry: CellEntry, path: KeyPath) -> None:
         """Keys that make no sense together: required with a default, split with ""..."""
@@ -198,6 +203,8 @@ class _Checker:
             kind = tf.TRANSFORMS[step].output
         if entry.pad is not None and kind != "text":
             self.add((*path, "pad"), "pad: cannot follow bool (bool gives true/false)")
+        if entry.excel_serial and "date" not in entry.transforms:
+            self.add((*path, "excel_serial"), "excel_serial: applies to transform: date only")
         if entry.format is not None:
             if "date" not in entry.transforms:
                 self.add((*path, "format"), "format: applies to transform: date only")
@@ -218,7 +225,7 @@ class _Checker:
             other = folded.setdefault(tf.fold(key), key)
             if other != key:
                 self.add((*path, "map"), f"map keys '{other}' and '{key}' match the same cells")
-        mapped = {_kind(v) for v in table.values()}
+        mapped = {_kind(v) for v in table.values() if v is not None}  # null: left out
         if entry.on_invalid == "keep" and entry.default is None:
             mapped |= kinds  # a value missing from the map goes as it was
         return mapped
@@ -242,7 +249,7 @@ class _Checker:
         kinds = self.cell_entry(part, entry, path)
         if entry.split is not None:
             self.add((*path, "split"), f"legal basis {part} takes one value: remove split:")
-        values = list((entry.map or {}).values())
+        values = [v for v in (entry.map or {}).values() if v is not None]
         if entry.default is not None:
             values.append(entry.default)
         for value in values:

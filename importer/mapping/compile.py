@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from importer.errors import RowError
-from importer.mapping.convert import converter
+from importer.mapping.convert import Notes, converter
 from importer.mapping.schema import (
     CellEntry,
     ColumnEntry,
@@ -43,6 +43,9 @@ class Plan:
     legal: list[tuple[str | Getter, str | Getter]] = field(default_factory=list)  # type, status
     labels: dict[str, str] = field(default_factory=dict)  # how messages name each field
     read_columns: list[str] = field(default_factory=list)  # every column the file has and is read
+    # what the getters let pass in the row being mapped (a value dropped, a date serial read):
+    # filled by the getters, emptied by ``BoundMapping.apply`` after each row
+    notes: Notes = field(default_factory=list)
 
 
 def compile_plan(spec: MappingFile, present: set[str], *, fast: bool = True) -> Plan:
@@ -60,7 +63,9 @@ def compile_plan(spec: MappingFile, present: set[str], *, fast: bool = True) -> 
             plan.constants["conversion_identifier"] = constant
         else:
             plan.getters.append(("conversion_identifier", lambda cells: constant))
-    elif (getter := compile_entry("conversion_identifier", ident, present, None, fast)) is not None:
+    elif (
+        getter := compile_entry("conversion_identifier", ident, present, None, fast, plan.notes)
+    ) is not None:
         plan.getters.append(("conversion_identifier", getter))
     for name, entry in spec.fields.items():
         check = payload_check(name)
@@ -69,7 +74,7 @@ def compile_plan(spec: MappingFile, present: set[str], *, fast: bool = True) -> 
             plan.constants[name] = entry.value
         elif column is not None:
             plan.plain.append((name, column))
-        elif (getter := compile_entry(name, entry, present, check, fast)) is not None:
+        elif (getter := compile_entry(name, entry, present, check, fast, plan.notes)) is not None:
             plan.getters.append((name, getter))
     for index, basis in enumerate(spec.legal_bases):
         parts: list[str | Getter] = []
@@ -79,7 +84,7 @@ def compile_plan(spec: MappingFile, present: set[str], *, fast: bool = True) -> 
                 parts.append(value)
             else:
                 name = f"legal_bases[{index}].{part}"
-                getter = compile_entry(name, value, present, legal_check(part), fast)
+                getter = compile_entry(name, value, present, legal_check(part), fast, plan.notes)
                 parts.append(getter if getter is not None else _absent)
         plan.legal.append((parts[0], parts[1]))
     return plan
@@ -91,14 +96,22 @@ def _absent(cells: Cells) -> None:
 
 def label_of(name: str, entry: Any, present: set[str]) -> str:
     """How a message names a field: with its column(s) or template."""
-    if isinstance(entry, str) and name != "conversion_identifier":
-        return f"{name} (column {entry!r})"
+    if isinstance(entry, str) and name == "conversion_identifier":
+        return name
+    source = source_of(entry, present)
+    return f"{name} ({source})" if source else name
+
+
+def source_of(entry: Any, present: set[str]) -> str:
+    """Where an entry reads: "column 'A'", "column 'A' or 'B'", "template '...'"; "" for none."""
+    if isinstance(entry, str):
+        return f"column {entry!r}"
     if isinstance(entry, ColumnEntry):
         columns = [c for c in entry.columns if c in present]
-        return f"{name} (column {' or '.join(repr(c) for c in columns)})"
+        return f"column {' or '.join(repr(c) for c in columns)}"
     if isinstance(entry, TemplateEntry):
-        return f"{name} (template {entry.template!r})"
-    return name
+        return f"template {' or '.join(repr(t) for t in entry.templates)}"
+    return ""
 
 
 def plain_column(entry: Any, present: set[str]) -> str | None:
@@ -111,6 +124,7 @@ def plain_column(entry: Any, present: set[str]) -> str | None:
         and entry.transform is None
         and entry.pad is None
         and entry.map is None
+        and not entry.excel_serial
         and entry.default is None
         and not entry.required
     ):
@@ -120,9 +134,15 @@ def plain_column(entry: Any, present: set[str]) -> str | None:
 
 
 def compile_entry(
-    name: str, entry: Any, present: set[str], check: Check | None, fast: bool = True
+    name: str,
+    entry: Any,
+    present: set[str],
+    check: Check | None,
+    fast: bool = True,
+    notes: Notes | None = None,
 ) -> Getter | None:
-    """The getter of one entry; None when it reads only columns the file lacks (optional)."""
+    """The getter of one entry; None when it reads only columns the file lacks (optional).
+    ``notes`` receives what the getter lets pass in a row (see ``convert.converter``)."""
     if isinstance(entry, ValueEntry):
         constant = entry.value
         return lambda cells: constant
@@ -132,7 +152,8 @@ def compile_entry(
     if isinstance(entry, ColumnEntry) and not columns:
         return None  # an optional column the file lacks
     label = label_of(name, entry, present)
-    convert = converter(entry, label, fast=fast)
+    source = source_of(entry, present)
+    convert = converter(entry, label, fast=fast, notes=notes, name=name, source=source)
     if fast and isinstance(entry, ColumnEntry) and len(columns) == 1:
         getter = _one_column_getter(entry, columns[0], convert, check, label)
         if getter is not None:

@@ -7,6 +7,7 @@ leaves the field out (``drop``), or goes as written (``keep``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -27,26 +28,74 @@ def show(value: Any) -> str:
     return repr(text[:57] + "..." if len(text) > 60 else text)
 
 
-def converter(entry: CellEntry, label: str, *, fast: bool = True) -> Callable[[str], Any] | None:
+Notes = list[tuple[str, str]]  # (kind, message): what a row's mapping lets pass, to warn of
+
+# how a dropped value is named in its warning, by the transform that could not read it
+_NOUNS = {
+    "phone_br": "a phone",
+    "date": "a date",
+    "bool": "a yes/no value",
+    "handle": "a profile",
+    "digits": "a number",
+}
+
+
+def converter(
+    entry: CellEntry,
+    label: str,
+    *,
+    fast: bool = True,
+    notes: Notes | None = None,
+    name: str = "",
+    source: str = "",
+) -> Callable[[str], Any] | None:
     """The entry's transforms, pad and map as one function; None when it has none.
 
-    The function returns the value, None for a value dropped by ``on_invalid: drop``, or
-    raises RowError. ``fast=False`` gives the general form of each step (no single-step
-    shortcut, no memo in map), which the tests hold the fast one to.
+    The function returns the value, None for a value dropped by ``on_invalid: drop`` (or
+    mapped to null), or raises RowError. ``fast=False`` gives the general form of each step
+    (no single-step shortcut, no memo in map), which the tests hold the fast one to.
+
+    ``notes``, when given, receives a (kind, message) for each value ``on_invalid: drop``
+    leaves out and each number read as an Excel date serial: ``name`` and ``source`` (the
+    field, and "column 'X'") word them. A note never quotes the cell, which may be personal.
     """
-    steps: list[Step] = [
-        tf.get_transform(step, date_format=entry.format) for step in entry.transforms
-    ]
+    serial: Callable[[], None] | None = None
+    if notes is not None and entry.excel_serial:
+        serial = functools.partial(
+            notes.append,
+            (
+                f"excel_serial:{name}",
+                f"{name}: numbers in {source} were read as Excel date serials "
+                "(excel_serial: true): check a few of these rows against the file",
+            ),
+        )
+
+    steps: list[Step] = []
+    names: dict[Step, str] = {}
+    for step_name in entry.transforms:
+        step = tf.get_transform(
+            step_name, date_format=entry.format, excel_serial=entry.excel_serial, on_serial=serial
+        )
+        steps.append(step)
+        names[step] = step_name
     if entry.pad is not None:
-        steps.append(tf.make_pad(entry.pad))
+        steps.append(pad := tf.make_pad(entry.pad))
+        names[pad] = "pad"
     if entry.map is not None:
-        steps.append(map_step(entry, memo=fast))
+        steps.append(lookup := map_step(entry, memo=fast))
+        names[lookup] = "map"
     if not steps:
         return None
     on_invalid = entry.on_invalid
+    dropped: dict[str, tuple[str, str]] = {}
+    if notes is not None and on_invalid == "drop":
+        for step_name in names.values():
+            dropped[step_name] = (f"dropped:{name}", _dropped_message(name, source, step_name))
 
-    def refused(text: str, exc: tf.TransformError) -> Any:
+    def refused(text: str, exc: tf.TransformError, step: Step) -> Any:
         if on_invalid == "drop":
+            if notes is not None:
+                notes.append(dropped[names[step]])
             return None
         if on_invalid == "keep":
             return text
@@ -59,20 +108,32 @@ def converter(entry: CellEntry, label: str, *, fast: bool = True) -> Callable[[s
             try:
                 return only(text)
             except tf.TransformError as exc:
-                return refused(text, exc)
+                return refused(text, exc, only)
 
         return convert_one
 
     def convert(text: str) -> Any:
         value: Any = text
+        step = steps[0]
         try:
-            for step in steps:
+            for step in steps:  # the loop's step, after it, is the one that refused
                 value = step(value)
         except tf.TransformError as exc:
-            return refused(text, exc)
+            return refused(text, exc, step)
         return value
 
     return convert
+
+
+def _dropped_message(name: str, source: str, step: str) -> str:
+    """The warning for a value ``on_invalid: drop`` left out, by the step that refused it."""
+    if step == "map":
+        what = f"a value in {source} that is not in the map"
+    elif step == "pad":
+        what = f"a value in {source} that is not only digits (pad:)"
+    else:
+        what = f"{_NOUNS.get(step, 'a value')} in {source} that {step} cannot read"
+    return f"{name}: {what} was left out (on_invalid: drop)"
 
 
 def map_step(entry: CellEntry, *, memo: bool = True) -> Step:

@@ -9,7 +9,14 @@ from pydantic import ValidationError
 from importer.errors import InputError
 from importer.mapping.bound import BoundMapping
 from importer.mapping.checks import check
-from importer.mapping.columns import missing_columns
+from importer.mapping.columns import (
+    Rows,
+    forgiven,
+    forgiven_warnings,
+    missing_columns,
+    none_found,
+    renamed,
+)
 from importer.mapping.compile import compile_plan
 from importer.mapping.problems import pydantic_problems, raise_problems
 from importer.mapping.schema import MappingFile, columns_read
@@ -29,13 +36,31 @@ class Mapping:
         """Every column the mapping reads, in the order the mapping names them."""
         return columns_read(self.spec)
 
-    def bind(self, headers: list[str], source: str = "the file") -> BoundMapping:
+    def bind(
+        self,
+        headers: list[str],
+        source: str = "the file",
+        *,
+        first_rows: Rows = (),
+        header_row: int = 1,
+    ) -> BoundMapping:
         """The mapping for a file with these headers; InputError naming every needed column
         the file lacks. ``source`` names the file in messages (e.g. ``leads.csv``); the
-        returned mapping's ``warnings`` say what the file lacks that the mapping can do without.
+        returned mapping's ``warnings`` say what the file lacks that the mapping can do without,
+        and which columns it reads from a header spelled another way (case, accents, spaces).
+
+        A file with none of the mapping's columns gets one error showing the header read
+        (row ``header_row``); ``first_rows`` (``Table.first_rows``) let it say which row holds
+        the columns, when another does.
         """
-        problems, warnings = missing_columns(self.spec, self._lines, headers, source)
-        key = self.spec.key_columns
+        renames = forgiven(self.spec, headers)
+        spec = renamed(self.spec, renames)
+        diagnosis = none_found(spec, headers, source, self.path.name, first_rows, header_row)
+        if diagnosis is not None:
+            raise diagnosis
+        problems, warnings = missing_columns(spec, self._lines, headers, source)
+        warnings = forgiven_warnings(self.spec, self._lines, renames, source) + warnings
+        key = spec.key_columns
         for column in key or ():
             if column not in headers:
                 line = line_of(self._lines, ("key",)) if self._lines else 0
@@ -43,7 +68,7 @@ class Mapping:
                     (line, f"key column '{column}' is not in {source}: a row's key must be there")
                 )
         raise_problems(self.path.name, problems)
-        return BoundMapping(compile_plan(self.spec, set(headers)), warnings, key)
+        return BoundMapping(compile_plan(spec, set(headers)), warnings, key)
 
 
 def load_mapping(path: Path) -> Mapping:

@@ -35,6 +35,11 @@ class CellEntry(_Model):
         None, description="A transform name, or a list applied in order."
     )
     format: str | None = Field(None, description="Date format for transform: date (dd/mm/yyyy).")
+    excel_serial: bool = Field(
+        False,
+        description="transform: date reads a bare number as an Excel date serial "
+        "(46096 is 2026-03-15), with a warning; without it a bare number is refused.",
+    )
     pad: int | None = Field(
         None,
         ge=1,
@@ -42,8 +47,10 @@ class CellEntry(_Model):
         description="Left-pads a value of digits with zeros to this many characters "
         "(after transform, before map): 8 makes 1310100 the CEP 01310100.",
     )
-    map: dict[str, Scalar] | None = Field(
-        None, description="Cell value to payload value; compared without case or accents."
+    map: dict[str, Scalar | None] | None = Field(
+        None,
+        description="Cell value to payload value; compared without case or accents. A value "
+        "mapped to null leaves the field out.",
     )
     default: Constant | None = Field(
         None, description="Value when the cell is empty, or not in map."
@@ -77,7 +84,14 @@ class ColumnEntry(CellEntry):
 
 
 class TemplateEntry(CellEntry):
-    template: str = Field(description="Text with {Column} placeholders.")
+    template: str | list[str] = Field(
+        description="Text with {Column} placeholders, or several such texts tried in order: "
+        "the first that gives text."
+    )
+
+    @property
+    def templates(self) -> list[str]:
+        return [self.template] if isinstance(self.template, str) else list(self.template)
 
 
 class ValueEntry(_Model):
@@ -233,4 +247,10 @@ def entry_columns(entry: Any) -> Iterator[str]:
     elif isinstance(entry, ColumnEntry):
         yield from entry.columns
     elif isinstance(entry, TemplateEntry):
-        yield from (column for _, column in parse_template(entry.template) if column)
+        for template in entry.templates:
+            yield from template_columns(template)
+
+
+def template_columns(template: str) -> Iterator[str]:
+    """The columns one (checked) template reads, in its order."""
+    return (column for _, column in parse_template(template) if column)

@@ -63,8 +63,20 @@ def _placeholder(name: str) -> str:
     return name
 
 
-def template_reader(template: str) -> Callable[[dict[str, str]], str]:
-    """Fills a (checked) template from a row's cells: its trimmed text, "" when all are empty."""
+def template_reader(template: str | list[str]) -> Callable[[dict[str, str]], str]:
+    """Fills a (checked) template from a row's cells: its trimmed text, "" when all are empty.
+    Of several templates, the first that gives text (``["{First Name} {Last Name}", "{Nome}
+    {Sobrenome}"]``: one file's language or the other's)."""
+    if isinstance(template, list):
+        readers = [template_reader(one) for one in template]
+
+        def read_first(cells: dict[str, str]) -> str:
+            for read in readers:
+                if text := read(cells):
+                    return text
+            return ""
+
+        return read_first
     parts = parse_template(template)
 
     def read_template(cells: dict[str, str]) -> str:
