@@ -59,6 +59,13 @@ class _Sandbox:
             config.api_keys is not None and key not in config.api_keys
         ):
             return await self._answer(401, shape1("UNAUTHORIZED", "Invalid token."))
+        return await self.admit(request, key)
+
+    async def admit(self, request: web.Request, key: str) -> web.StreamResponse:
+        """A POST whose credentials were accepted, for ``key`` (the API key, or the OAuth app's
+        client id): the gateway's limit, the faults, then RD Station's checks and recording.
+        The events endpoint (``importer.sandbox.oauth``) shares it with the conversions one."""
+        config = self.config
         if self._gateway is not None:
             wait = self._gateway.hit(key)
             if wait is not None:
