@@ -264,9 +264,11 @@ def test_the_whole_flow_from_a_fresh_config_folder(
         assert imported.stdout.startswith("Imported leads.csv: 40 rows sent, 0 failed")
         snapshot = box.snapshot()
         assert len(snapshot["accepted"]) == 40
-        assert snapshot["statuses"] == {"200": 40}  # renewed before expiring: never refused
+        # Renewed before expiring. (A request slower than the 80 ms margin of such short tokens
+        # may meet a 401 on a loaded machine: it is then renewed and sent again, also fine.)
+        assert snapshot["statuses"]["200"] == 40 and set(snapshot["statuses"]) <= {"200", "401"}
         renewals = snapshot["oauth"]["grants"]["refresh_token"]
-        assert renewals >= 2  # at the start (login was over 0.8 s ago) and while it ran
+        assert renewals >= 2  # the run lasts over 2 s: the 0.8 s token is renewed as it goes
         assert sorted(p.name for p in path.parent.iterdir()) == ["oauth.json", "oauth.json.lock"]
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
@@ -280,7 +282,7 @@ def test_the_whole_flow_from_a_fresh_config_folder(
             logout.stdout
             == f"Signed out: RD Station revoked the app's tokens, and {path} is deleted.\n"
         )
-        assert not path.exists()
+        assert list(path.parent.iterdir()) == []
         assert box.snapshot()["oauth"]["revoked"] == 2
 
         after = runner.invoke(cli, ["auth", "status"])
@@ -785,6 +787,23 @@ def test_watch_imports_with_oauth(runner: CliRunner, config_home: Path, tmp_path
         assert len(box.snapshot()["accepted"]) == 2
 
 
+def test_a_folder_started_with_the_api_key_is_resumed_with_oauth(
+    runner: CliRunner, config_home: Path, files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    with SandboxThread(SandboxConfig(seed=1)) as box:
+        args = import_args(files, out, box.url)
+        first = runner.invoke(
+            cli, [*args[:-2], "--auth", "apikey", "--limit", "1"], env={"RDSTATION_API_KEY": "k"}
+        )
+        assert first.exit_code == 0, first.output
+        sign_in_to(box.url)
+        rest = runner.invoke(cli, args)
+        assert rest.exit_code == 0, rest.output
+        assert "2 rows sent, 0 failed, 1 skipped" in rest.stdout
+        assert len(box.snapshot()["accepted"]) == 3
+
+
 def test_run_import_takes_auth_from_python(
     config_home: Path, files: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -1016,7 +1035,7 @@ def test_no_secret_reaches_any_output_file_or_command_line(
 
     monkeypatch.setattr(sandbox_oauth.OAuthProvider, "_issue", recording)
     env = {"XDG_CONFIG_HOME": str(config_home)}  # the test's own token file is the children's
-    data = leads(tmp_path / "leads.csv", 20)
+    data = leads(tmp_path / "leads.csv", 30)
     mapping = write_mapping(tmp_path / "map.yaml", MAPPING)
     children: list[Child] = []
 

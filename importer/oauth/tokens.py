@@ -314,20 +314,24 @@ class TokenFile:
         _sync_folder(folder)
 
     def delete(self) -> bool:
-        """Remove the sign-in; False when there was none."""
+        """Remove the sign-in (and its lock file); False when there was none."""
         try:
             self.path.unlink()
         except FileNotFoundError:
             return False
+        with contextlib.suppress(OSError):
+            self._lock_path().unlink()
         _sync_folder(self.path.parent)
         return True
+
+    def _lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
 
     @contextlib.asynccontextmanager
     async def renewing(self) -> AsyncIterator[None]:
         """One process at a time renews this sign-in: RD Station may retire a refresh token
         once it is used, so two processes renewing at once would leave one with a dead one."""
-        lock = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(self._lock_path(), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             deadline = time.monotonic() + LOCK_WAIT
             while True:
