@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from importer import __version__, flags
+from importer.cli_auth import auth_group
 from importer.console import ConsoleListener, err
 from importer.errors import AbortError, ExitStatus, ImporterError, InputError, printable
 from importer.pipeline import ImportConfig, run_import
@@ -166,6 +167,7 @@ def cli() -> None:
 @flags.changed_options
 @flags.rehearsal_options
 @flags.show_option
+@flags.auth_option
 def import_command(
     input_path: Path,
     mapping_path: Path,
@@ -188,14 +190,17 @@ def import_command(
     limit: int | None,
     row_range: tuple[int, int] | None,
     show: int,
+    auth: str,
 ) -> None:
     """Send every row of INPUT to RD Station as a conversion."""
+    auth = flags.auth_choice(auth, api_key_file)
     config = ImportConfig(
         input_path=input_path,
         mapping_path=mapping_path,
         out_dir=out_dir,
         api_url=api_url,
-        api_key=_api_key(api_key_file, needed=not (dry_run or sandbox)),
+        api_key=_api_key(api_key_file, needed=auth == "apikey" and not (dry_run or sandbox)),
+        auth=auth,  # type: ignore[arg-type]
         rate=rate,
         concurrency=concurrency,
         dry_run=dry_run,
@@ -219,6 +224,7 @@ def import_command(
 @flags.reading_options
 @flags.rehearsal_options
 @flags.show_option
+@flags.auth_option
 @click.pass_context
 def validate_command(ctx: click.Context, /, **options: Any) -> None:
     """Read, map and validate every row of INPUT and write the reports; send nothing."""
@@ -243,6 +249,13 @@ def validate_command(ctx: click.Context, /, **options: Any) -> None:
 @click.option("--latency", type=click.FloatRange(min=0), default=0.0, help="Seconds per answer.")
 @click.option("--key", "keys", multiple=True, help="Accept only this API key (repeatable).")
 @click.option("--seed", type=int, help="Seed for reproducible faults.")
+@click.option(
+    "--token-lifetime",
+    type=click.FloatRange(min=0.001),
+    default=86_400,
+    show_default=True,
+    help="Seconds an OAuth access token lives (shorten it to see imports renew it).",
+)
 def sandbox_command(
     host: str,
     port: int,
@@ -255,6 +268,7 @@ def sandbox_command(
     latency: float,
     keys: tuple[str, ...],
     seed: int | None,
+    token_lifetime: float,
 ) -> None:
     """Serve a local stand-in for the RD Station conversions API until stopped."""
     from importer.sandbox import SandboxConfig, serve
@@ -269,6 +283,7 @@ def sandbox_command(
         accept_then_drop_ratio=accept_then_drop_ratio,
         latency=latency,
         seed=seed,
+        token_lifetime=token_lifetime,
     )
 
     def ready(url: str) -> None:
@@ -314,6 +329,7 @@ def sandbox_command(
 @flags.in_flight_option
 @click.option("--sandbox", is_flag=True, help="Send to a built-in stand-in for RD Station.")
 @click.option("--quiet", "-q", is_flag=True, help="Only one line per file.")
+@flags.auth_option
 def watch_command(
     inbox: Path,
     mapping_path: Path,
@@ -333,6 +349,7 @@ def watch_command(
     in_flight: str,
     sandbox: bool,
     quiet: bool,
+    auth: str,
 ) -> None:
     """Import every spreadsheet dropped into INBOX, oldest first; move each to INBOX/processed/
     (or INBOX/rejected/ when it cannot be read).
@@ -340,11 +357,13 @@ def watch_command(
     Exit status with --once: 0 every file imported with every row sent, 1 some rows or files
     failed, 2 a usage, mapping or setting error, 3 a run was aborted (resumed by the next run).
     """
+    auth = flags.auth_choice(auth, api_key_file)
     template = ImportConfig(
         input_path=inbox,
         mapping_path=mapping_path,
         api_url=api_url,
-        api_key=_api_key(api_key_file, needed=not sandbox),
+        api_key=_api_key(api_key_file, needed=auth == "apikey" and not sandbox),
+        auth=auth,  # type: ignore[arg-type]
         rate=rate,
         concurrency=concurrency,
         sandbox=sandbox,
@@ -368,6 +387,9 @@ def watch_command(
     if result.stopped:
         err(f"Stopped: {result.stopped}.")
     sys.exit(int(result.exit_status))
+
+
+cli.add_command(auth_group)
 
 
 @cli.group("mapping")

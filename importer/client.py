@@ -24,11 +24,17 @@ is never proxied.
 No aiohttp exception leaves this module, and the API key (which travels in the URL's query
 string) appears in no message: messages are built from the exception's type and the host only,
 then passed through ``redact`` as a second guard.
+
+Where a request goes and how it proves who sends it is one small strategy, ``auth``:
+``ApiKeyAuth`` (the default: ``/platform/conversions?api_key=KEY``) or ``BearerAuth`` (OAuth:
+``/platform/events?event_type=conversion`` with ``Authorization: Bearer TOKEN``). Either way its
+secret is what every message is redacted with. The body and every answer are the same.
 """
 
 from __future__ import annotations
 
 import contextvars
+import copy
 import email.utils
 import functools
 import ipaddress
@@ -40,7 +46,7 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, quote_plus, urlsplit
 
 import aiohttp
@@ -51,7 +57,10 @@ from importer.errors import InputError
 from importer.records import MAX_RETRY_AFTER, Failed, FailureKind, Sent
 
 __all__ = [
+    "ApiKeyAuth",
+    "BearerAuth",
     "ConversionsClient",
+    "RequestAuth",
     "check_api_url",
     "conversion_body",
     "encode_conversion",
@@ -60,6 +69,7 @@ __all__ = [
 ]
 
 CONVERSIONS_PATH = "/platform/conversions"
+EVENTS_PATH = "/platform/events"  # the OAuth twin of CONVERSIONS_PATH: the same body and answers
 REDACTED = "***"
 _MAX_MESSAGE = 1000  # a failures.csv cell, not a page: RD's lists of errors can be long
 _MAX_SNIPPET = 120
@@ -157,11 +167,72 @@ def conversion_body(payload: dict[str, Any]) -> bytes:
     return encode_conversion(payload)[1]
 
 
+class RequestAuth(Protocol):
+    """Where a conversion is posted and how the request proves who sends it."""
+
+    @property
+    def secret(self) -> str:
+        """What no message may show: it is masked in every one the client builds."""
+        ...
+
+    def url(self, api_url: str) -> URL:
+        """The endpoint, under ``api_url`` (checked, no trailing ``/``)."""
+        ...
+
+    def headers(self) -> dict[str, str]:
+        """Headers beside the content type."""
+        ...
+
+
+class ApiKeyAuth:
+    """The API key, in the query string of ``/platform/conversions``, as RD Station requires."""
+
+    __slots__ = ("secret",)
+
+    def __init__(self, api_key: str) -> None:
+        if not api_key:
+            raise InputError("the API key is empty; set RDSTATION_API_KEY")
+        self.secret = api_key
+
+    def __repr__(self) -> str:
+        return f"ApiKeyAuth({REDACTED!r})"
+
+    def url(self, api_url: str) -> URL:
+        return URL(api_url + CONVERSIONS_PATH).with_query(api_key=self.secret)
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class BearerAuth:
+    """An OAuth access token, in the ``Authorization`` header of the events endpoint."""
+
+    __slots__ = ("secret",)
+
+    def __init__(self, access_token: str) -> None:
+        # A token is one header value: a line break in one would end the header (and an empty
+        # one would only be refused). ``importer.oauth`` checks what the token endpoint answers.
+        if not access_token or not access_token.isprintable() or " " in access_token:
+            raise InputError("the OAuth access token is not usable; run rd-importer auth login")
+        self.secret = access_token
+
+    def __repr__(self) -> str:
+        return f"BearerAuth({REDACTED!r})"
+
+    def url(self, api_url: str) -> URL:
+        return URL(api_url + EVENTS_PATH).with_query(event_type="conversion")
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret}"}
+
+
 class ConversionsClient:
     """One aiohttp session for a whole run; ``post_conversion`` makes exactly one attempt.
 
     Use as ``async with ConversionsClient(url, key) as client: ...``. Retrying, pacing and
-    deciding what a failure means for the run belong to the caller (``pipeline``).
+    deciding what a failure means for the run belong to the caller (``pipeline``). ``auth``
+    replaces the API key with another way to sign requests (``BearerAuth``); ``with_auth`` gives
+    a twin on the same session with other credentials (an OAuth token renewed mid-run).
     ``proxy`` is the proxy requests go through (``host:port``, no credentials), else None.
     ``tls`` replaces the system's trusted certificates (tests; a TLS-inspecting proxy's CA).
     """
@@ -169,21 +240,25 @@ class ConversionsClient:
     def __init__(
         self,
         api_url: str,
-        api_key: str,
+        api_key: str = "",
         *,
+        auth: RequestAuth | None = None,
         timeout: float = 30.0,
         max_connections: int = 8,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        if not api_key:
-            raise InputError("the API key is empty; set RDSTATION_API_KEY")
         self.api_url = check_api_url(api_url)
-        self._api_key = api_key
         self._timeout = timeout
         self._max_connections = max_connections
         self._tls = tls
+        self._session: aiohttp.ClientSession | None = None
+        self._use(auth if auth is not None else ApiKeyAuth(api_key))
+
+    def _use(self, auth: RequestAuth) -> None:
+        self._auth = auth
+        self._api_key = auth.secret  # the secret every message is redacted with
         # Built once: yarl parses and encodes here, not on each of thousands of requests.
-        self._url = URL(self.api_url + CONVERSIONS_PATH).with_query(api_key=api_key)
+        self._url = auth.url(self.api_url)
         host = self._url.host or ""
         if ":" in host:
             host = f"[{host}]"
@@ -191,8 +266,18 @@ class ConversionsClient:
         # Read once, not per request (aiohttp's trust_env would also read ~/.netrc each time
         # and send its password for this host as Basic auth).
         self._proxy, self._proxy_headers, self.proxy = _proxy_for(self._url)
-        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        self._session: aiohttp.ClientSession | None = None
+        self._headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            **auth.headers(),
+        }
+
+    def with_auth(self, auth: RequestAuth) -> ConversionsClient:
+        """This client with other credentials, on the same session and connections. Only the
+        client that opened the session closes it; a twin is dropped, never closed."""
+        twin = copy.copy(self)
+        twin._use(auth)
+        return twin
 
     def __repr__(self) -> str:
         return f"ConversionsClient(api_url={self.api_url!r}, api_key={REDACTED!r})"

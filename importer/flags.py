@@ -152,6 +152,26 @@ def sending_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+auth_option = click.option(
+    "--auth",
+    type=click.Choice(["apikey", "oauth"]),
+    default="apikey",
+    show_default=True,
+    help="Sign requests with the API key (RDSTATION_API_KEY), or with the app signed in by "
+    "`rd-importer auth login` (OAuth).",
+)
+
+
+def auth_choice(auth: str, api_key_file: Path | None) -> str:
+    """``--auth``, refused beside an API key file it would not use (the user meant one of them)."""
+    if auth == "oauth" and api_key_file is not None:
+        raise click.UsageError(
+            "--api-key-file goes with --auth apikey; --auth oauth signs requests with the app "
+            "signed in by `rd-importer auth login`"
+        )
+    return auth
+
+
 def _row_range(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     if value is None:
         return None

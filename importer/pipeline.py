@@ -26,8 +26,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
-from importer import intake
+from importer import intake, oauth
 from importer.client import ConversionsClient, check_api_url
 from importer.errors import AbortError, InputError
 from importer.intake import Changed, InFlight, ResumePolicy
@@ -56,6 +57,7 @@ from importer.stop_rules import StopRules
 __all__ = ["ImportConfig", "Listener", "RunControl", "RunReport", "Tuning", "run_import"]
 
 DEFAULT_API_URL = "https://api.rd.services"
+AuthMethod = Literal["apikey", "oauth"]
 LEAD_DAILY_LIMIT = 24  # the stricter of the per-lead limits RD Station documents
 CHUNK = 500  # rows the reader maps and records per ledger transaction
 PLAN_WAIT = 1.0  # seconds sending may wait for the reader, to print the plan first
@@ -84,6 +86,7 @@ class ImportConfig:
     out_dir: Path | None = None
     api_url: str = DEFAULT_API_URL
     api_key: str | None = field(default=None, repr=False)  # a secret: kept out of any repr
+    auth: AuthMethod = "apikey"  # oauth: the app signed in with `rd-importer auth login`
     rate: float = 120.0
     concurrency: int = 8
     dry_run: bool = False
@@ -132,14 +135,19 @@ class ImportConfig:
         if self.header_row < 1:
             raise InputError(f"header_row {self.header_row}: use 1 or more", setting="header_row")
         check_text_options(self.encoding, self.delimiter)
+        if self.auth not in ("apikey", "oauth"):
+            raise InputError(f"auth {self.auth!r}: use apikey or oauth", setting="auth")
         if self.sends:
             check_api_url(self.api_url)
-            if not self.api_key:
+            if self.auth == "oauth":
+                oauth.check_signed_in(self.api_url)  # not signed in: exit 2, nothing read
+            elif not self.api_key:
                 raise InputError("no API key: set RDSTATION_API_KEY", setting="api_key")
 
     @property
     def sends(self) -> bool:
-        """Whether this run sends to RD Station (a dry run and the sandbox need no key)."""
+        """Whether this run sends to RD Station (a dry run and the sandbox need no key, and no
+        sign-in: a run signs itself in to its own sandbox)."""
         return not (self.dry_run or self.sandbox)
 
     @property
@@ -224,6 +232,8 @@ async def run_import_async(
 
                     async with running_sandbox(SandboxConfig(latency=0.05, seed=1)) as box:
                         listener.info(f"Sandbox: a stand-in for RD Station at {box.url}")
+                        if config.auth == "oauth":
+                            run.tokens = await oauth.sign_in_headless(box.url)
                         return await run.execute(box.url, "sandbox-key")
                 finally:
                     ledger.close()
@@ -355,6 +365,7 @@ class _Run:
         self.rows = PendingRows(ledger, self.control)
         self.budget = RateBudget(config.rate)
         self.sender: Sender | None = None
+        self.tokens: oauth.TokenStore | None = None  # --auth oauth: else the token file
         self.had_sent = False  # the ledger held sent rows before this run
         self.had_rows = False  # ... any rows of earlier runs
         self.to_send = 0  # rows the reader planned to send in this run
@@ -487,11 +498,17 @@ class _Run:
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(journal.close)
             stack.push_async_callback(_cancelled, watching_disk)
-            client = await stack.enter_async_context(
-                ConversionsClient(
+            client: ConversionsClient | oauth.OAuthTransport
+            if config.auth == "oauth":
+                keeper = oauth.TokenKeeper(self.tokens or oauth.TokenFile(), api_url)
+                client = oauth.OAuthTransport(
+                    api_url, keeper, timeout=tuning.timeout, max_connections=config.concurrency
+                )
+            else:
+                client = ConversionsClient(
                     api_url, api_key, timeout=tuning.timeout, max_connections=config.concurrency
                 )
-            )
+            await stack.enter_async_context(client)
             self.sender = Sender(
                 transport=client.post_conversion,
                 rows=self.rows,

@@ -530,7 +530,12 @@ async def test_reset_answers_the_state_and_clears_it_and_the_limiters(session):
         allowed = await post(session, sandbox)
 
     assert before["statuses"] == {"200": 1, "429": 1}
-    assert after_reset == {"requests": 0, "statuses": {}, "accepted": []}
+    assert after_reset == {
+        "requests": 0,
+        "statuses": {},
+        "accepted": [],
+        "oauth": {"grants": {}, "refused": {}, "revoked": 0},
+    }
     assert allowed.status == 200
 
 

@@ -28,6 +28,12 @@ checked in the order a request meets RD Station's gateway and then its applicati
 9. Per-lead limit (``lead_limit`` accepted conversions per email per 24 h, sliding): 429, shape 6.
 10. Success: 200 ``{"event_uuid": "<uuid4>"}``, recorded in ``SandboxState.accepted``.
 
+OAuth (``oauth``): ``/auth/dialog`` answers with a redirect carrying a code, ``/auth/token``
+serves both grants, ``/auth/revoke`` revokes, and ``POST /platform/events?event_type=conversion``
+with ``Authorization: Bearer`` does all of the above (from 2 on) as the conversions endpoint
+does. ``token_lifetime`` shortens the access tokens' life; ``POST /_sandbox/revoke-tokens``
+revokes every token, as removing the app from the account does.
+
 ``latency`` (plus up to ``latency_jitter``) seconds delay every answer and drop. Inspection
 endpoints, which RD Station does not have, live under ``/_sandbox/``: ``GET /_sandbox/state``
 answers the state as JSON (status keys as strings), ``POST /_sandbox/reset`` answers it and then
@@ -35,7 +41,8 @@ clears it, the limiters and the fault sequence. Any other path answers 404, shap
 
 The package: ``state`` (configuration, what it saw, the sliding-window limiter), ``rules``
 (RD Station's validation of a body, in its error shapes), ``conversions`` (the request
-handlers), ``server`` (the app, and ways to run it: in a loop, a thread, or the CLI).
+handlers), ``oauth`` (the auth endpoints and the events endpoint), ``server`` (the app, and
+ways to run it: in a loop, a thread, or the CLI).
 """
 
 from importer.sandbox.conversions import STATE_KEY

@@ -63,6 +63,13 @@ class _Sandbox:
             return await self._answer(
                 400, shape1("UNABLE_TO_LOAD_CDP_SCHEMA", "Unable to load CDP schema.")
             )
+        return await self.admit(request, key)
+
+    async def admit(self, request: web.Request, key: str) -> web.StreamResponse:
+        """A POST whose credentials were accepted, for ``key`` (the API key, or the OAuth app's
+        client id): the gateway's limit, the faults, then RD Station's checks and recording.
+        The events endpoint (``importer.sandbox.oauth``) shares it with the conversions one."""
+        config = self.config
         if self._gateway is not None:
             wait = self._gateway.hit(key)
             if wait is not None:

@@ -33,6 +33,12 @@ class SandboxConfig:
     latency_jitter: float = 0.0
     seed: int | None = None
     custom_fields: frozenset[str] | None = None  # None: any cf_* is accepted
+    # OAuth (``importer.sandbox.oauth``). The app's (client_id, client_secret); None: any
+    # non-empty pair is an app of this account, so a sign-in works without configuring one.
+    oauth_client: tuple[str, str] | None = field(default=None, repr=False)
+    redirect_uris: frozenset[str] | None = None  # the app's callback URLs; None: any
+    token_lifetime: float = 86_400.0  # seconds an access token lives (RD Station: 24 h)
+    code_lifetime: float = 3_600.0  # seconds an authorisation code lives (RD Station: 1 h)
 
     def __post_init__(self) -> None:
         ratios = (self.fail_ratio, self.drop_ratio, self.accept_then_drop_ratio)
@@ -44,6 +50,8 @@ class SandboxConfig:
             raise InputError("sandbox lead_limit must be >= 1")
         if self.latency < 0 or self.latency_jitter < 0:
             raise InputError("sandbox latency and latency_jitter must be >= 0")
+        if not (self.token_lifetime > 0 and self.code_lifetime > 0):
+            raise InputError("sandbox token_lifetime and code_lifetime must be > 0")
 
 
 @dataclass
@@ -54,12 +62,18 @@ class SandboxState:
     ``accepted`` holds one ``{"event_uuid", "payload", "received_at"}`` per recorded conversion
     (``received_at`` ISO 8601, UTC). ``statuses`` counts answers by status, and ``"dropped"`` for
     connections closed without an answer. ``requests`` counts POSTs to the conversions endpoint
-    (the inspection endpoints are not counted).
+    and to its OAuth twin, the events endpoint (the inspection endpoints are not counted).
+    ``oauth`` counts what the auth endpoints did: ``grants`` by grant (``code``,
+    ``refresh_token``), ``refused`` by error type, ``revoked`` tokens. Tokens themselves are
+    never in the state: a snapshot may be printed.
     """
 
     accepted: list[dict[str, Any]] = field(default_factory=list)
     statuses: collections.Counter[int | str] = field(default_factory=collections.Counter)
     requests: int = 0
+    grants: collections.Counter[str] = field(default_factory=collections.Counter)
+    refused: collections.Counter[str] = field(default_factory=collections.Counter)
+    revoked: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def snapshot(self) -> dict[str, Any]:
@@ -69,6 +83,11 @@ class SandboxState:
                 "requests": self.requests,
                 "statuses": {str(k): v for k, v in self.statuses.items()},
                 "accepted": list(self.accepted),
+                "oauth": {
+                    "grants": dict(self.grants),
+                    "refused": dict(self.refused),
+                    "revoked": self.revoked,
+                },
             }
 
     def reset(self) -> None:
@@ -76,6 +95,17 @@ class SandboxState:
             self.accepted = []
             self.statuses = collections.Counter()
             self.requests = 0
+            self.grants = collections.Counter()
+            self.refused = collections.Counter()
+            self.revoked = 0
+
+    def _count_oauth(self, *, grant: str = "", refused: str = "", revoked: int = 0) -> None:
+        with self._lock:
+            if grant:
+                self.grants[grant] += 1
+            if refused:
+                self.refused[refused] += 1
+            self.revoked += revoked
 
     def _count_request(self) -> None:
         with self._lock:
