@@ -14,35 +14,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import functools
-import math
-import os
-import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
-from importer import intake, oauth
-from importer.client import ConversionsClient, check_api_url
-from importer.errors import AbortError, InputError
-from importer.intake import Changed, InFlight, ResumePolicy
+from importer import oauth
+from importer.client import ConversionsClient
+from importer.config import DEFAULT_API_URL, ImportConfig, Listener, Tuning
 from importer.ledger import Ledger, Marks
-from importer.ledger.journal import Journal
-from importer.loader import Table, check_text_options, open_table
-from importer.mapping import BoundMapping, Mapping, load_mapping
+from importer.loader import Table, open_table
+from importer.mapping import BoundMapping, load_mapping
+from importer.outfolder import DiskGuard, disk_error, exclusive, refuse_reading_a_report
 from importer.pacing import RateBudget
-from importer.records import Row
+from importer.reading import Reader
 from importer.report import (
-    REPORT_NAMES,
     Plan,
     RunReport,
-    describe_change,
     format_duration,
     private_dir,
     remove_stale_temporaries,
@@ -54,128 +44,19 @@ from importer.retry import RetryPolicy
 from importer.sending import PendingRows, RunControl, Sender
 from importer.stop_rules import StopRules
 
-__all__ = ["ImportConfig", "Listener", "RunControl", "RunReport", "Tuning", "run_import"]
+__all__ = [
+    "DEFAULT_API_URL",
+    "ImportConfig",
+    "Listener",
+    "RunControl",
+    "RunReport",
+    "Tuning",
+    "run_import",
+    "run_import_async",
+]
 
-DEFAULT_API_URL = "https://api.rd.services"
-AuthMethod = Literal["apikey", "oauth"]
-LEAD_DAILY_LIMIT = 24  # the stricter of the per-lead limits RD Station documents
-CHUNK = 500  # rows the reader maps and records per ledger transaction
 PLAN_WAIT = 1.0  # seconds sending may wait for the reader, to print the plan first
-FREE_SPACE_EVERY = 2.0  # seconds between looks at the free space while sending
 PROGRESS_EVERY = 0.1  # seconds between progress reports: a terminal redraw costs more than a row
-
-
-@dataclass(frozen=True)
-class Tuning:
-    """Knobs no user needs: the retry policy's limits, waits and timeouts (tests shorten them)."""
-
-    max_attempts: int = 6
-    retry_max_elapsed: float = 900.0
-    retry_wait: bool = True  # False removes backoff waits
-    timeout: float = 30.0  # seconds for one request
-    stop_grace: float = 10.0  # seconds requests in flight get to finish after a stop
-    min_free_bytes: int = 16_000_000  # a run does not start, and stops, under this free space
-
-
-@dataclass(frozen=True)
-class ImportConfig:
-    """Everything one run needs, checked when built (``InputError``). Defaults are the CLI's."""
-
-    input_path: Path
-    mapping_path: Path
-    out_dir: Path | None = None
-    api_url: str = DEFAULT_API_URL
-    api_key: str | None = field(default=None, repr=False)  # a secret: kept out of any repr
-    auth: AuthMethod = "apikey"  # oauth: the app signed in with `rd-importer auth login`
-    rate: float = 120.0
-    concurrency: int = 8
-    dry_run: bool = False
-    sandbox: bool = False
-    sheet: str | None = None
-    encoding: str | None = None
-    delimiter: str | None = None
-    header_row: int = 1
-    in_flight: InFlight | None = None  # None: resend, but keep holding what skip held
-    retry_rejected: bool = False
-    changed: Changed | None = None  # rows sent earlier whose payload changed: keep / resend
-    rows: tuple[int, int] | None = None  # only these rows (first, last: as a spreadsheet shows)
-    limit: int | None = None  # only the first N data rows (a rehearsal)
-    show: int = 0  # a dry run keeps the payloads of its first N rows for the report
-    # The ledger, when not the reports folder's own: watch shares one across the files it
-    # imports, so a row sent from one drop is known in the next.
-    ledger_path: Path | None = None
-    tuning: Tuning = Tuning()
-    # The Python API's rows in memory (a DataFrame, dicts), read instead of a file: input_path
-    # then only names them. And its mapping, given loaded or as a dict.
-    table: Callable[[], Table] | None = field(default=None, compare=False, repr=False)
-    mapping: Mapping | None = field(default=None, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise InputError(
-                f"concurrency {self.concurrency}: use 1 or more", setting="concurrency"
-            )
-        if not (math.isfinite(self.rate) and self.rate >= 0):
-            raise InputError(
-                f"rate {self.rate:g}: use a number of requests per minute, 0 unpaced",
-                setting="rate",
-            )
-        if self.changed not in (None, "keep", "resend"):
-            raise InputError(f"changed {self.changed!r}: use keep or resend", setting="changed")
-        if self.in_flight not in (None, "resend", "skip"):
-            raise InputError(
-                f"in_flight {self.in_flight!r}: use resend or skip", setting="in_flight"
-            )
-        if self.rows is not None and not (1 <= self.rows[0] <= self.rows[1]):
-            raise InputError(
-                f"rows {self.rows[0]}-{self.rows[1]}: use FIRST-LAST, 2 or more", setting="rows"
-            )
-        if self.limit is not None and self.limit < 1:
-            raise InputError(f"limit {self.limit}: use 1 or more", setting="limit")
-        if self.header_row < 1:
-            raise InputError(f"header_row {self.header_row}: use 1 or more", setting="header_row")
-        check_text_options(self.encoding, self.delimiter)
-        if self.auth not in ("apikey", "oauth"):
-            raise InputError(f"auth {self.auth!r}: use apikey or oauth", setting="auth")
-        if self.sends:
-            check_api_url(self.api_url)
-            if self.auth == "oauth":
-                oauth.check_signed_in(self.api_url)  # not signed in: exit 2, nothing read
-            elif not self.api_key:
-                raise InputError("no API key: set RDSTATION_API_KEY", setting="api_key")
-
-    @property
-    def sends(self) -> bool:
-        """Whether this run sends to RD Station (a dry run and the sandbox need no key, and no
-        sign-in: a run signs itself in to its own sandbox)."""
-        return not (self.dry_run or self.sandbox)
-
-    @property
-    def resume_policy(self) -> ResumePolicy:
-        return ResumePolicy(self.in_flight, self.retry_rejected, self.changed)
-
-    @property
-    def selection(self) -> tuple[int, int] | None:
-        """The rows this run reads (both ends included), or None for every row."""
-        first, last = self.rows or (1, 1 << 62)
-        if self.limit is not None:
-            last = min(last, max(first, self.header_row + 1) + self.limit - 1)
-        return None if self.rows is None and self.limit is None else (first, last)
-
-    def resolved_out_dir(self) -> Path:
-        return self.out_dir or Path("rd-import-out") / self.input_path.stem
-
-
-class Listener:
-    """What a run tells whoever is watching it. The CLI draws it; the default says nothing."""
-
-    def info(self, message: str) -> None: ...
-
-    def warning(self, message: str) -> None: ...
-
-    def progress(self, done: int, total: int | None, eta_s: float | None) -> None: ...
-
-    def finished(self) -> None: ...
 
 
 _stamp: tuple[int, str] = (-1, "")  # (second, its text): a run stamps thousands of rows a second
@@ -202,7 +83,7 @@ async def run_import_async(
     """``control`` lets the caller stop the run (``watch`` does, on its signals)."""
     listener = listener or Listener()
     out_dir = config.resolved_out_dir()
-    _refuse_reading_a_report(config, out_dir)
+    refuse_reading_a_report(config, out_dir)
     mapping = config.mapping if config.mapping is not None else load_mapping(config.mapping_path)
     with await _open_table(config) as table:
         bound = mapping.bind(
@@ -218,11 +99,11 @@ async def run_import_async(
         run: _Run | None = None
         try:
             with contextlib.ExitStack() as locks:
-                locks.enter_context(_exclusive(private_dir(out_dir)))
+                locks.enter_context(exclusive(private_dir(out_dir)))
                 remove_stale_temporaries(out_dir)  # under the lock: a run writing them owns them
                 ledger_path = config.ledger_path or out_dir / "ledger.sqlite"
                 if ledger_path.parent != out_dir:  # shared by several report folders (watch)
-                    locks.enter_context(_exclusive(private_dir(ledger_path.parent), ledger_path))
+                    locks.enter_context(exclusive(private_dir(ledger_path.parent), ledger_path))
                 ledger = Ledger(ledger_path)
                 try:
                     run = _Run(config, bound, table, ledger, out_dir, listener, control, early)
@@ -238,44 +119,7 @@ async def run_import_async(
                 finally:
                     ledger.close()
         except (OSError, sqlite3.Error) as exc:
-            raise _disk_error(exc, out_dir, sent=run is not None and run.requests() > 0) from None
-
-
-def _refuse_reading_a_report(config: ImportConfig, out_dir: Path) -> None:
-    """A run rewrites its reports at its end: one that reads one of them would write over what
-    the user typed into it (the fixes in a failures.csv). Stop before reading."""
-    for read, what, given in (
-        (config.input_path, "input", config.table),
-        (config.mapping_path, "mapping", config.mapping),
-    ):
-        if given is not None:
-            continue  # given in memory: no file is read, which the run could write over
-        for name in REPORT_NAMES:
-            with contextlib.suppress(OSError):
-                if read.samefile(out_dir / name):
-                    raise InputError(
-                        f"{read}: this {what} is a report of {out_dir}, which the run rewrites "
-                        f"when it ends: copy it (for example to {read.stem}-fixed{read.suffix}), "
-                        "fix the copy, and import that into the same output folder"
-                    )
-
-
-def _disk_error(
-    exc: OSError | sqlite3.Error, out_dir: Path, *, sent: bool
-) -> InputError | AbortError:
-    """The one boundary for the disk errors of the reports folder, the ledger and the reports:
-    before anything was sent they are an input problem (exit 2); after, the run stops resumably
-    (exit 3)."""
-    if isinstance(exc, OSError) and exc.strerror:
-        what = f"{exc.filename or out_dir}: {exc.strerror}"
-        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    else:
-        what = f"{out_dir}: the ledger cannot be written ({exc})"
-        full = "full" in str(exc)
-    todo = "free some space" if full else "fix the folder or its permissions"
-    if not sent:
-        return InputError(f"{what}; {todo}, or choose another output folder", setting="out_dir")
-    return AbortError(f"{what}; {todo}, then run the same command to resume")
+            raise disk_error(exc, out_dir, sent=run is not None and run.requests() > 0) from None
 
 
 async def _open_table(config: ImportConfig) -> Table:
@@ -311,27 +155,6 @@ async def _open_table(config: ImportConfig) -> Table:
         raise
 
 
-@contextlib.contextmanager
-def _exclusive(out_dir: Path, ledger: Path | None = None) -> Iterator[None]:
-    """One run per output folder (or per shared ledger): two at once would send the same rows
-    twice."""
-    lock = out_dir / ".lock" if ledger is None else ledger.with_name(f".{ledger.name}.lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InputError(
-                f"{out_dir}: another rd-importer run is using this folder; wait for it to end "
-                "or choose another output folder",
-                setting="out_dir",
-            ) from None
-        yield
-    finally:
-        os.close(fd)
-
-
 async def _cancelled(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -365,21 +188,13 @@ class _Run:
         self.rows = PendingRows(ledger, self.control)
         self.budget = RateBudget(config.rate)
         self.sender: Sender | None = None
+        self.reader = Reader(
+            config, mapping, table, ledger, self.rows, self.report, self.control, self._warn
+        )
         self.tokens: oauth.TokenStore | None = None  # --auth oauth: else the token file
         self.had_sent = False  # the ledger held sent rows before this run
-        self.had_rows = False  # ... any rows of earlier runs
-        self.to_send = 0  # rows the reader planned to send in this run
         self.done = 0  # rows the senders finished (sent or failed)
         self.next_progress = 0.0  # monotonic time of the next progress report
-
-    def _changed_error(self) -> InputError:
-        report = self.report
-        return InputError(
-            f"{report.changed_rows:,} row(s) of {self.config.input_path.name} were sent by an "
-            f"earlier run into {self.out_dir} and would now be sent with another payload "
-            f"({report.changed_example}). Nothing was sent: decide what becomes of them",
-            setting="changed",
-        )
 
     def requests(self) -> int:
         return self.sender.stats.requests if self.sender else 0
@@ -396,8 +211,7 @@ class _Run:
             headers=self.table.headers,
             key=self.mapping.key,
         )
-        self.had_rows = ledger.has_earlier_rows()
-        reader = asyncio.create_task(self._read())
+        reader = asyncio.create_task(self.reader.read())
         try:
             if self.config.dry_run:
                 await reader
@@ -419,65 +233,6 @@ class _Run:
 
     # -- the reader ----------------------------------------------------------------------------
 
-    async def _read(self) -> None:
-        chunk: list[Row] = []
-        selection = self.config.selection
-        first, last = selection or (0, 1 << 62)
-        try:
-            try:
-                for row in self.table.rows():
-                    if row.number < first:
-                        continue
-                    if row.number > last:
-                        break
-                    chunk.append(row)
-                    if len(chunk) >= CHUNK:
-                        self._record(chunk)
-                        chunk = []
-                        await asyncio.sleep(0)  # let the senders run between chunks
-            except AbortError as exc:  # reading stopped mid-file (a workbook's reader was killed)
-                if chunk:
-                    self._record(chunk)
-                self.control.abort(str(exc))
-                return
-            if chunk:
-                self._record(chunk)
-            if selection is None:
-                self.ledger.forget_gone_failures()  # the whole file was read
-        finally:
-            self.rows.reading_ended()
-        self._warn_conflicts()
-        over = self.ledger.emails_over(LEAD_DAILY_LIMIT)
-        if over:
-            self._warn(
-                f"{len(over)} email(s) have more than {LEAD_DAILY_LIMIT} rows to send; RD Station "
-                f"accepts about {LEAD_DAILY_LIMIT} conversions per lead a day, so the rest will "
-                "fail with LEAD_LIMITED and can be resumed tomorrow"
-            )
-
-    def _record(self, rows: list[Row]) -> None:
-        prepare, mapping, key, ledger = intake.prepare, self.mapping, self.mapping.key, self.ledger
-        outcomes = [prepare(row, mapping, key, self._warner(row.number)) for row in rows]
-        prepared = [o for o in outcomes if isinstance(o, intake.Prepared)]
-        known = ledger.lookup([o.key for o in prepared])
-        siblings = (
-            ledger.siblings([o.identity for o in prepared if o.key not in known])
-            if self.had_rows
-            else {}
-        )
-        plan = intake.plan_chunk(
-            outcomes, known, siblings, self.config.resume_policy, ledger.run_id
-        )
-        ledger.record_chunk(plan.record)
-        self.to_send += plan.to_send
-        report = self.report
-        report.in_flight_found += plan.in_doubt_found
-        report.changed_rows += plan.changed
-        if plan.example is not None and report.changed_example is None:
-            example = plan.example
-            report.changed_example = describe_change(example.row, example.before, example.after)
-        self.rows.recorded()
-
     # -- sending -------------------------------------------------------------------------------
 
     async def _send(self, reader: asyncio.Task[None], api_url: str, api_key: str) -> None:
@@ -487,14 +242,15 @@ class _Run:
             # before the first request, so the run can stop with nothing sent.
             await asyncio.shield(self.rows.reader_done.wait())
             if self.report.changed_rows:
-                raise self._changed_error()
+                raise self.reader.changed_error(self.out_dir)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.rows.reader_done.wait()), PLAN_WAIT)
-        self._check_free_space(before_sending=True)
-        journal = self._reserve_journal()
+        disk = DiskGuard(self.ledger.path, config.tuning.min_free_bytes, self.control.abort)
+        disk.check_before_sending()
+        journal = disk.reserve_journal()
         marks = Marks(self.ledger, journal, on_broken=self.control.abort)
         self._announce_plan()
-        watching_disk = asyncio.create_task(self._watch_free_space())
+        watching_disk = asyncio.create_task(disk.watch())
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(journal.close)
             stack.push_async_callback(_cancelled, watching_disk)
@@ -544,73 +300,20 @@ class _Run:
 
     # -- the disk ----------------------------------------------------------------------------
 
-    def _free_bytes(self) -> int:
-        return shutil.disk_usage(self.ledger.path.parent).free
-
-    def _check_free_space(self, *, before_sending: bool) -> bool:
-        """Whether the ledger's disk keeps the margin; before sending, InputError when not."""
-        free, margin = self._free_bytes(), self.config.tuning.min_free_bytes
-        if free >= margin:
-            return True
-        where = self.ledger.path.parent
-        message = (
-            f"{where}: only {free / 1e6:,.1f} MB free on its disk, under the "
-            f"{margin / 1e6:,.0f} MB a run keeps in reserve: free some space"
-        )
-        if before_sending:
-            raise InputError(message + ", or choose another output folder", setting="out_dir")
-        self.control.abort(message + ", then run the same command to resume")
-        return False
-
-    def _reserve_journal(self) -> Journal:
-        try:
-            return Journal(self.ledger.path).reserve()
-        except OSError as exc:
-            raise InputError(
-                f"{self.ledger.path.parent}: no room to reserve space for the answers "
-                f"({exc.strerror}); free some space, or choose another output folder",
-                setting="out_dir",
-            ) from None
-
-    async def _watch_free_space(self) -> None:
-        """Stop taking rows before the disk fills, rather than when it has."""
-        while not self.control.stopping:
-            await asyncio.sleep(FREE_SPACE_EVERY)
-            if not self._check_free_space(before_sending=False):
-                return
-
     # -- what to tell ---------------------------------------------------------------------------
 
     def _row_done(self) -> None:
         self.done += 1
         now = time.monotonic()
         reader_done = self.rows.reader_done.is_set()
-        last = self.done >= self.to_send and reader_done
+        last = self.done >= self.reader.to_send and reader_done
         if now < self.next_progress and not last:
             return
         self.next_progress = now + PROGRESS_EVERY
-        total = self.to_send if reader_done else None
-        remaining = max(0, self.to_send - self.done)
+        total = self.reader.to_send if reader_done else None
+        remaining = max(0, self.reader.to_send - self.done)
         eta = self.budget.eta_seconds(remaining) if self.config.rate > 0 else None
         self.listener.progress(self.done, total, eta)
-
-    def _warn_conflicts(self) -> None:
-        """Rows of one email that say different things of the lead (consent declined in one,
-        granted in another): RD Station keeps what it receives last, which nobody chose."""
-        for rows in self.ledger.rows_sharing_an_email():
-            fields = intake.conflicting_fields([body for _, body in rows])
-            if fields:
-                numbers = ", ".join(str(row) for row, _ in rows[:5])
-                self._warn(
-                    f"rows {numbers} have the same email and different {', '.join(fields)}: "
-                    "RD Station keeps the values of the row it receives last",
-                    kind="conflict",
-                    row=rows[0][0],
-                )
-
-    def _warner(self, row: int) -> Callable[[str, str], None]:
-        """What a row's mapping lets pass (a value dropped...), into the run's warnings."""
-        return lambda kind, message: self._warn(message, kind=kind, row=row)
 
     def _warn(self, message: str, *, kind: str = "", row: int | None = None) -> None:
         if self.report.warn(message, kind=kind, row=row):
@@ -618,10 +321,10 @@ class _Run:
 
     def _announce_plan(self) -> None:
         rate, reader_done = self.config.rate, self.rows.reader_done.is_set()
-        count = f"{self.to_send:,}" + ("" if reader_done else "+")
-        eta = self.budget.eta_seconds(self.to_send) if rate > 0 and reader_done else None
+        count = f"{self.reader.to_send:,}" + ("" if reader_done else "+")
+        eta = self.budget.eta_seconds(self.reader.to_send) if rate > 0 and reader_done else None
         # Kept for report.html, to set beside what happened.
-        self.report.plan = Plan(self.to_send, reader_done, rate, eta, self.config.sandbox)
+        self.report.plan = Plan(self.reader.to_send, reader_done, rate, eta, self.config.sandbox)
         if eta is not None:
             ends = datetime.now().astimezone().timestamp() + eta
             ends_at = datetime.fromtimestamp(ends).strftime("%H:%M")
@@ -633,7 +336,7 @@ class _Run:
             self.listener.info(f"{count} rows to send at {rate:g}/min (still reading)")
         else:
             self.listener.info(f"{count} rows to send, unpaced")
-        self.listener.progress(0, self.to_send if reader_done else None, None)
+        self.listener.progress(0, self.reader.to_send if reader_done else None, None)
 
     def _finish(self) -> None:
         report, control = self.report, self.control

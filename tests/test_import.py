@@ -450,7 +450,7 @@ def test_a_run_does_not_start_without_room_on_the_disk(tmp_path, sandbox, simple
     data, mapping = simple
     usage = shutil_module.disk_usage(tmp_path)
     monkeypatch.setattr(
-        "importer.pipeline.shutil.disk_usage", lambda path: usage._replace(free=5_000_000)
+        "importer.outfolder.shutil.disk_usage", lambda path: usage._replace(free=5_000_000)
     )
     with pytest.raises(InputError, match=r"only 5.0 MB free on its disk, under the 16 MB"):
         run_import(config(tmp_path, data, mapping, sandbox.url))
@@ -498,8 +498,8 @@ def test_a_disk_filling_up_mid_run_stops_it_before_it_is_full(
         looks.append(1)
         return usage._replace(free=1_000_000 if len(looks) > 2 else 10**10)
 
-    monkeypatch.setattr("importer.pipeline.shutil.disk_usage", filling)
-    monkeypatch.setattr("importer.pipeline.FREE_SPACE_EVERY", 0.05)
+    monkeypatch.setattr("importer.outfolder.shutil.disk_usage", filling)
+    monkeypatch.setattr("importer.outfolder.FREE_SPACE_EVERY", 0.05)
     report = run_import(config(tmp_path, data, mapping, box.url, concurrency=1))
     assert report.exit_status == 3
     assert "only 1.0 MB free on its disk" in (report.aborted or "")

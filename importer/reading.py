@@ -1,0 +1,141 @@
+"""Reading: the table streamed into the ledger, a chunk at a time, each chunk planned by
+``intake`` against what the ledger knows (new / already sent / resend / failed / changed).
+
+The reader runs ahead of the senders: the whole file is checked within seconds while sending
+starts at once, and the senders wait on ``PendingRows`` for what it records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from importer import intake
+from importer.config import ImportConfig
+from importer.errors import AbortError, InputError
+from importer.ledger import Ledger
+from importer.loader import Table
+from importer.mapping import BoundMapping
+from importer.records import Row
+from importer.report import RunReport, describe_change
+from importer.sending import PendingRows, RunControl
+
+LEAD_DAILY_LIMIT = 24  # the stricter of the per-lead limits RD Station documents
+CHUNK = 500  # rows the reader maps and records per ledger transaction
+
+Warn = Callable[..., None]  # (message, *, kind="", row=None): kept in the report, said once
+
+
+class Reader:
+    """One run's reading of its table into its ledger."""
+
+    def __init__(
+        self,
+        config: ImportConfig,
+        mapping: BoundMapping,
+        table: Table,
+        ledger: Ledger,
+        rows: PendingRows,
+        report: RunReport,
+        control: RunControl,
+        warn: Warn,
+    ) -> None:
+        self.config = config
+        self.mapping = mapping
+        self.table = table
+        self.ledger = ledger
+        self.rows = rows
+        self.report = report
+        self.control = control
+        self._warn = warn
+        self.had_rows = False  # rows of earlier runs are recorded (else none has siblings)
+        self.to_send = 0  # rows planned to be sent in this run
+
+    async def read(self) -> None:
+        """Read the whole table (or the selected rows) into the ledger, a chunk at a time."""
+        self.had_rows = self.ledger.has_earlier_rows()
+        chunk: list[Row] = []
+        selection = self.config.selection
+        first, last = selection or (0, 1 << 62)
+        try:
+            try:
+                for row in self.table.rows():
+                    if row.number < first:
+                        continue
+                    if row.number > last:
+                        break
+                    chunk.append(row)
+                    if len(chunk) >= CHUNK:
+                        self._record(chunk)
+                        chunk = []
+                        await asyncio.sleep(0)  # let the senders run between chunks
+            except AbortError as exc:  # reading stopped mid-file (a workbook's reader was killed)
+                if chunk:
+                    self._record(chunk)
+                self.control.abort(str(exc))
+                return
+            if chunk:
+                self._record(chunk)
+            if selection is None:
+                self.ledger.forget_gone_failures()  # the whole file was read
+        finally:
+            self.rows.reading_ended()
+        self._warn_conflicts()
+        over = self.ledger.emails_over(LEAD_DAILY_LIMIT)
+        if over:
+            self._warn(
+                f"{len(over)} email(s) have more than {LEAD_DAILY_LIMIT} rows to send; RD Station "
+                f"accepts about {LEAD_DAILY_LIMIT} conversions per lead a day, so the rest will "
+                "fail with LEAD_LIMITED and can be resumed tomorrow"
+            )
+
+    def _record(self, rows: list[Row]) -> None:
+        prepare, mapping, key, ledger = intake.prepare, self.mapping, self.mapping.key, self.ledger
+        outcomes = [prepare(row, mapping, key, self._warner(row.number)) for row in rows]
+        prepared = [o for o in outcomes if isinstance(o, intake.Prepared)]
+        known = ledger.lookup([o.key for o in prepared])
+        siblings = (
+            ledger.siblings([o.identity for o in prepared if o.key not in known])
+            if self.had_rows
+            else {}
+        )
+        plan = intake.plan_chunk(
+            outcomes, known, siblings, self.config.resume_policy, ledger.run_id
+        )
+        ledger.record_chunk(plan.record)
+        self.to_send += plan.to_send
+        report = self.report
+        report.in_flight_found += plan.in_doubt_found
+        report.changed_rows += plan.changed
+        if plan.example is not None and report.changed_example is None:
+            example = plan.example
+            report.changed_example = describe_change(example.row, example.before, example.after)
+        self.rows.recorded()
+
+    def _warn_conflicts(self) -> None:
+        """Rows of one email that say different things of the lead (consent declined in one,
+        granted in another): RD Station keeps what it receives last, which nobody chose."""
+        for rows in self.ledger.rows_sharing_an_email():
+            fields = intake.conflicting_fields([body for _, body in rows])
+            if fields:
+                numbers = ", ".join(str(row) for row, _ in rows[:5])
+                self._warn(
+                    f"rows {numbers} have the same email and different {', '.join(fields)}: "
+                    "RD Station keeps the values of the row it receives last",
+                    kind="conflict",
+                    row=rows[0][0],
+                )
+
+    def _warner(self, row: int) -> Callable[[str, str], None]:
+        """What a row's mapping lets pass (a value dropped...), into the run's warnings."""
+        return lambda kind, message: self._warn(message, kind=kind, row=row)
+
+    def changed_error(self, out_dir: Path) -> InputError:
+        report = self.report
+        return InputError(
+            f"{report.changed_rows:,} row(s) of {self.config.input_path.name} were sent by an "
+            f"earlier run into {out_dir} and would now be sent with another payload "
+            f"({report.changed_example}). Nothing was sent: decide what becomes of them",
+            setting="changed",
+        )
