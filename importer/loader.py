@@ -47,9 +47,9 @@ from types import TracebackType
 from typing import IO, Final
 
 from importer import workbook
+from importer.csv_reports import FAILURE_COLUMNS, unescape_formula
 from importer.errors import ImporterError, InputError, printable
 from importer.records import Row
-from importer.report import FAILURE_COLUMNS, unescape_formula
 
 MAX_CELL_CHARS: Final = workbook.MAX_CELL_CHARS  # one limit for CSV and workbook cells
 MAX_LINE_CHARS: Final = 2 << 20

@@ -16,43 +16,25 @@ accents right, and a cell a spreadsheet would run as a formula is written as tex
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import os
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 import orjson
 
+from importer.csv_reports import FAILURE_COLUMNS as FAILURE_COLUMNS
+from importer.csv_reports import SUCCESS_COLUMNS as SUCCESS_COLUMNS
+from importer.csv_reports import escape_formula as escape_formula
+from importer.csv_reports import unescape_formula as unescape_formula
+from importer.csv_reports import write_failures, write_payloads, write_successes
 from importer.errors import ExitStatus, printable
-from importer.ledger import Failure, Ledger, Success
+from importer.ledger import Failure, Ledger
+from importer.private_files import open_private as open_private
+from importer.private_files import private_dir as private_dir
+from importer.private_files import remove_stale_temporaries as remove_stale_temporaries
+from importer.private_files import write_summary
 
-SUCCESS_COLUMNS: Final = (
-    "row",
-    "email",
-    "conversion_identifier",
-    "event_uuid",
-    "sent_at",
-    "source_row",  # the row's number in the file it first came from
-    "sent_in",  # the file whose run sent it
-)
-# failures.csv: the row's own columns, then these. The loader recognises a failures.csv by them
-# (and by the first six alone: what earlier releases wrote), and reads source_row and row_id
-# back, so a fixed row keeps its number and is known as the row that failed.
-FAILURE_COLUMNS: Final = (
-    "row",
-    "error_stage",
-    "http_status",
-    "error_type",
-    "error_message",
-    "attempts",
-    "source_row",
-    "row_id",
-)
-# Payload fields whose values a message may show: none of them holds personal data.
 _SHOWN_FIELDS: Final = frozenset(
     {
         "conversion_identifier",
@@ -76,27 +58,6 @@ REPORT_NAMES: Final = (
     "payloads.jsonl",
     "ledger.sqlite",
 )
-
-_ESCAPABLE = re.compile(r"'*[=+\-@\t\r]")
-_ESCAPED = re.compile(r"'+[=+\-@\t\r]")
-
-
-def escape_formula(cell: str) -> str:
-    """Prefix ``'`` to a cell a spreadsheet program would run as a formula.
-
-    Cells already starting with ``'`` before such a character get one more, so that
-    ``unescape_formula(escape_formula(x)) == x`` for every text.
-    """
-    if cell and cell[0] in "'=+-@\t\r" and _ESCAPABLE.match(cell):
-        return "'" + cell
-    return cell
-
-
-def unescape_formula(cell: str) -> str:
-    """Undo ``escape_formula``: drop the ``'`` the reports put before ``= + - @`` tab or CR."""
-    if cell[:1] == "'" and _ESCAPED.match(cell):
-        return cell[1:]
-    return cell
 
 
 @dataclass
@@ -362,86 +323,6 @@ def format_duration(seconds: float) -> str:
 # -- files ---------------------------------------------------------------------------------------
 
 
-def private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) as 0700 where the importer creates it."""
-    if not path.exists():
-        if not path.parent.exists():
-            # Parents too: one left 0777 by umask 000 would let anyone swap the reports folder
-            # for a link to a folder of theirs.
-            with contextlib.suppress(FileExistsError):
-                private_dir(path.parent)
-        path.mkdir(mode=0o700)
-        path.chmod(0o700)  # mkdir's mode is filtered by the umask
-    return path
-
-
-def open_private(path: Path, mode: str = "w", **kwargs: Any) -> IO[Any]:
-    """Open ``path`` for writing, created 0600 whatever the umask."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    return os.fdopen(fd, mode, **kwargs)
-
-
-def _replace_atomically(path: Path, write: Callable[[IO[str]], None]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open_private(tmp, "w", encoding="utf-8-sig", newline="") as handle:
-        write(handle)
-    os.replace(tmp, path)
-
-
-def remove_stale_temporaries(folder: Path) -> None:
-    """Remove the reports' temporary files (``.successes.csv.tmp``, ...) that a run killed while
-    writing them left in ``folder``: they hold personal data, and nothing will use them."""
-    for name in REPORT_NAMES:
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-            os.unlink(folder / f".{name}.tmp")  # never follows a link: removes the link
-
-
-def write_successes(path: Path, rows: Iterable[Success]) -> None:
-    def write(handle: IO[str]) -> None:
-        out = csv.writer(handle)
-        out.writerow(SUCCESS_COLUMNS)
-        for s in rows:
-            out.writerow(
-                [
-                    s.row,
-                    escape_formula(s.email),
-                    escape_formula(s.conversion_id),
-                    escape_formula(s.event_uuid),
-                    escape_formula(s.sent_at),
-                    "" if s.source_row is None else s.source_row,
-                    escape_formula(s.sent_in),
-                ]
-            )
-
-    _replace_atomically(path, write)
-
-
-def write_failures(path: Path, source_headers: Sequence[str], rows: Iterable[Failure]) -> None:
-    width = len(source_headers)
-
-    def write(handle: IO[str]) -> None:
-        out = csv.writer(handle)
-        out.writerow([escape_formula(h) for h in source_headers] + list(FAILURE_COLUMNS))
-        for f in rows:
-            # Cells past the header's width (the row failed for them: an unquoted delimiter)
-            # follow the report's columns, under no header: the row comes back whole, and read
-            # back unfixed it fails again for the same reason instead of being sent shifted.
-            extra = f.cells[width:]
-            cells = (list(f.cells) + [""] * width)[:width]
-            status_text = "" if f.http_status is None else f.http_status
-            # The error's type and words may be the server's own: escaped like the cells.
-            out.writerow(
-                [escape_formula(c) for c in cells]
-                + [f.row, f.stage, status_text, escape_formula(f.error_type)]
-                + [escape_formula(f.message), f.attempts]
-                + ["" if f.source_row is None else f.source_row, f.row_id or ""]
-                + [escape_formula(c) for c in extra]
-            )
-
-    _replace_atomically(path, write)
-
-
 def describe_change(row: int, before_body: bytes | None, after_body: bytes) -> str:
     """'row 2: conversion_identifier "feira-2025" -> "feira-2026"; name changed'. Values are
     shown only for fields that hold no personal data."""
@@ -469,15 +350,6 @@ def _shown(value: Any) -> str:
     return "(none)" if value is None else orjson.dumps(value).decode()
 
 
-def write_payloads(path: Path, rows: Iterable[tuple[int, bytes]]) -> None:
-    """payloads.jsonl: one line per row a dry run would send, its exact request body."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open_private(tmp, "wb") as handle:
-        for row, body in rows:
-            handle.write(b'{"row":%d,"request":%s}\n' % (row, body))
-    os.replace(tmp, path)
-
-
 def shown_rows(ledger: Ledger, headers: Sequence[str], first: int, report: RunReport) -> None:
     """Keep for validate --show the payloads of the first rows and of the rows warned about."""
     noted = [row for note in report.warnings for row in note.rows]
@@ -495,10 +367,3 @@ def shown_text(shown: Sequence[Shown]) -> str:
         request = orjson.dumps(item.request, option=orjson.OPT_INDENT_2).decode()
         parts.append(f"Row {item.row}: {cells}\n{request}")
     return "\n\n".join(parts)
-
-
-def write_summary(path: Path, summary: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open_private(tmp, "wb") as handle:
-        handle.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
-    os.replace(tmp, path)
