@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import hashlib
 import itertools
 import json
 import os
@@ -38,6 +39,7 @@ import signal
 import stat
 import time
 import traceback
+import urllib.parse
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,20 +47,38 @@ from pathlib import Path
 from typing import Any, Literal
 
 from importer.errors import ExitStatus, ImporterError, InputError, printable
+from importer.html_report import _duration, _e, _head, _n
 from importer.loader import ChangedFile, FileIdentity, ListedFile
 from importer.mapping import load_mapping
 from importer.pipeline import ImportConfig, Listener, RunReport, run_import_async, utc_now
+from importer.report import Note
 from importer.sending import RunControl
 
-SPREADSHEET_SUFFIXES = frozenset({".csv", ".xlsx", ".xls", ".ods"})
+# Every format ``import`` reads (the loader reads a text file of any other name as a CSV).
+SPREADSHEET_SUFFIXES = frozenset(
+    {".csv", ".tsv", ".txt", ".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"}
+)
+# Spreadsheets the importer cannot read: rejected at once, with what to do instead, rather than
+# left in the inbox unexplained.
+UNREADABLE_SUFFIXES = {
+    ".numbers": (
+        "an Apple Numbers spreadsheet, which rd-importer cannot read: in Numbers choose File > "
+        "Export To > CSV (or Excel) and drop the exported file into the inbox"
+    ),
+    ".gsheet": (
+        "a Google Sheets shortcut (the data stays in Google Drive): in Google Sheets choose "
+        "File > Download > CSV (or Microsoft Excel) and drop the downloaded file into the inbox"
+    ),
+}
 LOCK_NAME = ".rd-importer.lock"
 INDEX_NAME = "watch-index.json"
 LOG_NAME = "watch.log"
+PAGE_NAME = "index.html"
 PROCESSED, REJECTED = "processed", "rejected"
 LOCK_POLL = 0.25  # seconds between looks at a busy inbox lock (--wait-lock)
 
 Runner = Callable[[ImportConfig, Listener, RunControl], Coroutine[Any, Any, RunReport]]
-Outcome = Literal["processed", "rejected", "aborted", "changed", "error"]
+Outcome = Literal["processed", "identical", "rejected", "aborted", "changed", "error"]
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -75,6 +95,11 @@ class WatchConfig:
     interval: float = 30.0  # seconds between passes
     settle: float = 5.0  # a file changed more recently than this is still being written
     wait_lock: bool = False  # another watcher holds the inbox: wait for it (else skip)
+    # Each file its own ledger (drops that are incremental by design). Otherwise every file
+    # imported with one mapping into out_root shares one: a row sent from one drop is known in
+    # the next, so a cumulative export sends only its new (and, with --resend-changed, edited)
+    # rows.
+    each_file_new: bool = False
     handle_signals: bool = False  # SIGINT/SIGTERM stop the watch gracefully (the CLI sets it)
     clock: Callable[[], float] = time.time  # wall clock, compared with the files' mtimes
 
@@ -96,12 +121,15 @@ class FileOutcome:
     reason: str | None = None
     not_moved: str | None = None
     reason_unwritten: str | None = None  # why <name>.reason.txt could not be written
+    change: str | None = None  # how the file changed while it was imported ("it grew ...")
+    same_as: str | None = None  # identical: "leads.csv imported at <when>"
+    warnings: list[str] = field(default_factory=list)  # the run's, one line each
 
     @property
     def exit_status(self) -> ExitStatus:
         if self.outcome in ("aborted", "error"):
             return ExitStatus.ABORTED
-        if self.outcome != "processed" or self.failed or self.not_moved:
+        if self.outcome not in ("processed", "identical") or self.failed or self.not_moved:
             return ExitStatus.FAILED_ROWS
         return ExitStatus.OK
 
@@ -131,10 +159,12 @@ class Dropped:
 def is_spreadsheet_name(name: str) -> bool:
     """A name the watcher imports. Partial downloads (``.part``, ``.tmp``, ``.crdownload``) end
     in another suffix; hidden files and Excel's ``~$`` owner files are someone's work in
-    progress."""
+    progress. Spreadsheets the importer cannot read (``UNREADABLE_SUFFIXES``) are listed too, to
+    be rejected with what to do."""
     if name.startswith((".", "~$")):
         return False
-    return Path(name).suffix.lower() in SPREADSHEET_SUFFIXES
+    suffix = Path(name).suffix.lower()
+    return suffix in SPREADSHEET_SUFFIXES or suffix in UNREADABLE_SUFFIXES
 
 
 def scan_inbox(inbox: Path, *, settle: float, now: float) -> tuple[list[Dropped], list[Dropped]]:
@@ -170,6 +200,60 @@ def _looks_the_same(dropped: Dropped) -> bool:
     except OSError:
         return False
     return stat.S_ISREG(st.st_mode) and FileIdentity.of(st) == dropped.identity
+
+
+def listed_sha256(dropped: Dropped) -> str | None:
+    """The sha256 of the file listed, read through a descriptor checked to be that file (not a
+    link, the same inode, size and times: what the run's own descriptor checks), or None when
+    the name holds another file now, or none."""
+    try:
+        fd = os.open(dropped.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or FileIdentity.of(st) != dropped.identity:
+            return None
+        return _sha256(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256_in(folder: int, name: str) -> str | None:
+    """The sha256 of ``name`` in ``folder`` (no link followed), or None."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, dir_fd=folder)
+    except OSError:
+        return None
+    try:
+        return _sha256(fd) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    finally:
+        os.close(fd)
+
+
+def _sha256(fd: int) -> str:
+    digest = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest.hexdigest()
+
+
+def _how_changed(before: int, path: Path) -> str:
+    """'it grew from 120 to 180 bytes', for the log: what a partial upload looks like."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return "it was removed"
+    if not stat.S_ISREG(st.st_mode):
+        return "it was replaced by something that is not a file"
+    if st.st_size > before:
+        return f"it grew from {before} to {st.st_size} bytes"
+    if st.st_size < before:
+        return f"it shrank from {before} to {st.st_size} bytes"
+    return "it was rewritten or replaced"
 
 
 # -- the folders the watcher writes in -----------------------------------------------------------
@@ -432,12 +516,19 @@ class FolderIndex:
             ) from None
         return cls(out_root, entries)
 
-    def folder_for(self, file: Path) -> str:
-        """The file's folder under ``out_root`` (created 0700), the one it had if it has one."""
+    def folder_for(self, file: Path, *, sha256: str = "", mapping: str = "") -> str:
+        """The file's folder under ``out_root`` (created 0700), the one it had if it has one.
+        ``sha256`` is the content whose import starts, ``mapping`` the mapping it is read with:
+        a later drop identical to it is recognised once it is processed."""
         key = str(file.absolute())
+        facts = {"sha256": sha256, "mapping": mapping} if sha256 else {}
         for entry in self.entries:
-            if entry.get("file") == key and entry.get("state") in ("importing", REJECTED):
-                entry["state"] = "importing"
+            if (
+                entry.get("file") == key
+                and entry.get("state") in ("importing", REJECTED)
+                and entry.get("folder")
+            ):
+                entry.update(state="importing", **facts)
                 return str(entry["folder"])
         taken = {str(e.get("folder")) for e in self.entries}
         stem = file.stem
@@ -451,15 +542,36 @@ class FolderIndex:
         (self.out_root / folder).mkdir(mode=0o700)  # on disk at once: nothing else takes it
         (self.out_root / folder).chmod(0o700)  # mkdir's mode is filtered by the umask
         self.entries.append(
-            {"file": key, "folder": folder, "state": "importing", "since": utc_now()}
+            {"file": key, "folder": folder, "state": "importing", "since": utc_now(), **facts}
         )
         return folder
 
-    def finish(self, file: Path, state: str, moved_to: str) -> None:
+    def finish(self, file: Path, state: str, moved_to: str | None, **facts: Any) -> None:
+        """The file's import ended: ``state`` is processed or rejected (``moved_to`` None when it
+        stays in the inbox: still importing), ``facts`` its counts and outcome, for index.html."""
         key = str(file.absolute())
         for entry in self.entries:
             if entry.get("file") == key and entry.get("state") == "importing":
-                entry.update(state=state, moved_to=moved_to, finished=utc_now())
+                entry.update(facts, finished=utc_now())
+                if moved_to is not None:
+                    entry.update(state=state, moved_to=moved_to)
+
+    def add(self, file: Path, state: str, moved_to: str | None, **facts: Any) -> None:
+        """A file that had no run (identical to one processed, or a format never read)."""
+        now = utc_now()
+        entry = {"file": str(file.absolute()), "folder": None, "state": state, "since": now}
+        self.entries.append({**entry, "moved_to": moved_to, "finished": now, **facts})
+
+    def processed_as(self, sha256: str, mapping: str) -> dict[str, Any] | None:
+        """The file processed earlier with this content and this mapping, if any."""
+        for entry in self.entries:
+            if (
+                entry.get("state") == PROCESSED
+                and entry.get("sha256") == sha256
+                and entry.get("mapping") == mapping
+            ):
+                return entry
+        return None
 
     def save(self) -> None:
         text = json.dumps({"version": 1, "files": self.entries}, indent=1, ensure_ascii=False)
@@ -474,7 +586,7 @@ class FolderIndex:
     def check_folders(self) -> None:
         """The folders runs resume into are real folders of the watcher's user."""
         for entry in self.entries:
-            if entry.get("state") in ("importing", REJECTED):
+            if entry.get("state") in ("importing", REJECTED) and entry.get("folder"):
                 folder = str(entry.get("folder"))
                 if os.path.lexists(self.out_root / folder):
                     check_reports_folder(self.out_root, folder)
@@ -563,12 +675,12 @@ def log_line(outcome: FileOutcome, when: datetime | None = None) -> str:
     what: str = outcome.outcome
     if outcome.outcome == "aborted":
         what = f"aborted ({outcome.reason})"
+    elif outcome.outcome == "changed" and outcome.reason:
+        what = f"changed before it was read ({_why_changed(outcome.reason)})"
     elif outcome.outcome == "changed":
-        what = (
-            f"changed before it was read ({_why_changed(outcome.reason)})"
-            if outcome.reason
-            else "changed while being imported"
-        )
+        what = f"changed while being imported ({outcome.change or 'it changed'})"
+    elif outcome.outcome == "identical":
+        what = f"identical to {outcome.same_as}: nothing sent"
     elif outcome.outcome == "error":
         what = f"unexpected error ({outcome.reason}); please report it"
     elif outcome.outcome == "rejected" and (outcome.not_moved or outcome.reason_unwritten):
@@ -585,6 +697,18 @@ def log_line(outcome: FileOutcome, when: datetime | None = None) -> str:
         )
     elif outcome.outcome == "processed":
         where = f"reports in {outcome.folder}/, file in {outcome.moved_to}"
+    elif outcome.outcome == "identical":
+        where = f"file in {outcome.moved_to}"
+    elif outcome.outcome == "changed" and not outcome.reason and outcome.moved_to:
+        where = (
+            f"it was in {outcome.moved_to} and cannot be moved back: move it back into the "
+            f"inbox, and the next run imports the rows it gained from {outcome.folder}/"
+        )
+    elif outcome.outcome == "changed" and not outcome.reason:
+        where = (
+            f"left in the inbox; the next pass imports the rows it gained, resuming from "
+            f"{outcome.folder}/"
+        )
     elif outcome.outcome == "rejected" and outcome.reason_unwritten:
         where = (
             f"file in {outcome.moved_to}; its reason file cannot be written "
@@ -599,6 +723,21 @@ def log_line(outcome: FileOutcome, when: datetime | None = None) -> str:
     return printable(f"{stamp} {printable(outcome.name)}: {what}, {counts}; {where}")
 
 
+def log_lines(outcome: FileOutcome, when: datetime | None = None) -> list[str]:
+    """The file's line, then one line for each of its run's warnings."""
+    return [log_line(outcome, when)] + [printable(f"    warning: {w}") for w in outcome.warnings]
+
+
+def warning_text(note: Note) -> str:
+    """A run's warning as a log line says it: the message, and which rows when it names some."""
+    if not note.rows:
+        return note.message
+    rows = ", ".join(str(row) for row in note.rows)
+    more = ", ..." if note.count > len(note.rows) else ""
+    many = "s" if note.count != 1 else ""
+    return f"{note.message} ({note.count} row{many}: {rows}{more})"
+
+
 def _why_changed(reason: str | None) -> str:
     # The loader says "<path> changed after it was listed (it is ...): it was not read".
     if reason and "(" in reason and ")" in reason:
@@ -606,12 +745,94 @@ def _why_changed(reason: str | None) -> str:
     return reason or "it changed"
 
 
-def append_log(out_root: Path, line: str) -> None:
+def append_log(out_root: Path, *lines: str) -> None:
+    """Append ``lines`` in one write: a watcher of another inbox sharing out_root never puts its
+    line between a file's line and its warnings."""
     fd = _open_log(out_root)
     try:
-        os.write(fd, (printable(line) + "\n").encode("utf-8"))
+        os.write(fd, "".join(printable(line) + "\n" for line in lines).encode("utf-8"))
     finally:
         os.close(fd)
+
+
+# -- index.html ----------------------------------------------------------------------------------
+
+_PAGE_CSS = """<style>
+td.num,th.num{text-align:right}td.outcome{white-space:nowrap}
+.processed,.identical{color:var(--ok)}.rejected,.error{color:var(--bad)}
+.importing{color:var(--warn)}
+</style>
+"""
+_STATE_WORDS = {
+    PROCESSED: "processed",
+    REJECTED: "rejected",
+    "identical": "identical to an earlier file: nothing sent",
+    "importing": "in the inbox, to be resumed",
+}
+
+
+def write_index_page(out_root: Path, index: FolderIndex) -> None:
+    """``out_root/index.html``: every file the watcher took, newest first, with its counts and a
+    link to its report. Self-contained (report.html's style, no script), 0600, replaced whole."""
+    folder = os.open(out_root, _DIRECTORY)
+    try:
+        _write_replacing(folder, PAGE_NAME, render_index_page(out_root, index).encode("utf-8"))
+    finally:
+        os.close(folder)
+
+
+def render_index_page(out_root: Path, index: FolderIndex) -> str:
+    entries = sorted(
+        index.entries, key=lambda e: str(e.get("finished") or e.get("since") or ""), reverse=True
+    )
+    rows = "".join(_index_row(out_root, entry) for entry in entries)
+    table = (
+        "<div class=scroll><table><thead><tr><th>File</th><th>When</th><th>Outcome</th>"
+        "<th class=num>Rows</th><th class=num>Sent</th><th class=num>Failed</th>"
+        "<th class=num>Skipped</th><th>Report</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table></div>\n"
+        if entries
+        else "<p>No file imported yet.</p>\n"
+    )
+    head = _head(f"rd-importer watch: {out_root.name}").replace("</head>", _PAGE_CSS + "</head>")
+    return (
+        f"{head}<p class=kicker>rd-importer watch</p>\n<h1>Files imported into "
+        f"<code>{_e(out_root)}</code></h1>\n<p>{len(entries)} file"
+        f"{'' if len(entries) == 1 else 's'}, newest first. Each file's own report is in its "
+        "folder; watch.log has a line for each file.</p>\n"
+        f"{table}<footer>This page holds file names only; the reports it links to hold personal "
+        "data.</footer>\n</main>\n</body>\n</html>\n"
+    )
+
+
+def _index_row(out_root: Path, entry: dict[str, Any]) -> str:
+    state = str(entry.get("state") or "")
+    moved = entry.get("moved_to")
+    name = Path(str(moved)).name if moved else Path(str(entry.get("file") or "")).name
+    outcome = str(entry.get("outcome") or state)
+    words = _STATE_WORDS.get(state, state)
+    if outcome not in (state, PROCESSED):
+        words = f"{words} ({outcome})"
+    when = str(entry.get("finished") or entry.get("since") or "")
+    folder = entry.get("folder")
+    report = "<span class=muted>none</span>"
+    if folder and os.path.isfile(out_root / str(folder) / "report.html"):
+        href = urllib.parse.quote(f"{folder}/report.html")
+        report = f'<a href="{_e(href)}">{_e(folder)}/report.html</a>'
+    elif folder:
+        report = f"<code>{_e(folder)}/</code>"
+    counts = "".join(
+        f"<td class=num>{_n(entry.get(key))}</td>" for key in ("rows", "sent", "failed", "skipped")
+    )
+    took = (
+        f" <span class=muted>({_duration(float(entry['duration_s']))})</span>"
+        if entry.get("duration_s")
+        else ""
+    )
+    return (
+        f"<tr><td>{_e(printable(name))}</td><td class=num>{_e(when)}</td>"
+        f'<td class="outcome {_e(state)}">{_e(words)}{took}</td>{counts}<td>{report}</td></tr>'
+    )
 
 
 def _open_log(out_root: Path) -> int:
@@ -635,10 +856,18 @@ def check_settings(template: ImportConfig) -> None:
     load_mapping(template.mapping_path)  # the settings checked themselves when built
 
 
-def _folder_in_use(out_dir: Path) -> bool:
-    """Is an ``import`` run (the pipeline's own lock) using this reports folder right now?"""
+def _folder_in_use(out_dir: Path, ledger: Path | None = None) -> bool:
+    """Is an ``import`` run (the pipeline's own locks) using this reports folder, or the shared
+    ``ledger`` (locked by ``.<ledger name>.lock`` beside it), right now?"""
+    locks = [out_dir / ".lock"]
+    if ledger is not None:
+        locks.append(ledger.with_name(f".{ledger.name}.lock"))
+    return any(_locked(lock) for lock in locks)
+
+
+def _locked(lock: Path) -> bool:
     try:
-        fd = os.open(out_dir / ".lock", os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return False
     try:
@@ -810,14 +1039,39 @@ class _Watcher:
                 if outcome.outcome == "error":
                     self.broke.add(key)
                 self.result.files.append(outcome)
-                line = log_line(outcome)
-                append_log(config.out_root, line)
-                self.echo(line)
+                self._record(dropped, outcome)
+                lines = log_lines(outcome)
+                append_log(config.out_root, *lines)
+                self.echo(lines[0])  # the run's warnings were said as it ran
                 if outcome.outcome == "aborted":
                     return True
             return False
         finally:
             lock.release()
+
+    def _record(self, dropped: Dropped, outcome: FileOutcome) -> None:
+        """Keep the file's outcome and counts in the index, and show them in index.html."""
+        out_root = self.config.out_root
+        facts = {
+            "outcome": outcome.outcome,
+            "rows": outcome.rows,
+            "sent": outcome.sent,
+            "failed": outcome.failed,
+            "skipped": outcome.skipped,
+            "duration_s": round(outcome.duration_s, 1),
+        }
+        moved = outcome.moved_to if outcome.outcome in (PROCESSED, REJECTED) else None
+        state = REJECTED if outcome.outcome == REJECTED else PROCESSED
+        with FolderIndex.editing(out_root) as index:
+            if outcome.folder:
+                index.finish(dropped.path, state, moved, **facts)
+            elif outcome.moved_to:  # no run: identical to a file processed, or never readable
+                state = "identical" if outcome.outcome == "identical" else state
+                index.add(dropped.path, state, outcome.moved_to, **facts)
+            try:
+                write_index_page(out_root, index)
+            except OSError as exc:  # the log and the reports are what count
+                self.notice(f"{PAGE_NAME} in {printable(str(out_root))}: not written ({exc})")
 
     async def _take(self, lock: InboxLock) -> bool:
         if lock.try_acquire():
@@ -858,35 +1112,62 @@ class _Watcher:
     async def _import(self, dropped: Dropped) -> FileOutcome | None:
         config = self.config
         path, name = dropped.path, printable(dropped.path.name)
-        if not _looks_the_same(dropped):  # changed (or gone) since it was listed
+        # Hashed through a descriptor checked to be the file listed: the content whose import
+        # starts, compared again before the file moves.
+        digest = listed_sha256(dropped)
+        if digest is None:  # changed (or gone) since it was listed
             if os.path.lexists(path):
                 self.notice(f"{name}: changed since it was listed; it is taken once it settles.")
             return None
         # Checked again for each file, before it is sent: it must be movable once imported.
         folders = _Folders(config.inbox)
         try:
-            return await self._import_into(dropped, folders)
+            unreadable = UNREADABLE_SUFFIXES.get(path.suffix.lower())
+            if unreadable is not None:
+                reason = f"{path.name} is {unreadable}"
+                return self._reject(
+                    dropped, FileOutcome(path.name, "rejected", ""), reason, folders
+                )
+            return await self._import_into(dropped, digest, folders)
         finally:
             folders.close()
 
-    async def _import_into(self, dropped: Dropped, folders: _Folders) -> FileOutcome | None:
+    def _ledger(self) -> Path | None:
+        """The ledger every file shares (None: each file its own, in its folder)."""
+        config = self.config
+        if config.each_file_new:
+            return None
+        return config.out_root / f".ledger-{config.template.mapping_path.stem}.sqlite"
+
+    async def _import_into(
+        self, dropped: Dropped, digest: str, folders: _Folders
+    ) -> FileOutcome | None:
         config = self.config
         path, name = dropped.path, printable(dropped.path.name)
-        # Saved before sending: a watcher killed during the import finds this folder again.
+        mapping = str(config.template.mapping_path.absolute())
+        folder = ""
         with FolderIndex.editing(config.out_root) as index:
-            folder = index.folder_for(path)
+            earlier = index.processed_as(digest, mapping)
+            if earlier is None:
+                # Saved before sending: a watcher killed during the import finds it again.
+                folder = index.folder_for(path, sha256=digest, mapping=mapping)
+        if earlier is not None:
+            return self._identical(dropped, earlier, folders)
         check_reports_folder(config.out_root, folder)
         out_dir = config.out_root / folder
-        if _folder_in_use(out_dir):
+        ledger = self._ledger()
+        if _folder_in_use(out_dir, ledger):
             self.notice(
-                f"{name}: {printable(str(out_dir))} is in use by another rd-importer run; "
-                "leaving it for now."
+                f"{name}: {printable(str(out_dir))} or its ledger is in use by another "
+                "rd-importer run; leaving it for now."
             )
             return None
         file_config = dataclasses.replace(
             config.template,
             input_path=ListedFile(path, dropped.identity),  # read only if still this file
             out_dir=out_dir,
+            ledger_path=ledger,
+            changed=config.template.changed or "keep",  # an edited row stays as sent
         )
         started = time.monotonic()
         self.control = RunControl()
@@ -913,16 +1194,24 @@ class _Watcher:
             failed=report.failed,
             skipped=report.skipped,
             duration_s=report.duration_s,
+            warnings=[warning_text(note) for note in report.warnings],
         )
         if report.aborted:
             if _interrupted(report):
                 self.stop_reason = self.stop_reason or report.aborted
             base.reason = report.aborted
             return base
-        if not _looks_the_same(dropped):
-            # Rewritten during the import: leave it; the next pass resumes its ledger, sending
-            # only the rows that are new.
-            base.outcome = "changed"
+        return self._finish(dropped, digest, base, folders)
+
+    def _finish(
+        self, dropped: Dropped, digest: str, base: FileOutcome, folders: _Folders
+    ) -> FileOutcome:
+        """Move an imported file into processed/, only if it is still the content imported: a
+        file that changed meanwhile (a stalled upload resumed) stays, and the next pass imports
+        the rows it gained (the ledger knows the others)."""
+        path = dropped.path
+        if listed_sha256(dropped) != digest:
+            base.outcome, base.change = "changed", _how_changed(dropped.identity.size, path)
             return base
         base.outcome = "processed"
         try:
@@ -933,8 +1222,49 @@ class _Watcher:
             base.not_moved = move_error.strerror or type(move_error).__name__
             return base
         base.moved_to = f"{PROCESSED}/{moved}"
-        with FolderIndex.editing(config.out_root) as index:
-            index.finish(path, PROCESSED, base.moved_to)
+        if _sha256_in(folders.processed, moved) != digest:
+            # A writer that still held the file open appended after the check: back it goes.
+            base.outcome = "changed"
+            base.change = "it changed as it was moved into processed/ (still being written?)"
+            with contextlib.suppress(OSError):
+                back = _move_into(folders.processed, moved, folders.inbox)
+                base.moved_to = None
+                base.change += f"; it is back in the inbox as {back}"
+            return base
+        return base
+
+    def _identical(
+        self, dropped: Dropped, earlier: dict[str, Any], folders: _Folders
+    ) -> FileOutcome:
+        """A byte-identical copy of a file processed with this mapping: moved into processed/
+        without a run (every row of it was sent, or failed, already)."""
+        first = Path(str(earlier.get("moved_to") or earlier.get("file") or "")).name
+        when = str(earlier.get("finished") or earlier.get("since") or "an earlier pass")
+        base = FileOutcome(dropped.path.name, "identical", "")
+        base.same_as = f"{first} imported at {when}"
+        try:
+            moved = _move_into(folders.inbox, dropped.path.name, folders.processed)
+        except OSError as move_error:
+            base.not_moved = move_error.strerror or type(move_error).__name__
+            return base
+        base.moved_to = f"{PROCESSED}/{moved}"
+        return base
+
+    def _reject(
+        self, dropped: Dropped, base: FileOutcome, reason: str, folders: _Folders
+    ) -> FileOutcome:
+        """Move the file into rejected/, beside <name>.reason.txt."""
+        base.outcome, base.reason = "rejected", reason
+        try:
+            moved = _move_into(folders.inbox, dropped.path.name, folders.rejected)
+        except OSError as move_error:
+            base.not_moved = move_error.strerror or type(move_error).__name__
+            return base
+        base.moved_to = f"{REJECTED}/{moved}"
+        try:
+            _write_replacing(folders.rejected, f"{moved}.reason.txt", f"{reason}\n".encode())
+        except OSError as write_error:  # the log line gives the reason instead
+            base.reason_unwritten = write_error.strerror or type(write_error).__name__
         return base
 
     def _failed_run(
@@ -946,20 +1276,7 @@ class _Watcher:
         if isinstance(exc, InputError):
             check_settings(self.config.template)  # the mapping broke meanwhile: stop, keep files
             reason = printable(" ".join(str(exc).split()))  # one line, whatever it held
-            base.outcome, base.reason = "rejected", reason
-            try:
-                moved = _move_into(folders.inbox, dropped.path.name, folders.rejected)
-            except OSError as move_error:
-                base.not_moved = move_error.strerror or type(move_error).__name__
-                return base
-            base.moved_to = f"{REJECTED}/{moved}"
-            try:
-                _write_replacing(folders.rejected, f"{moved}.reason.txt", f"{reason}\n".encode())
-            except OSError as write_error:  # the log line gives the reason instead
-                base.reason_unwritten = write_error.strerror or type(write_error).__name__
-            with FolderIndex.editing(self.config.out_root) as index:
-                index.finish(dropped.path, REJECTED, base.moved_to)
-            return base
+            return self._reject(dropped, base, reason, folders)
         if isinstance(exc, ImporterError):
             base.reason = str(exc)
             return base

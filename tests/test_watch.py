@@ -124,7 +124,7 @@ def test_once_imports_settled_spreadsheets_oldest_first_and_leaves_the_rest(watc
     drop(inbox, "half.csv.part", emails("p", 2))
     drop(inbox, ".hidden.csv", emails("h", 2))
     drop(inbox, "~$a.xlsx", [])
-    drop(inbox, "notes.txt", emails("n", 2))
+    drop(inbox, "notes.pdf", emails("n", 2))
     drop(inbox, "fresh.csv", emails("f", 2), age=None)  # still within the settle time
     wrong = write_csv(inbox / "wrong.csv", ["correio", "nome"], [["w1@exemplo.com.br", "W"]])
     os.utime(wrong, (time.time() - 100,) * 2)  # a file without the mapping's columns
@@ -133,7 +133,7 @@ def test_once_imports_settled_spreadsheets_oldest_first_and_leaves_the_rest(watc
 
     assert result.exit_status == 1  # a bad row and a rejected file
     assert sorted(accepted(sandbox)) == sorted(emails("a", 5) + emails("b", 3))
-    assert watch.left() == {"half.csv.part", ".hidden.csv", "~$a.xlsx", "notes.txt", "fresh.csv"}
+    assert watch.left() == {"half.csv.part", ".hidden.csv", "~$a.xlsx", "notes.pdf", "fresh.csv"}
     assert {p.name for p in (inbox / "processed").iterdir()} == {"a.csv", "b.csv"}
     rejected = inbox / "rejected"
     assert {p.name for p in rejected.iterdir()} == {
@@ -366,7 +366,12 @@ def test_a_bad_text_setting_stops_the_watcher_and_rejects_no_file(tmp_path, flag
         ("a.csv.crdownload", False),
         (".a.csv", False),
         ("~$a.xlsx", False),
-        ("a.txt", False),
+        ("a.txt", True),
+        ("a.tsv", True),
+        ("a.xlsm", True),
+        ("a.xlsb", True),
+        ("a.numbers", True),
+        ("a.pdf", False),
         ("csv", False),
     ],
 )
