@@ -782,9 +782,13 @@ def write_index_page(out_root: Path, index: FolderIndex) -> None:
 
 
 def render_index_page(out_root: Path, index: FolderIndex) -> str:
-    entries = sorted(
-        index.entries, key=lambda e: str(e.get("finished") or e.get("since") or ""), reverse=True
+    # Newest first; in the order they were added when the clock says the same second.
+    order = sorted(
+        enumerate(index.entries),
+        key=lambda ie: (str(ie[1].get("finished") or ie[1].get("since") or ""), ie[0]),
+        reverse=True,
     )
+    entries = [entry for _, entry in order]
     rows = "".join(_index_row(out_root, entry) for entry in entries)
     table = (
         "<div class=scroll><table><thead><tr><th>File</th><th>When</th><th>Outcome</th>"
