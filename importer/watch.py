@@ -732,10 +732,11 @@ def warning_text(note: Note) -> str:
     """A run's warning as a log line says it: the message, and which rows when it names some."""
     if not note.rows:
         return note.message
+    if note.count == 1:
+        return f"{note.message} (row {note.rows[0]})"
     rows = ", ".join(str(row) for row in note.rows)
     more = ", ..." if note.count > len(note.rows) else ""
-    many = "s" if note.count != 1 else ""
-    return f"{note.message} ({note.count} row{many}: {rows}{more})"
+    return f"{note.message} ({note.count} rows: {rows}{more})"
 
 
 def _why_changed(reason: str | None) -> str:
