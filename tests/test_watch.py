@@ -758,7 +758,7 @@ def test_an_unwritable_processed_folder_stops_the_watcher_before_sending(watch, 
 def test_a_move_that_fails_after_sending_is_logged_and_the_next_file_goes_on(
     watch, sandbox, monkeypatch
 ):
-    import importer.watch.watcher as watch_module  # where the watcher looks the move up
+    import importer.watch.files as watch_module  # where the watcher looks the move up
 
     drop(watch.inbox, "a.csv", emails("a", 2), age=300)
     drop(watch.inbox, "b.csv", emails("b", 1), age=200)
@@ -948,7 +948,7 @@ def test_a_file_that_grows_during_its_import_is_left_and_its_new_rows_follow(wat
 
 
 def test_a_file_written_to_as_it_is_moved_goes_back_to_the_inbox(watch, sandbox, monkeypatch):
-    import importer.watch.watcher as watch_module  # where the watcher looks the move up
+    import importer.watch.files as watch_module  # where the watcher looks the move up
 
     cumulative(watch.inbox, "leads.csv", NIGHT_1)
     real_move = watch_module._move_into

@@ -26,6 +26,7 @@ in one file is logged and the others go on. File names are escaped (``printable`
 
 from __future__ import annotations
 
+from importer.watch.files import WatchConfig, check_settings
 from importer.watch.folders import (
     PROCESSED,
     REJECTED,
@@ -56,7 +57,7 @@ from importer.watch.record import (
     warning_text,
     write_index_page,
 )
-from importer.watch.watcher import WatchConfig, WatchResult, check_settings, run_watch, watch_async
+from importer.watch.watcher import WatchResult, run_watch, watch_async
 
 __all__ = [
     "INDEX_NAME",
