@@ -36,11 +36,9 @@ from importer.watch.inbox import (
     listed_sha256,
 )
 from importer.watch.record import (
-    PAGE_NAME,
     FileOutcome,
     FolderIndex,
     warning_text,
-    write_index_page,
 )
 
 Runner = Callable[[ImportConfig, Listener, RunControl], Coroutine[Any, Any, RunReport]]
@@ -290,30 +288,6 @@ class _FileImports:
             if not task.done():  # the watcher itself was cancelled
                 task.cancel()
         return task
-
-    def _record(self, dropped: Dropped, outcome: FileOutcome) -> None:
-        """Keep the file's outcome and counts in the index, and show them in index.html."""
-        out_root = self.config.out_root
-        facts = {
-            "outcome": outcome.outcome,
-            "rows": outcome.rows,
-            "sent": outcome.sent,
-            "failed": outcome.failed,
-            "skipped": outcome.skipped,
-            "duration_s": round(outcome.duration_s, 1),
-        }
-        moved = outcome.moved_to if outcome.outcome in (PROCESSED, REJECTED) else None
-        state = REJECTED if outcome.outcome == REJECTED else PROCESSED
-        with FolderIndex.editing(out_root) as index:
-            if outcome.folder:
-                index.finish(dropped.path, state, moved, **facts)
-            elif outcome.moved_to:  # no run: identical to a file processed, or never readable
-                state = "identical" if outcome.outcome == "identical" else state
-                index.add(dropped.path, state, outcome.moved_to, **facts)
-            try:
-                write_index_page(out_root, index)
-            except OSError as exc:  # the log and the reports are what count
-                self.notice(f"{PAGE_NAME} in {printable(str(out_root))}: not written ({exc})")
 
 
 def _unexpected(

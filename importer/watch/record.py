@@ -10,7 +10,7 @@ import itertools
 import json
 import os
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -190,6 +190,32 @@ class FolderIndex:
                 folder = str(entry.get("folder"))
                 if os.path.lexists(self.out_root / folder):
                     check_reports_folder(self.out_root, folder)
+
+
+def record_outcome(
+    out_root: Path, file: Path, outcome: FileOutcome, notice: Callable[[str], None]
+) -> None:
+    """Keep a file's outcome and counts in the index, and show them in index.html."""
+    facts = {
+        "outcome": outcome.outcome,
+        "rows": outcome.rows,
+        "sent": outcome.sent,
+        "failed": outcome.failed,
+        "skipped": outcome.skipped,
+        "duration_s": round(outcome.duration_s, 1),
+    }
+    moved = outcome.moved_to if outcome.outcome in (PROCESSED, REJECTED) else None
+    state = REJECTED if outcome.outcome == REJECTED else PROCESSED
+    with FolderIndex.editing(out_root) as index:
+        if outcome.folder:
+            index.finish(file, state, moved, **facts)
+        elif outcome.moved_to:  # no run: identical to a file processed, or never readable
+            state = "identical" if outcome.outcome == "identical" else state
+            index.add(file, state, outcome.moved_to, **facts)
+        try:
+            write_index_page(out_root, index)
+        except OSError as exc:  # the log and the reports are what count
+            notice(f"{PAGE_NAME} in {printable(str(out_root))}: not written ({exc})")
 
 
 # -- watch.log ----------------------------------------------------------------------------------

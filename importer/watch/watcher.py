@@ -37,6 +37,7 @@ from importer.watch.record import (
     _open_log,
     append_log,
     log_lines,
+    record_outcome,
 )
 
 
@@ -183,7 +184,7 @@ class _Watcher(_FileImports):
                 if outcome.outcome == "error":
                     self.broke.add(key)
                 self.result.files.append(outcome)
-                self._record(dropped, outcome)
+                record_outcome(config.out_root, dropped.path, outcome, self.notice)
                 lines = log_lines(outcome)
                 append_log(config.out_root, *lines)
                 self.echo(lines[0])  # the run's warnings were said as it ran
