@@ -21,8 +21,9 @@ new rows; rows edited since they were sent stay as sent unless the template says
 ``once`` makes one pass; otherwise passes repeat every ``interval`` seconds until SIGTERM or
 Ctrl-C. One line per file goes to ``echo`` and to ``out_root/watch.log``; it names the file and
 counts rows, never a cell; the run's warnings follow it in the log, and ``out_root/index.html``
-lists every file with its counts and a link to its report. What else the watcher sees (a file still being written, a busy lock)
-goes to the listener's ``info``, so a quiet cron job mails only when a file was imported.
+lists every file with its counts and a link to its report. What else the watcher sees (a file
+still being written, a busy lock) goes to the listener's ``info``, so a quiet cron job mails only
+when a file was imported.
 
 The inbox is shared with whoever uploads, so nothing there is trusted. The watcher follows no
 link in the folders it writes: ``processed/``, ``rejected/`` and the reports folders must be real
