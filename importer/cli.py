@@ -324,6 +324,13 @@ def sandbox_command(
     help="A file changed more recently than this many seconds is still being written.",
 )
 @click.option("--wait-lock", is_flag=True, help="Another watcher holds INBOX: wait, not skip.")
+@click.option(
+    "--each-file-new",
+    is_flag=True,
+    help="Each file its own ledger: a row sent from an earlier file is sent again (drops that "
+    "are incremental by design). Default: rows sent from any earlier file are skipped.",
+)
+@flags.changed_options
 @flags.sending_options
 @flags.table_options
 @flags.in_flight_option
@@ -338,6 +345,9 @@ def watch_command(
     interval: float,
     settle: float,
     wait_lock: bool,
+    each_file_new: bool,
+    keep_sent: bool,
+    resend_changed: bool,
     rate: float,
     concurrency: int,
     api_url: str,
@@ -352,7 +362,9 @@ def watch_command(
     auth: str,
 ) -> None:
     """Import every spreadsheet dropped into INBOX, oldest first; move each to INBOX/processed/
-    (or INBOX/rejected/ when it cannot be read).
+    (or INBOX/rejected/ when it cannot be read). Rows sent from an earlier file are not sent
+    again (one ledger per mapping in OUT); rows edited since are kept as sent unless
+    --resend-changed.
 
     Exit status with --once: 0 every file imported with every row sent, 1 some rows or files
     failed, 2 a usage, mapping or setting error, 3 a run was aborted (resumed by the next run).
@@ -372,6 +384,7 @@ def watch_command(
         delimiter=delimiter,
         header_row=header_row,
         in_flight=in_flight,  # type: ignore[arg-type]
+        changed=flags.changed_choice(keep_sent, resend_changed) or "keep",  # type: ignore[arg-type]
     )
     config = WatchConfig(
         inbox=inbox,
@@ -381,6 +394,7 @@ def watch_command(
         interval=interval,
         settle=settle,
         wait_lock=wait_lock,
+        each_file_new=each_file_new,
         handle_signals=True,
     )
     result = run_watch(config, ConsoleListener(quiet=quiet), echo=err)

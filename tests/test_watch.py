@@ -84,7 +84,7 @@ class Watch:
         self.url = url
         self.echoed: list[str] = []
 
-    def run(self, *, key: str = API_KEY, runner=None, **kw) -> WatchResult:
+    def run(self, *, key: str = API_KEY, runner=None, changed=None, **kw) -> WatchResult:
         kw.setdefault("once", True)
         kw.setdefault("settle", 30)
         template = ImportConfig(
@@ -94,6 +94,7 @@ class Watch:
             api_key=key,
             rate=0,
             concurrency=4,
+            changed=changed,
             tuning=Tuning(retry_wait=False),
         )
         config = WatchConfig(self.inbox, self.out, template, **kw)
@@ -124,7 +125,7 @@ def test_once_imports_settled_spreadsheets_oldest_first_and_leaves_the_rest(watc
     drop(inbox, "half.csv.part", emails("p", 2))
     drop(inbox, ".hidden.csv", emails("h", 2))
     drop(inbox, "~$a.xlsx", [])
-    drop(inbox, "notes.txt", emails("n", 2))
+    drop(inbox, "notes.pdf", emails("n", 2))
     drop(inbox, "fresh.csv", emails("f", 2), age=None)  # still within the settle time
     wrong = write_csv(inbox / "wrong.csv", ["correio", "nome"], [["w1@exemplo.com.br", "W"]])
     os.utime(wrong, (time.time() - 100,) * 2)  # a file without the mapping's columns
@@ -133,7 +134,7 @@ def test_once_imports_settled_spreadsheets_oldest_first_and_leaves_the_rest(watc
 
     assert result.exit_status == 1  # a bad row and a rejected file
     assert sorted(accepted(sandbox)) == sorted(emails("a", 5) + emails("b", 3))
-    assert watch.left() == {"half.csv.part", ".hidden.csv", "~$a.xlsx", "notes.txt", "fresh.csv"}
+    assert watch.left() == {"half.csv.part", ".hidden.csv", "~$a.xlsx", "notes.pdf", "fresh.csv"}
     assert {p.name for p in (inbox / "processed").iterdir()} == {"a.csv", "b.csv"}
     rejected = inbox / "rejected"
     assert {p.name for p in rejected.iterdir()} == {
@@ -366,7 +367,12 @@ def test_a_bad_text_setting_stops_the_watcher_and_rejects_no_file(tmp_path, flag
         ("a.csv.crdownload", False),
         (".a.csv", False),
         ("~$a.xlsx", False),
-        ("a.txt", False),
+        ("a.txt", True),
+        ("a.tsv", True),
+        ("a.xlsm", True),
+        ("a.xlsb", True),
+        ("a.numbers", True),
+        ("a.pdf", False),
         ("csv", False),
     ],
 )
@@ -752,7 +758,7 @@ def test_an_unwritable_processed_folder_stops_the_watcher_before_sending(watch, 
 def test_a_move_that_fails_after_sending_is_logged_and_the_next_file_goes_on(
     watch, sandbox, monkeypatch
 ):
-    import importer.watch as watch_module
+    import importer.watch.files as watch_module  # where the watcher looks the move up
 
     drop(watch.inbox, "a.csv", emails("a", 2), age=300)
     drop(watch.inbox, "b.csv", emails("b", 1), age=200)
@@ -801,3 +807,247 @@ def test_file_names_are_escaped_in_the_log_and_the_messages(watch, sandbox):
     assert any(m.startswith("fresh\\x1b[31m.csv: changed less than") for m in watch.echoed)
     reason = (watch.inbox / "rejected" / "bad\x1b]0;title\x07.xlsx.reason.txt").read_text()
     assert "\x1b" not in reason and "bad\\x1b]0;title\\x07.xlsx" in reason
+
+
+# -- drops that build on each other (issue 16), warnings, formats, index.html ------------------
+
+
+def cumulative(inbox: Path, name: str, rows: list[tuple[str, str]], age: float = 300) -> Path:
+    """A partner's nightly export: the whole list each time, ``(email, nome)`` rows."""
+    path = write_csv(inbox / name, ["email", "nome"], [list(row) for row in rows])
+    past = time.time() - age
+    os.utime(path, (past, past))
+    return path
+
+
+def names_sent(box) -> list[tuple[str, str]]:
+    return [(e["payload"]["email"], e["payload"]["name"]) for e in box.snapshot()["accepted"]]
+
+
+NIGHT_1 = [("a1@exemplo.com.br", "Ana"), ("b1@exemplo.com.br", "Bia"), ("c1@exemplo.com.br", "Cid")]
+# The next night: the same list, Bia's name edited by the partner, and one new lead.
+NIGHT_2 = [NIGHT_1[0], ("b1@exemplo.com.br", "Beatriz"), NIGHT_1[2], ("d1@exemplo.com.br", "Davi")]
+
+
+def keyed(watch: Watch) -> None:
+    """Rows known by their email: an edited name is the same row with a changed payload."""
+    write_mapping(watch.mapping, MAPPING + 'key: "email"\n')
+
+
+def test_a_cumulative_drop_sends_only_its_new_rows_and_says_where_the_others_went(watch, sandbox):
+    keyed(watch)
+    cumulative(watch.inbox, "leads.csv", NIGHT_1)
+    assert watch.run().exit_status == 0
+    cumulative(watch.inbox, "leads.csv", NIGHT_2)
+
+    result = watch.run()
+
+    assert result.exit_status == 0
+    assert sorted(names_sent(sandbox)) == sorted([*NIGHT_1, ("d1@exemplo.com.br", "Davi")])
+    [second] = result.files
+    assert (second.rows, second.sent, second.skipped) == (4, 1, 3)
+    assert "leads.csv: processed, 4 rows, 1 sent, 0 failed, 3 skipped" in watch.log()[-1]
+    # The second drop's record says when and from which file the old rows were sent.
+    record = {r["email"]: r for r in read_csv(watch.out / "leads-2" / "successes.csv")}
+    assert record["a1@exemplo.com.br"]["sent_in"] == "leads.csv"
+    assert record["a1@exemplo.com.br"]["sent_at"]
+    assert (watch.out / ".ledger-mapping.sqlite").exists()
+    assert mode(watch.out / ".ledger-mapping.sqlite") == 0o600
+
+
+def test_resend_changed_sends_the_edited_rows_of_a_cumulative_drop_too(watch, sandbox):
+    keyed(watch)
+    cumulative(watch.inbox, "leads.csv", NIGHT_1)
+    assert watch.run(changed="resend").exit_status == 0
+    cumulative(watch.inbox, "leads.csv", NIGHT_2)
+
+    result = watch.run(changed="resend")
+
+    assert result.exit_status == 0
+    assert sorted(names_sent(sandbox)) == sorted(
+        [*NIGHT_1, ("b1@exemplo.com.br", "Beatriz"), ("d1@exemplo.com.br", "Davi")]
+    )
+
+
+def test_each_file_new_gives_each_drop_its_own_ledger(watch, sandbox):
+    cumulative(watch.inbox, "leads.csv", NIGHT_1)
+    assert watch.run(each_file_new=True).exit_status == 0
+    cumulative(watch.inbox, "leads.csv", NIGHT_2)
+
+    assert watch.run(each_file_new=True).exit_status == 0
+
+    assert sorted(names_sent(sandbox)) == sorted([*NIGHT_1, *NIGHT_2])
+    assert (watch.out / "leads-2" / "ledger.sqlite").exists()
+    assert not (watch.out / ".ledger-mapping.sqlite").exists()
+
+
+def test_a_busy_shared_ledger_leaves_the_file_for_now(watch, sandbox):
+    import fcntl
+
+    cumulative(watch.inbox, "leads.csv", NIGHT_1)
+    watch.out.mkdir()
+    # The pipeline locks a shared ledger with ".<ledger name>.lock" beside it.
+    fd = os.open(watch.out / "..ledger-mapping.sqlite.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # an import run using the shared ledger
+        result = watch.run()
+    finally:
+        os.close(fd)
+
+    assert result.files == [] and accepted(sandbox) == []
+    assert watch.left() == {"leads.csv"}
+    assert any("leads.csv: " in line and "in use by another" in line for line in watch.echoed)
+    assert watch.run().exit_status == 0
+    assert len(accepted(sandbox)) == 3
+
+
+def test_a_byte_identical_drop_is_recognised_and_sends_nothing(watch, sandbox):
+    first = cumulative(watch.inbox, "leads.csv", NIGHT_1)
+    content = first.read_bytes()
+    assert watch.run().exit_status == 0
+    again = watch.inbox / "copy of leads.csv"
+    again.write_bytes(content)
+    os.utime(again, (time.time() - 300,) * 2)
+
+    result = watch.run()
+
+    assert result.exit_status == 0
+    [outcome] = result.files
+    assert outcome.outcome == "identical"
+    assert len(accepted(sandbox)) == 3
+    line = watch.log()[-1]
+    assert "copy of leads.csv: identical to leads.csv imported at 20" in line
+    assert "nothing sent" in line and "file in processed/copy of leads.csv" in line
+    assert watch.left() == set()
+    assert not (watch.out / "copy of leads").exists()  # no run, no reports folder
+
+
+def test_a_file_that_grows_during_its_import_is_left_and_its_new_rows_follow(watch, sandbox):
+    # A stalled upload: the writer paused longer than --settle, then wrote the rest.
+    path = cumulative(watch.inbox, "leads.csv", NIGHT_1)
+
+    async def appending_runner(config, listener, control):
+        report = await run_import_async(config, listener, control)
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write("d1@exemplo.com.br,Davi\r\n")
+        return report
+
+    result = watch.run(runner=appending_runner)
+
+    assert result.files[0].outcome == "changed"
+    assert watch.left() == {"leads.csv"}
+    assert not (watch.inbox / "processed" / "leads.csv").exists()
+    line = watch.log()[-1]
+    assert "leads.csv: changed while being imported (it grew from " in line
+    assert "left in the inbox; the next pass imports the rows it gained" in line
+
+    os.utime(path, (time.time() - 300,) * 2)
+    assert watch.run().exit_status == 0
+    assert sorted(names_sent(sandbox)) == sorted([*NIGHT_1, ("d1@exemplo.com.br", "Davi")])
+    assert (watch.inbox / "processed" / "leads.csv").exists()
+
+
+def test_a_file_written_to_as_it_is_moved_goes_back_to_the_inbox(watch, sandbox, monkeypatch):
+    import importer.watch.files as watch_module  # where the watcher looks the move up
+
+    cumulative(watch.inbox, "leads.csv", NIGHT_1)
+    real_move = watch_module._move_into
+    moves: list[str] = []
+
+    def move_then_append(source: int, name: str, folder: int) -> str:
+        moved = real_move(source, name, folder)
+        moves.append(moved)
+        if len(moves) == 1:  # a writer that held the file open appends after the move
+            fd = os.open(moved, os.O_WRONLY | os.O_APPEND, dir_fd=folder)
+            os.write(fd, b"d1@exemplo.com.br,Davi\r\n")
+            os.close(fd)
+        return moved
+
+    monkeypatch.setattr(watch_module, "_move_into", move_then_append)
+    result = watch.run()
+
+    assert result.files[0].outcome == "changed"
+    assert watch.left() == {"leads.csv"}
+    assert list((watch.inbox / "processed").iterdir()) == []
+    line = watch.log()[-1]
+    assert "it changed as it was moved into processed/" in line
+    assert "it is back in the inbox as leads.csv" in line
+
+    os.utime(watch.inbox / "leads.csv", (time.time() - 300,) * 2)
+    assert watch.run().exit_status == 0
+    assert sorted(names_sent(sandbox)) == sorted([*NIGHT_1, ("d1@exemplo.com.br", "Davi")])
+
+
+def test_a_runs_warnings_reach_the_log_under_its_line(watch, sandbox):
+    # The same email twice with different names: RD Station keeps the later (a warning).
+    rows = [("a1@exemplo.com.br", "Ana"), ("a1@exemplo.com.br", "Ana Maria")]
+    cumulative(watch.inbox, "leads.csv", rows)
+
+    assert watch.run().exit_status == 0
+
+    file_line, *warnings = watch.log()
+    assert "leads.csv: processed" in file_line
+    assert warnings and all(w.startswith("    warning: ") for w in warnings)
+    assert any("rows 2, 3" in w or "2, 3" in w for w in warnings), warnings
+    assert file_line in watch.echoed and not any(w in watch.echoed for w in warnings)
+
+
+def test_every_format_import_reads_is_taken_and_a_numbers_file_is_rejected_with_advice(
+    watch, sandbox
+):
+    tsv = watch.inbox / "export.tsv"
+    tsv.write_text("email\tnome\r\nt1@exemplo.com.br\tTina\r\n", encoding="utf-8")
+    numbers = watch.inbox / "planilha.numbers"
+    numbers.write_bytes(b"PK\x03\x04 an Apple Numbers package")
+    for path in (tsv, numbers):
+        os.utime(path, (time.time() - 300,) * 2)
+
+    result = watch.run()
+
+    assert result.exit_status == 1  # a file rejected
+    assert accepted(sandbox) == ["t1@exemplo.com.br"]
+    assert watch.left() == set()
+    reason = (watch.inbox / "rejected" / "planilha.numbers.reason.txt").read_text()
+    assert "an Apple Numbers spreadsheet" in reason and "Export To > CSV" in reason
+    assert any("planilha.numbers: rejected" in line for line in watch.log())
+
+
+def test_the_index_page_lists_each_file_with_its_counts_and_report(watch, sandbox):
+    cumulative(watch.inbox, "leads.csv", NIGHT_1, age=300)
+    drop(watch.inbox, "<b>&co.csv", [*emails("b", 1), "not-an-email"], age=200)
+    bad = write_csv(watch.inbox / "wrong.csv", ["correio"], [["w1@exemplo.com.br"]])
+    os.utime(bad, (time.time() - 100,) * 2)
+
+    watch.run()
+
+    page_path = watch.out / "index.html"
+    assert mode(page_path) == 0o600
+    page = page_path.read_text(encoding="utf-8")
+    assert "<script" not in page and "http" not in page.replace("http-equiv", "")
+    assert "&lt;b&gt;&amp;co.csv" in page and "<b>&co" not in page
+    assert '<a href="leads/report.html">' in page
+    assert '<a href="%3Cb%3E%26co/report.html">' in page
+    assert "<td class=num>3</td>" in page  # leads.csv: 3 rows, 3 sent
+    assert "wrong.csv" in page and "rejected" in page
+    assert "exemplo" not in page  # names and counts only, never a cell
+    assert page.index("wrong.csv") < page.index("leads.csv")  # newest first
+
+
+def test_the_cli_takes_the_watch_memory_flags(tmp_path, sandbox, monkeypatch):
+    monkeypatch.delenv("RDSTATION_API_KEY", raising=False)
+    watch = Watch(tmp_path, sandbox.url)
+    args = ["watch", str(watch.inbox), "--mapping", str(watch.mapping), "--out", str(watch.out)]
+
+    both = CliRunner().invoke(
+        cli, [*args, "--once", "--sandbox", "--keep-sent", "--resend-changed"]
+    )
+    assert both.exit_code == 2 and "exclude each other" in both.output
+
+    cumulative(watch.inbox, "leads.csv", NIGHT_1)
+    first = CliRunner().invoke(cli, [*args, "--once", "--quiet", "--sandbox", "--each-file-new"])
+    assert first.exit_code == 0, first.output
+    assert (watch.out / "leads" / "ledger.sqlite").exists()
+    cumulative(watch.inbox, "leads.csv", NIGHT_2)
+    again = CliRunner().invoke(cli, [*args, "--once", "--quiet", "--sandbox", "--resend-changed"])
+    assert again.exit_code == 0, again.output
+    assert read_summary(watch.out / "leads-2")["rows"] == 4
