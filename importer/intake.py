@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -23,11 +23,11 @@ import orjson
 
 from importer.client import encode_conversion
 from importer.errors import RowError
-from importer.ledger import ChunkRecord, Entry, FailedRow, NewRow, RowState, SeenRow, Sibling
+from importer.ledger import ChunkRecord, Entry, FailedRow, RowState, SeenRow, Sibling
 from importer.ledger.rows import MAYBE_SENT
 from importer.mapping import BoundMapping
 from importer.mapping.bound import Warn
-from importer.records import FailureKind, Row, row_identity
+from importer.records import FailureKind, IdentityRule, Row
 
 MAX_BODY_BYTES: Final = 200_000  # RD Station's documented 0.2 MB per request
 
@@ -68,12 +68,20 @@ def payload_key(encoded_payload: bytes) -> str:
 
 
 def prepare(
-    row: Row, mapping: BoundMapping, key: Sequence[str] | None = None, warn: Warn | None = None
+    row: Row,
+    mapping: BoundMapping,
+    identity_of: Callable[[dict[str, str]], str] | None = None,
+    warn: Warn | None = None,
 ) -> Prepared | Rejected:
-    """Map and validate one row; ``key`` is the mapping's identity columns (None: every cell);
-    ``warn(kind, message)`` hears what the mapping let pass (``BoundMapping.apply``)."""
+    """Map and validate one row; ``identity_of`` is the run's ``IdentityRule`` (by default, by
+    the mapping's key or every cell); ``warn(kind, message)`` hears what the mapping let pass
+    (``BoundMapping.apply``). A row of our failures.csv keeps the identity it had there, unless
+    the mapping names a key."""
     cells = orjson.dumps(list(row.cells.values()))
-    identity = row.row_id if row.row_id and not key else row_identity(row.cells, key)
+    if row.row_id and not mapping.key:
+        identity = row.row_id
+    else:
+        identity = (identity_of or IdentityRule(list(row.cells), mapping.key))(row.cells)
     source_row = row.source_row or row.number
     if row.error:
         return Rejected("read", "READ_ERROR", row.error, cells, row.number, identity, source_row)
@@ -243,9 +251,12 @@ def plan_chunk(
             continue
         first_of_key[key] = number
         if entry is None:
-            _plan_unknown(
-                plan, outcome, siblings.get(outcome.identity, ()), claimed, policy, run_id
-            )
+            found = siblings.get(outcome.identity) if siblings else None
+            if found:
+                _plan_unknown(plan, outcome, found, claimed, policy, run_id)
+            else:  # never seen in any form: new (most rows of a first run)
+                record.new.append(outcome)
+                plan.to_send += 1
             continue
         record.seen.append(SeenRow(key, number, outcome.cells))
         if entry.state in (RowState.IN_FLIGHT, RowState.IN_DOUBT, RowState.HELD):
@@ -278,7 +289,7 @@ def _plan_unknown(
         ]
         if fixed:
             plan.record.superseded.extend(fixed)
-            plan.record.new.append(_new(row))
+            plan.record.new.append(row)
             plan.to_send += 1
             return
     sent = next((s for s in earlier if s.state in MAYBE_SENT), None)
@@ -286,7 +297,7 @@ def _plan_unknown(
         # Never sent in any form: the rows it replaces (failed, or pending under the old
         # mapping) go, so failures.csv lists only what is still failed.
         plan.record.superseded.extend(s.key for s in earlier)
-        plan.record.new.append(_new(row))
+        plan.record.new.append(row)
         plan.to_send += 1
         return
     claimed.add(sent.key)
@@ -294,23 +305,10 @@ def _plan_unknown(
     if plan.example is None:
         plan.example = ChangedRow(row.row, sent.body, row.body)
     if policy.changed == "resend":
-        plan.record.new.append(_new(row))
+        plan.record.new.append(row)
         plan.to_send += 1
     else:  # kept as sent (or, undecided, counted as such until the run stops)
         plan.record.seen.append(SeenRow(sent.key, row.row, row.cells))
-
-
-def _new(row: Prepared) -> NewRow:
-    return NewRow(
-        row.key,
-        row.row,
-        row.body,
-        row.cells,
-        row.email,
-        row.conversion_id,
-        row.identity,
-        row.source_row,
-    )
 
 
 def _rejected(row: Rejected) -> FailedRow:

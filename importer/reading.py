@@ -17,7 +17,7 @@ from importer.errors import AbortError, InputError
 from importer.ledger import Ledger
 from importer.loader import Table
 from importer.mapping import BoundMapping
-from importer.records import Row
+from importer.records import IdentityRule, Row
 from importer.report import RunReport, describe_change
 from importer.sending import PendingRows, RunControl
 
@@ -51,6 +51,7 @@ class Reader:
         self._warn = warn
         self.had_rows = False  # rows of earlier runs are recorded (else none has siblings)
         self.to_send = 0  # rows planned to be sent in this run
+        self.identity_of = IdentityRule(table.headers, mapping.key)
 
     async def read(self) -> None:
         """Read the whole table (or the selected rows) into the ledger, a chunk at a time."""
@@ -91,8 +92,13 @@ class Reader:
             )
 
     def _record(self, rows: list[Row]) -> None:
-        prepare, mapping, key, ledger = intake.prepare, self.mapping, self.mapping.key, self.ledger
-        outcomes = [prepare(row, mapping, key, self._warner(row.number)) for row in rows]
+        prepare, mapping, ledger, identity_of = (
+            intake.prepare,
+            self.mapping,
+            self.ledger,
+            (self.identity_of),
+        )
+        outcomes = [prepare(row, mapping, identity_of, self._warner(row.number)) for row in rows]
         prepared = [o for o in outcomes if isinstance(o, intake.Prepared)]
         known = ledger.lookup([o.key for o in prepared])
         siblings = (

@@ -29,15 +29,28 @@ class Row:
     row_id: str | None = None
 
 
-def row_identity(cells: dict[str, str], key: Sequence[str] | None = None) -> str:
+class IdentityRule:
     """A row's identity across runs, whatever the mapping makes of it: the mapping's ``key``
-    columns, else every non-empty cell by its header (so reordered or added empty columns keep
-    it). Stripped, not case-folded: CRM record ids can differ only in case."""
-    if key:
-        parts: object = [cells.get(column, "").strip() for column in key]
-    else:
-        parts = sorted((h, v.strip()) for h, v in cells.items() if v and not v.isspace())
-    return hashlib.blake2b(orjson.dumps(parts), digest_size=12).hexdigest()
+    columns (stripped, not case-folded: CRM record ids can differ only in case), else every
+    non-empty cell by its header (so reordered or added empty columns keep it). Built once for a
+    table's headers: a row costs one pass over its cells."""
+
+    def __init__(self, headers: Sequence[str], key: Sequence[str] | None = None) -> None:
+        self.key = list(key) if key else None
+        self.order = sorted(headers)
+
+    def __call__(self, cells: dict[str, str]) -> str:
+        parts: object
+        if self.key:
+            parts = [cells.get(column, "").strip() for column in self.key]
+        else:
+            parts = [(h, text) for h in self.order if (text := cells.get(h))]
+        return hashlib.blake2b(orjson.dumps(parts), digest_size=12).hexdigest()
+
+
+def row_identity(cells: dict[str, str], key: Sequence[str] | None = None) -> str:
+    """``IdentityRule`` for one row (when there is no table to build the rule for)."""
+    return IdentityRule(list(cells), key)(cells)
 
 
 class FailureKind(enum.Enum):

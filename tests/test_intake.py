@@ -126,6 +126,8 @@ def test_a_duplicate_of_a_row_in_an_earlier_chunk_of_the_same_run() -> None:
 
 
 class _Mapping:
+    key = None
+
     def __init__(self, payload: dict | Exception) -> None:
         self.payload = payload
 

@@ -8,7 +8,7 @@ import sqlite3
 import orjson
 
 from importer.ledger.rows import FAILED_STATES, STATES, Sibling, as_json
-from importer.records import row_identity
+from importer.records import IdentityRule
 
 
 class IdentityQueries:
@@ -32,12 +32,13 @@ class IdentityQueries:
             for run, headers in self._db.execute("SELECT id, headers FROM runs")
             if headers
         }
+        rules = {run: IdentityRule(headers, key) for run, headers in headers_of.items()}
         updates = []
         for rowid, cells, run in self._db.execute("SELECT rowid, cells, seen_run FROM rows"):
             headers = headers_of.get(run)
             if headers is not None and cells is not None:
                 by_header = dict(zip(headers, orjson.loads(cells), strict=False))
-                updates.append((row_identity(by_header, key), rowid))
+                updates.append((rules[run](by_header), rowid))
         with self.transaction():
             self._db.executemany("UPDATE rows SET identity = ? WHERE rowid = ?", updates)
             self._db.execute(

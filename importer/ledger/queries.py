@@ -132,6 +132,13 @@ class ReportQueries:
     def rows_sharing_an_email(self, limit: int = 10_000) -> Iterator[list[tuple[int, bytes]]]:
         """For each email of this run whose rows differ (at most ``limit`` emails): its
         (row, body) pairs, by row. One pass over the run's rows."""
+        shared = self._db.execute(  # cheap first: most files have no email twice
+            "SELECT 1 FROM rows WHERE seen_run = ? AND body IS NOT NULL"
+            " GROUP BY email HAVING count(*) > 1 LIMIT 1",
+            (self.run_id,),
+        ).fetchone()
+        if shared is None:
+            return
         found = self._db.execute(
             "SELECT email, row, body FROM rows WHERE seen_run = ? AND body IS NOT NULL"
             " AND email IN (SELECT email FROM rows WHERE seen_run = ? AND body IS NOT NULL"

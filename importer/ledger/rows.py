@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 
@@ -51,6 +52,27 @@ class Sibling:
     body: bytes | None  # its request body, when the ledger still has it
 
 
+class NewRowLike(Protocol):
+    """What the ledger reads of a new row (``NewRow``, or intake's ``Prepared`` as it is)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def row(self) -> int: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def cells(self) -> bytes: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def conversion_id(self) -> str: ...
+    @property
+    def identity(self) -> str: ...
+    @property
+    def source_row(self) -> int: ...
+
+
 @dataclass(slots=True)
 class NewRow:
     """A row never seen before, to send."""
@@ -94,7 +116,7 @@ class FailedRow:
 class ChunkRecord:
     """One chunk of the reader's decisions, written in one transaction."""
 
-    new: list[NewRow] = field(default_factory=list)
+    new: list[NewRowLike] = field(default_factory=list)
     seen: list[SeenRow] = field(default_factory=list)
     resend: list[tuple[str, bytes]] = field(default_factory=list)  # (key, body): to pending
     failed: list[FailedRow] = field(default_factory=list)

@@ -63,7 +63,6 @@ _ADDED_COLUMNS = (
     "ALTER TABLE runs ADD COLUMN headers TEXT",
 )
 _UPGRADES = (
-    "CREATE INDEX IF NOT EXISTS rows_by_identity ON rows (identity)",
     # Earlier releases kept rows in doubt as failed rows of kind "uncertain", and rows held by
     # --in-flight skip as such rows with the error type IN_FLIGHT_UNKNOWN.
     "UPDATE rows SET state = 'held' WHERE error_type = 'IN_FLIGHT_UNKNOWN'"
@@ -140,6 +139,10 @@ class Ledger(ReportQueries, IdentityQueries, RowMarks):
         # Duplicates are found anew by each run in its own file.
         self._db.execute("DELETE FROM rows WHERE key LIKE 'dup:%'")
         self._use_identity_rule(list(key) if key else None)
+        if self.has_earlier_rows():
+            # Rows are looked up by identity only against earlier runs' rows: a ledger's first
+            # run (a whole file, often) does not pay for the index; the second builds it once.
+            self._db.execute("CREATE INDEX IF NOT EXISTS rows_by_identity ON rows (identity)")
         return self.run_id
 
     @contextlib.contextmanager
