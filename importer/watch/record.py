@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from importer.errors import ExitStatus, InputError, printable
-from importer.html_report import _duration, _e, _head, _n
+from importer.html_report.page import _duration, _e, _head, _n
 from importer.pipeline import utc_now
 from importer.report import Note
 from importer.watch.folders import (
