@@ -120,6 +120,7 @@ class Table:
         self.warnings = warnings
         self.blank_rows = 0
         self.footer_rows = 0
+        self.marks = _Marks(self.shown if sheet is None else f"sheet '{sheet}' of {self.shown}")
         # The records of rows 1 to FIRST_ROWS as read, by number (title rows, the header, the
         # rows after it): which row holds the columns a mapping looks for, when the header does
         # not. Read now, before the rows are, and handed back to them.
@@ -171,8 +172,11 @@ class Table:
         width = self._header.width
         unescape = self._header.is_report
         number = self._header_row
+        hidden = self.marks.skipped_rows()
         for cells in self._records:
             number += 1
+            if number in hidden and self.marks.skip(number):
+                continue
             if type(cells) is not list:
                 error = cells.error  # type: ignore[attr-defined]
                 yield Row(number, _fit(headers, cells, width, unescape), error)
@@ -214,6 +218,15 @@ class Table:
             row.row_id = row_id.strip() or None
         return row
 
+    def row_warnings(self, number: int) -> list[tuple[str, str]]:
+        """What the sheet says of row ``number`` that its cells do not, as (kind, message): a
+        row hidden in Excel, a formula with no saved value. Rows with some: ``marks.rows``."""
+        return self.marks.row_warnings(number)
+
+    def read_warnings(self) -> list[str]:
+        """Warnings known once the rows were read (hidden rows left out)."""
+        return self.marks.read_warnings()
+
     def close(self) -> None:
         """Release the file."""
         self._close()
@@ -239,21 +252,31 @@ def open_table(
     header_row: int = 1,
     allow_empty: bool = False,
     on_reader: Callable[[Callable[[], None]], None] | None = None,
+    skip_hidden_rows: bool = False,
 ) -> Table:
     """Open a spreadsheet and read its header; raise ``InputError`` when it cannot be used.
 
     A header with no row under it (blank rows and export footers do not count) is such an
-    error, unless ``allow_empty``. For a workbook, ``on_reader`` receives a function that
-    stops the process reading it, so another thread can cancel a long load. Whatever fails
-    while the file is read (a damaged zip that a library chokes on, say) is an ``InputError``
-    naming the file.
+    error, unless ``allow_empty``. ``skip_hidden_rows`` leaves out the rows an XLSX hides (by a
+    filter or by hand); else they are read, and ``Table.row_warnings`` says so. For a workbook,
+    ``on_reader`` receives a function that stops the process reading it, so another thread
+    can cancel a long load. Whatever fails while the file is read (a damaged zip that a library
+    chokes on, say) is an ``InputError`` naming the file.
     """
     path = path if isinstance(path, Path) else Path(path)  # a ListedFile stays one
     if header_row < 1:
         raise InputError(f"--header-row must be 1 or more, not {header_row}")
     source = _Source(path)
     try:
-        return _open(source, encoding, delimiter, sheet, header_row, allow_empty, on_reader)
+        table = _open(source, encoding, delimiter, sheet, header_row, on_reader, skip_hidden_rows)
+        if not allow_empty:
+            table._require_rows(
+                table.shown if table.sheet is None else f"sheet '{table.sheet}' of {table.shown}",
+                "export the data again with its rows"
+                if table.sheet is None
+                else "choose another sheet with --sheet, or export the data again with its rows",
+            )
+        return table
     except ImporterError:
         source.close()
         raise
@@ -271,8 +294,8 @@ def _open(
     delimiter: str | None,
     sheet: str | None,
     header_row: int,
-    allow_empty: bool,
     on_reader: Callable[[Callable[[], None]], None] | None,
+    skip_hidden_rows: bool,
 ) -> Table:
     path, shown = source.path, source.shown
     head = source.head()
@@ -282,13 +305,9 @@ def _open(
             for flag, value in (("--encoding", encoding), ("--delimiter", delimiter))
             if value is not None
         ]
-        table = _open_workbook(source, head, sheet, header_row, warnings, on_reader)
-        if not allow_empty:
-            table._require_rows(
-                f"sheet '{table.sheet}' of {shown}",
-                "choose another sheet with --sheet, or export the data again with its rows",
-            )
-        return table
+        return _open_workbook(
+            source, head, sheet, header_row, warnings, on_reader, skip_hidden_rows
+        )
     if path.suffix.lower() in _WORKBOOK_SUFFIXES:
         raise InputError(
             f"{shown} is named like a workbook but is not one ({_what_text_is(head)}): "
@@ -300,10 +319,7 @@ def _open(
                 f"{shown} is {what}, not a spreadsheet: export the data as CSV or XLSX"
             )
     warnings = [f"--sheet is ignored: {shown} is a CSV file"] if sheet is not None else []
-    table = _open_csv(source, head, encoding, delimiter, header_row, warnings)
-    if not allow_empty:
-        table._require_rows(shown, "export the data again with its rows")
-    return table
+    return _open_csv(source, head, encoding, delimiter, header_row, warnings)
 
 
 def _unreadable(shown: str, exc: Exception) -> InputError:
@@ -865,6 +881,7 @@ def _open_workbook(
     header_row: int,
     warnings: list[str],
     on_reader: Callable[[Callable[[], None]], None] | None,
+    skip_hidden_rows: bool,
 ) -> Table:
     shown = source.shown
     kind = workbook.container_kind(shown, head, source.reader)
@@ -876,7 +893,7 @@ def _open_workbook(
     except BaseException:
         data.close()
         raise
-    return Table(
+    table = Table(
         source.path,
         records=records,
         header=header,
@@ -887,6 +904,84 @@ def _open_workbook(
         sheet=data.name,
         shown=shown,
     )
+    table.marks.note(data.hidden_rows, data.unsaved_formulas, header_row, skip=skip_hidden_rows)
+    return table
+
+
+_EXAMPLES: Final = 10  # rows named in a warning about many
+
+
+class _Marks:
+    """What a workbook's sheet says of its rows beyond their cells: rows hidden in Excel, and
+    formulas with no saved value (``importer.sheetxml``). CSV and rows in memory have none."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.rows: frozenset[int] = frozenset()  # the rows with a warning of their own
+        self._hidden: frozenset[int] = frozenset()
+        self._skip = False
+        self._skipped: list[int] = []  # the first hidden rows left out
+        self._skipped_count = 0
+        self._unsaved: dict[int, list[int]] = {}  # row: the columns of its unsaved formulas
+
+    def note(
+        self,
+        hidden: frozenset[int],
+        unsaved: list[tuple[int, int]],
+        header_row: int,
+        *,
+        skip: bool,
+    ) -> None:
+        self._hidden = frozenset(n for n in hidden if n > header_row)
+        self._skip = skip
+        for row, column in unsaved:
+            if row > header_row:
+                self._unsaved.setdefault(row, []).append(column)
+        self.rows = frozenset(self._unsaved) | (frozenset() if skip else self._hidden)
+
+    def skipped_rows(self) -> frozenset[int]:
+        """The rows to leave out (hidden ones, with --skip-hidden-rows)."""
+        return self._hidden if self._skip else frozenset()
+
+    def skip(self, number: int) -> bool:
+        self._skipped_count += 1
+        if len(self._skipped) < _EXAMPLES:
+            self._skipped.append(number)
+        return True
+
+    def row_warnings(self, number: int) -> list[tuple[str, str]]:
+        said = []
+        if number in self._hidden and not self._skip:
+            said.append(
+                (
+                    "hidden_row",
+                    f"rows hidden in Excel (by a filter or by hand) in {self.where} are imported "
+                    "like the others: check that they should be, or leave them out with "
+                    "--skip-hidden-rows",
+                )
+            )
+        columns = self._unsaved.get(number)
+        if columns:
+            letters = ", ".join(workbook.column_letter(c) for c in columns[:5])
+            said.append(
+                (
+                    "unsaved_formula",
+                    f"formulas with no saved value in {self.where} (column {letters} of row "
+                    f"{number}, first) are read as empty cells: open the file in Excel, let it "
+                    "calculate, save it, and import it again",
+                )
+            )
+        return said
+
+    def read_warnings(self) -> list[str]:
+        if not self._skipped_count:
+            return []
+        rows = ", ".join(map(str, self._skipped))
+        more = ", ..." if self._skipped_count > len(self._skipped) else ""
+        return [
+            f"{self._skipped_count:,} row(s) hidden in Excel in {self.where} were left out "
+            f"(--skip-hidden-rows): rows {rows}{more}"
+        ]
 
 
 # --- opening -------------------------------------------------------------------------------------

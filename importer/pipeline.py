@@ -95,6 +95,7 @@ class ImportConfig:
     encoding: str | None = None
     delimiter: str | None = None
     header_row: int = 1
+    skip_hidden_rows: bool = False  # leave out the rows an Excel sheet hides
     in_flight: InFlight | None = None  # None: resend, but keep holding what skip held
     retry_rejected: bool = False
     changed: Changed | None = None  # rows sent earlier whose payload changed: keep / resend
@@ -295,6 +296,7 @@ async def _open_table(config: ImportConfig) -> Table:
             sheet=config.sheet,
             header_row=config.header_row,
             on_reader=readers.append,
+            skip_hidden_rows=config.skip_hidden_rows,
         ),
     )
     try:
@@ -423,6 +425,7 @@ class _Run:
         chunk: list[Row] = []
         selection = self.config.selection
         first, last = selection or (0, 1 << 62)
+        marked = self.table.marks.rows  # rows hidden in Excel, formulas with no saved value
         try:
             try:
                 for row in self.table.rows():
@@ -430,6 +433,9 @@ class _Run:
                         continue
                     if row.number > last:
                         break
+                    if row.number in marked:
+                        for kind, message in self.table.row_warnings(row.number):
+                            self._warn(message, kind=kind, row=row.number)
                     chunk.append(row)
                     if len(chunk) >= CHUNK:
                         self._record(chunk)
@@ -446,6 +452,8 @@ class _Run:
                 self.ledger.forget_gone_failures()  # the whole file was read
         finally:
             self.rows.reading_ended()
+        for message in self.table.read_warnings():
+            self._warn(message)
         self._warn_conflicts()
         over = self.ledger.emails_over(LEAD_DAILY_LIMIT)
         if over:

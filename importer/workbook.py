@@ -38,6 +38,8 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, Final
 
 from importer.errors import AbortError, ImporterError, InputError
+from importer.numformat import Formatter
+from importer.sheetxml import SheetNotes, read_notes
 
 MAX_UNZIPPED_BYTES: Final = 1 << 30
 MAX_ZIP_RATIO: Final = 200  # sheets compress 5-30x; a bomb compresses 1000x
@@ -150,7 +152,11 @@ class Sheet:
             first = self._receive()
             if first[0] == "error":
                 raise InputError(first[1])
-            _, self.name, self.first_column = first
+            _, self.name, self.first_column, hidden, unsaved = first
+            # Rows hidden in Excel (by a filter or by hand), by number; formulas with no saved
+            # value, as (row, column), in row order. XLSX and XLSM only: see ``sheetxml``.
+            self.hidden_rows: frozenset[int] = frozenset(hidden)
+            self.unsaved_formulas: list[tuple[int, int]] = unsaved
         except BaseException:
             self.close()
             raise
@@ -435,10 +441,11 @@ _CHILD: Final = (
 def serve(args: Sequence[str]) -> None:
     """The child: load one sheet and write it to stdout as length-prefixed marshal messages.
 
-    Messages: ``("sheet", name, first_column)``, then ``("rows", [[text, ...], ...], broken)``
-    batches (``broken``: the rows, by index, whose cell at the column given was too long and is
-    sent empty), then ``("end",)``; or ``("error", message)`` when the sheet cannot be read.
-    ``path`` names the file in messages; ``target`` is what to open.
+    Messages: ``("sheet", name, first_column, hidden_rows, unsaved_formulas)`` (the last two
+    from ``sheetxml``), then ``("rows", [[text, ...], ...], broken)`` batches (``broken``: the
+    rows, by index, whose cell at the column given was too long and is sent empty), then
+    ``("end",)``; or ``("error", message)`` when the sheet cannot be read. ``path`` names the
+    file in messages; ``target`` is what to open.
     """
     path, kind, wanted, given, *rest = args
     target = rest[0] if rest else path
@@ -553,12 +560,14 @@ def _sheet_messages(
         last_row, last_column = data.end[0] + 1, data.end[1] + 1
         if last_row * last_column > MAX_SHEET_CELLS:
             raise InputError(_too_many_cells_message(path, last_row, last_column))
-        yield ("sheet", name, data.start[1])
+        first_column = data.start[1]
+        notes = read_notes(target, name) if kind in ("XLSX", "XLSM") else SheetNotes()
+        yield ("sheet", name, first_column, notes.hidden, notes.unsaved_formulas)
         most = max(MIN_SHEET_TEXT, MAX_TEXT_PER_BYTE * os.stat(target).st_size)
         total = 0
         # python-calamine yields the rows above the sheet's first filled one as empty rows, so
         # the position in this stream is the spreadsheet's row number.
-        for batch in _text_batches(data.iter_rows()):
+        for batch in _text_batches(data.iter_rows(), notes.formats, first_column):
             size, broken = _bound_cells(batch)
             total += size
             if total > most:
@@ -591,16 +600,42 @@ def _bound_cells(batch: list[list[str]]) -> tuple[int, list[tuple[int, int]]]:
     return size, broken
 
 
-def _text_batches(raw_rows: Iterator[list[Any]]) -> Iterator[list[list[str]]]:
+def _text_batches(
+    raw_rows: Iterator[list[Any]],
+    formats: dict[int, list[tuple[int, Formatter]]] | None = None,
+    first_column: int = 0,
+) -> Iterator[list[list[str]]]:
     # Rows are converted a batch at a time, column by column: a column holds one type of cell
     # (text, numbers, dates), so most columns convert in one C-level ``map`` with no Python call
     # per cell, which halves the cost of reading a large sheet.
+    number = 0  # the sheet's row number of the batch's first row, less one
     while batch := list(itertools.islice(raw_rows, _BATCH_ROWS)):
         width = len(batch[0])
         if width and len(set(map(len, batch))) == 1:
-            yield list(map(list, zip(*map(_column_texts, zip(*batch)))))  # noqa: B905
+            texts = list(map(list, zip(*map(_column_texts, zip(*batch)))))  # noqa: B905
         else:
-            yield [[c if type(c) is str else cell_text(c) for c in raw] for raw in batch]
+            texts = [[c if type(c) is str else cell_text(c) for c in raw] for raw in batch]
+        if formats:
+            _apply_formats(batch, texts, formats, number, first_column)
+        number += len(batch)
+        yield texts
+
+
+def _apply_formats(
+    batch: list[list[Any]],
+    texts: list[list[str]],
+    formats: dict[int, list[tuple[int, Formatter]]],
+    number: int,
+    first_column: int,
+) -> None:
+    """Show the numbers of cells whose number format is applied as the format shows them."""
+    for index, raw in enumerate(batch):
+        for column, formatter in formats.get(number + index + 1, ()):
+            position = column - first_column
+            if 0 <= position < len(raw) and type(raw[position]) in (float, int):
+                shown = formatter(raw[position])
+                if shown is not None:
+                    texts[index][position] = shown
 
 
 _AS_TEXT: Final[dict[type, Callable[[Any], str]]] = {
