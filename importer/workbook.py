@@ -39,7 +39,7 @@ from typing import IO, Any, Final
 
 from importer.errors import AbortError, ImporterError, InputError
 from importer.numformat import Formatter
-from importer.sheetxml import SheetNotes, read_notes
+from importer.sheetxml import SheetNotes, notes_meanwhile
 
 MAX_UNZIPPED_BYTES: Final = 1 << 30
 MAX_ZIP_RATIO: Final = 200  # sheets compress 5-30x; a bomb compresses 1000x
@@ -552,6 +552,7 @@ def _sheet_messages(
     with _calamine_errors(path, kind):
         book = python_calamine.CalamineWorkbook.from_path(target)
         name = _choose_sheet(path, book, wanted)
+        notes = notes_meanwhile(target, name) if kind in ("XLSX", "XLSM") else lambda: SheetNotes()
         data = book.get_sheet_by_name(name)
         if data.start is None or data.end is None:  # both or neither
             raise InputError(
@@ -561,13 +562,13 @@ def _sheet_messages(
         if last_row * last_column > MAX_SHEET_CELLS:
             raise InputError(_too_many_cells_message(path, last_row, last_column))
         first_column = data.start[1]
-        notes = read_notes(target, name) if kind in ("XLSX", "XLSM") else SheetNotes()
-        yield ("sheet", name, first_column, notes.hidden, notes.unsaved_formulas)
+        sheet_notes = notes()
+        yield ("sheet", name, first_column, sheet_notes.hidden, sheet_notes.unsaved_formulas)
         most = max(MIN_SHEET_TEXT, MAX_TEXT_PER_BYTE * os.stat(target).st_size)
         total = 0
         # python-calamine yields the rows above the sheet's first filled one as empty rows, so
         # the position in this stream is the spreadsheet's row number.
-        for batch in _text_batches(data.iter_rows(), notes.formats, first_column):
+        for batch in _text_batches(data.iter_rows(), sheet_notes.formats, first_column):
             size, broken = _bound_cells(batch)
             total += size
             if total > most:
