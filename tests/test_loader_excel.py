@@ -484,7 +484,7 @@ def test_a_reader_killed_while_rows_flow_stops_the_run_resumably(
     # The file is fine and some rows may be sent already: stop (exit 3), do not reject the file.
     path = _many_rows(tmp_path, 100)
     stalls_after_one_batch = (
-        "import sys, time; sys.path.append(sys.argv.pop(1)); import importer.workbook as w\n"
+        "import sys, time; sys.path.append(sys.argv.pop(1)); import importer.workbook.child as w\n"
         "read = w._sheet_messages\n"
         "def stalling(*args):\n"
         "    for message in read(*args):\n"
@@ -909,3 +909,24 @@ def test_a_formula_saved_as_empty_text_is_no_warning(tmp_path):
             target.writestr(item, data)
     with open_table(patched) as table:
         assert table.marks.rows == {3, 5}
+
+
+def test_formats_and_hidden_rows_follow_a_sheet_that_starts_further_in(tmp_path):
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet["C3"], sheet["D3"] = "Email", "CEP"
+    sheet["C4"], sheet["D4"] = "ana@x.com", 1310100
+    sheet["C5"], sheet["D5"] = "bia@x.com", 1310100
+    sheet["D4"].number_format = "00000-000"
+    sheet.row_dimensions[5].hidden = True
+    book.save(tmp_path / "far.xlsx")
+    with open_table(tmp_path / "far.xlsx", header_row=3) as table:
+        rows = list(table.rows())
+        assert [row.cells["CEP"] for row in rows] == ["01310-100", "1310100"]
+        assert table.marks.rows == {5}
+
+
+@pytest.mark.parametrize("command", ["import", "validate", "watch"])
+def test_skip_hidden_rows_is_a_flag_of_every_reading_command(command):
+    result = CliRunner().invoke(cli, [command, "--help"])
+    assert "--skip-hidden-rows" in result.output

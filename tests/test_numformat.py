@@ -1,10 +1,10 @@
-"""Excel number formats applied as a person sees the cell (``importer.numformat``)."""
+"""Excel number formats applied as a person sees the cell (``importer.workbook.numformat``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from importer.numformat import BUILTIN_FORMATS, compile_format
+from importer.workbook.numformat import BUILTIN_FORMATS, compile_format
 
 ACCOUNTING_BRL = '_-"R$"\\ * #,##0.00_-;\\-"R$"\\ * #,##0.00_-;_-"R$"\\ * "-"??_-;_-@_-'
 

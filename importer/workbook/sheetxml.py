@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import IO, Final
 from xml.etree import ElementTree
 
-from importer.numformat import BUILTIN_FORMATS, Formatter, compile_format
+from importer.workbook.numformat import BUILTIN_FORMATS, Formatter, compile_format
 
 _MAIN: Final = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _RELS: Final = "{http://schemas.openxmlformats.org/package/2006/relationships}"
