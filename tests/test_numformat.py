@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from importer.workbook import numformat
 from importer.workbook.numformat import BUILTIN_FORMATS, compile_format
 
 ACCOUNTING_BRL = '_-"R$"\\ * #,##0.00_-;\\-"R$"\\ * #,##0.00_-;_-"R$"\\ * "-"??_-;_-@_-'
@@ -55,3 +58,33 @@ def test_formats_not_applied_leave_the_stored_digits(code):
 
 def test_every_builtin_format_listed_is_applied():
     assert all(compile_format(code) is not None for code in BUILTIN_FORMATS.values())
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "00000-000",
+        "000",
+        "0",
+        "0.00",
+        "#,##0",
+        "#,##0.00",
+        "0%",
+        "0.00%",
+        '"R$" #,##0.00',
+        "#,##0,",
+    ],
+)
+def test_the_fast_way_shows_what_the_careful_way_shows(code, monkeypatch):
+    fast = compile_format(code)
+    monkeypatch.setattr(numformat, "_fast_path", lambda section, separators: None)
+    careful = compile_format(code)
+    assert fast is not None and careful is not None
+    rng = random.Random(17)
+    values = [0.155, 0.285, 2.675, 1.005, 1234.5, 1310100.0, 0.5, 1.5, 2.5, 999.995, 1e14]
+    values += [
+        round(rng.uniform(0, 10 ** rng.randint(0, 9)), rng.randint(0, 4)) for _ in range(3000)
+    ]
+    values += [float(rng.randint(0, 99_999_999)) for _ in range(1000)]
+    for value in values:
+        assert fast(value) == careful(value), (code, value)

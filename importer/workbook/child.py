@@ -224,14 +224,22 @@ def _apply_formats(
     number: int,
     first_column: int,
 ) -> None:
-    """Show the numbers of cells whose number format is applied as the format shows them."""
+    """Show the numbers of cells whose number format is applied as the format shows them.
+    The rows' formats are let go once used: the sheet's are read at once, before its rows."""
+    take = formats.pop
     for index, raw in enumerate(batch):
-        for column, formatter in formats.get(number + index + 1, ()):
+        cells = take(number + index + 1, None)
+        if cells is None:
+            continue
+        row, width = texts[index], len(raw)
+        for column, formatter in cells:
             position = column - first_column
-            if 0 <= position < len(raw) and type(raw[position]) in (float, int):
-                shown = formatter(raw[position])
-                if shown is not None:
-                    texts[index][position] = shown
+            if 0 <= position < width:
+                value = raw[position]
+                if type(value) is float or type(value) is int:
+                    shown = formatter(value)
+                    if shown is not None:
+                        row[position] = shown
 
 
 _AS_TEXT: Final[dict[type, Callable[[Any], str]]] = {

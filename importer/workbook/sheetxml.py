@@ -15,6 +15,8 @@ chunks that end before a cell, and looked at closely only where it must be: the 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import operator
 import posixpath
 import re
 import threading
@@ -143,11 +145,7 @@ def _chunks(xml: IO[bytes]) -> Iterator[bytes]:
 
 
 def _scan(xml: IO[bytes], styles: dict[bytes, Formatter], notes: SheetNotes) -> None:
-    styled = (
-        re.compile(rb"""<c\b[^>]*?\bs\s*=\s*["'](""" + b"|".join(styles) + rb""")["'][^>]*>""")
-        if styles
-        else None
-    )
+    styled = _Styled(styles) if styles else None
     for chunk in _chunks(xml):
         if b"idden" in chunk:  # twice as fast to search as "hidden", whose h is common
             for attributes in _ROW.findall(chunk):
@@ -158,11 +156,54 @@ def _scan(xml: IO[bytes], styles: dict[bytes, Formatter], notes: SheetNotes) -> 
         if b"<f" in chunk:
             _unsaved_formulas(chunk, notes)
         if styled is not None:
-            for match in styled.finditer(chunk):
+            styled.find(chunk, notes.formats)
+
+
+class _Styled:
+    """Finds the cells whose style has a format worth applying (a million in a large sheet)."""
+
+    def __init__(self, styles: dict[bytes, Formatter]) -> None:
+        ids = b"|".join(styles)
+        # Excel, LibreOffice, openpyxl and XlsxWriter write r first and s next: one findall
+        # gives (letters, row, style) with no Python work per cell.
+        self.usual = re.compile(rb'<c r="([A-Z]{1,3})(\d+)" s="(' + ids + rb')"')
+        self.count = re.compile(rb' s="(?:' + ids + rb')"')  # did the usual way find them all?
+        # Any order, spaces or quotes: the slower way, for a chunk the usual way did not read.
+        self.any = re.compile(rb"""<c\b[^>]*?\bs\s*=\s*["'](""" + ids + rb""")["'][^>]*>""")
+        self.pairs = _Pairs(styles)
+
+    def find(self, chunk: bytes, formats: dict[int, list[tuple[int, Formatter]]]) -> None:
+        found = self.usual.findall(chunk)
+        if len(found) != len(self.count.findall(chunk)):
+            found = []
+            for match in self.any.finditer(chunk):
                 ref = _REF.search(match.group())
                 if ref is not None:
-                    row = notes.formats.setdefault(int(ref.group(2)), [])
-                    row.append((_column_index(ref.group(1)), styles[match.group(1)]))
+                    found.append((ref.group(1), ref.group(2), match.group(1)))
+        pairs = self.pairs
+        # A row's cells come together: one dict entry per row, one lookup per cell.
+        for row, group in itertools.groupby(found, _ROW_OF):
+            cells = [pairs[letters, style] for letters, _, style in group]
+            number = int(row)
+            if number in formats:  # a row cut by a chunk's end, or written twice
+                formats[number].extend(cells)
+            else:
+                formats[number] = cells
+
+
+_ROW_OF: Final = operator.itemgetter(1)
+
+
+class _Pairs(dict[tuple[bytes, bytes], tuple[int, Formatter]]):
+    """(column letters, style) to (column index, its format's function), made once each."""
+
+    def __init__(self, styles: dict[bytes, Formatter]) -> None:
+        super().__init__()
+        self.styles = styles
+
+    def __missing__(self, key: tuple[bytes, bytes]) -> tuple[int, Formatter]:
+        value = self[key] = (_column_index(key[0]), self.styles[key[1]])
+        return value
 
 
 def _unsaved_formulas(chunk: bytes, notes: SheetNotes) -> None:
