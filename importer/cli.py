@@ -176,6 +176,7 @@ def import_command(
     encoding: str | None,
     delimiter: str | None,
     header_row: int,
+    skip_hidden_rows: bool,
     quiet: bool,
     rate: float,
     concurrency: int,
@@ -209,6 +210,7 @@ def import_command(
         encoding=encoding,
         delimiter=delimiter,
         header_row=header_row,
+        skip_hidden_rows=skip_hidden_rows,
         in_flight=in_flight,  # type: ignore[arg-type]
         retry_rejected=retry_rejected,
         changed=flags.changed_choice(keep_sent, resend_changed),  # type: ignore[arg-type]
@@ -356,6 +358,7 @@ def watch_command(
     encoding: str | None,
     delimiter: str | None,
     header_row: int,
+    skip_hidden_rows: bool,
     in_flight: str,
     sandbox: bool,
     quiet: bool,
@@ -383,6 +386,7 @@ def watch_command(
         encoding=encoding,
         delimiter=delimiter,
         header_row=header_row,
+        skip_hidden_rows=skip_hidden_rows,
         in_flight=in_flight,  # type: ignore[arg-type]
         changed=flags.changed_choice(keep_sent, resend_changed) or "keep",  # type: ignore[arg-type]
     )

@@ -51,6 +51,7 @@ class ImportConfig:
     encoding: str | None = None
     delimiter: str | None = None
     header_row: int = 1
+    skip_hidden_rows: bool = False  # leave out the rows an Excel sheet hides
     in_flight: InFlight | None = None  # None: resend, but keep holding what skip held
     retry_rejected: bool = False
     changed: Changed | None = None  # rows sent earlier whose payload changed: keep / resend

@@ -32,6 +32,12 @@ def table_options(func: Callable[..., Any]) -> Callable[..., Any]:
                 show_default=True,
                 help="Row number of the header.",
             ),
+            click.option(
+                "--skip-hidden-rows",
+                is_flag=True,
+                help="Leave out the rows an Excel file hides (by a filter or by hand) "
+                "[default: import them, with a warning].",
+            ),
         )
     ):
         func = option(func)

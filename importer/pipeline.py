@@ -138,6 +138,7 @@ async def _open_table(config: ImportConfig) -> Table:
             delimiter=config.delimiter,
             sheet=config.sheet,
             header_row=config.header_row,
+            skip_hidden_rows=config.skip_hidden_rows,
             on_reader=readers.append,
         ),
     )

@@ -59,6 +59,7 @@ class Reader:
         chunk: list[Row] = []
         selection = self.config.selection
         first, last = selection or (0, 1 << 62)
+        marked = self.table.marks.rows  # rows hidden in Excel, formulas with no saved value
         try:
             try:
                 for row in self.table.rows():
@@ -66,6 +67,9 @@ class Reader:
                         continue
                     if row.number > last:
                         break
+                    if row.number in marked:
+                        for kind, message in self.table.row_warnings(row.number):
+                            self._warn(message, kind=kind, row=row.number)
                     chunk.append(row)
                     if len(chunk) >= CHUNK:
                         self._record(chunk)
@@ -82,6 +86,8 @@ class Reader:
                 self.ledger.forget_gone_failures()  # the whole file was read
         finally:
             self.rows.reading_ended()
+        for message in self.table.read_warnings():
+            self._warn(message)
         self._warn_conflicts()
         over = self.ledger.emails_over(LEAD_DAILY_LIMIT)
         if over:

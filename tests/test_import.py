@@ -160,7 +160,7 @@ def test_a_workbook_reader_killed_mid_file_stops_the_run_and_the_rerun_resumes(
     book.save(data)
     mapping = write_mapping(tmp_path / "simple.yaml", SIMPLE_MAPPING)
     dies_after_one_batch = (
-        "import os, sys; sys.path.append(sys.argv.pop(1)); import importer.workbook as w\n"
+        "import os, sys; sys.path.append(sys.argv.pop(1)); import importer.workbook.child as w\n"
         "read = w._sheet_messages\n"
         "def dying(*args):\n"
         "    for message in read(*args):\n"

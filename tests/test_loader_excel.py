@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import signal
@@ -12,10 +13,14 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from click.testing import CliRunner
 
+from helpers import read_summary, write_mapping
 from importer import workbook
+from importer.cli import cli
 from importer.errors import AbortError, InputError
 from importer.loader import open_table
+from importer.pipeline import ImportConfig, run_import
 from importer.records import Row
 
 
@@ -479,7 +484,7 @@ def test_a_reader_killed_while_rows_flow_stops_the_run_resumably(
     # The file is fine and some rows may be sent already: stop (exit 3), do not reject the file.
     path = _many_rows(tmp_path, 100)
     stalls_after_one_batch = (
-        "import sys, time; sys.path.append(sys.argv.pop(1)); import importer.workbook as w\n"
+        "import sys, time; sys.path.append(sys.argv.pop(1)); import importer.workbook.child as w\n"
         "read = w._sheet_messages\n"
         "def stalling(*args):\n"
         "    for message in read(*args):\n"
@@ -727,3 +732,201 @@ def test_a_sheet_of_much_more_text_than_its_file_holds_is_refused_in_one_line(
         "text, more than a file of its size should (a long text repeated in many cells?): "
         "remove the repeated text, or save the data as CSV"
     )
+
+
+# --- cells as shown, hidden rows, formulas with no saved value --------------------------------
+
+SHOWN_MAPPING = """\
+conversion_identifier: "feira"
+fields:
+  email: "Email"
+  mobile_phone: {column: "Celular", transform: phone_br}
+  cf_cep: {column: "CEP", transform: digits}
+  cf_cep_como_visto: "CEP"
+  cf_desconto: "Desconto"
+  cf_valor: "Valor"
+"""
+
+
+def write_formatted(path: Path) -> Path:
+    """A sheet as a Brazilian user formats one: CEP, phone, percent and reais."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Email", "Celular", "CEP", "Desconto", "Valor", "Codigo", "Nota"])
+    sheet.append(["ana@x.com", 11987654321, 1310100, 0.15, 1234.5, 7, 7.5])
+    sheet.append(["bia@x.com", 21987654321, 20040020, 0.155, -1234.5, 7, 7.5])
+    formats = {
+        "B": "(00) 00000-0000",
+        "C": "00000-000",
+        "D": "0%",
+        "E": '"R$" #,##0.00',
+        "F": "000",
+    }
+    for column, code in formats.items():
+        for row in (2, 3):
+            sheet[f"{column}{row}"].number_format = code
+    sheet["D3"].number_format = "0.00%"
+    sheet["E3"].number_format = "[$R$-416]\\ #,##0.00;[Red]\\-[$R$-416]\\ #,##0.00"
+    book.save(path)
+    return path
+
+
+def test_numbers_arrive_as_their_format_shows_them(tmp_path):
+    path = write_formatted(tmp_path / "leads.xlsx")
+    with open_table(path) as table:
+        rows = [row.cells for row in table.rows()]
+    assert rows[0] == {
+        "Email": "ana@x.com",
+        "Celular": "(11) 98765-4321",
+        "CEP": "01310-100",
+        "Desconto": "15%",
+        "Valor": "R$ 1.234,50",
+        "Codigo": "007",
+        "Nota": "7.5",  # General: the digits stored
+    }
+    assert rows[1]["CEP"] == "20040-020"
+    assert rows[1]["Desconto"] == "15,50%"
+    assert rows[1]["Valor"] == "-R$ 1.234,50"
+
+
+def test_formatted_cells_read_right_through_a_mapping(tmp_path):
+    path = write_formatted(tmp_path / "leads.xlsx")
+    mapping = write_mapping(tmp_path / "m.yaml", SHOWN_MAPPING)
+    config = ImportConfig(path, mapping, out_dir=tmp_path / "out", dry_run=True)
+    report = run_import(config)
+    assert report.failed == 0
+    lines = (tmp_path / "out" / "payloads.jsonl").read_text(encoding="utf-8").splitlines()
+    first = json.loads(lines[0])["request"]["payload"]
+    assert first["mobile_phone"] == "+5511987654321"
+    assert first["cf_cep"] == "01310100"  # the zero a person sees is kept
+    assert first["cf_cep_como_visto"] == "01310-100"
+    assert first["cf_desconto"] == "15%"
+    assert first["cf_valor"] == "R$ 1.234,50"
+
+
+def test_a_date_format_keeps_the_iso_date(tmp_path):
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Email", "Nasc"])
+    sheet.append(["ana@x.com", dt.date(1990, 5, 17)])
+    sheet["B2"].number_format = "dd/mm/yyyy"
+    book.save(tmp_path / "d.xlsx")
+    with open_table(tmp_path / "d.xlsx") as table:
+        [row] = table.rows()
+    assert row.cells["Nasc"] == "1990-05-17"
+
+
+def write_hidden(path: Path) -> Path:
+    """Five data rows: 3 and 5 hidden (as an autofilter hides them), 4 a formula never
+    calculated (openpyxl saves no value for it)."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Email", "Cliente", "Pontos"])
+    sheet.append(["ana@x.com", "Sim", 1])
+    sheet.append(["bia@x.com", "Não", 2])
+    sheet.append(["caio@x.com", "Sim", "=C2*10"])
+    sheet.append(["davi@x.com", "Não", 4])
+    sheet.append(["eva@x.com", "Sim", 5])
+    sheet.auto_filter.ref = "A1:C6"
+    sheet.row_dimensions[3].hidden = True
+    sheet.row_dimensions[5].hidden = True
+    book.save(path)
+    return path
+
+
+HIDDEN_MAPPING = """\
+conversion_identifier: "feira"
+fields:
+  email: "Email"
+  cf_pontos: "Pontos"
+"""
+
+
+def test_hidden_rows_and_unsaved_formulas_are_warnings_in_the_summary(tmp_path):
+    path = write_hidden(tmp_path / "filtered.xlsx")
+    mapping = write_mapping(tmp_path / "m.yaml", HIDDEN_MAPPING)
+    report = run_import(ImportConfig(path, mapping, out_dir=tmp_path / "out", dry_run=True))
+    assert report.rows == 5  # hidden rows are imported unless asked otherwise
+    notes = {n["message"].split(" ")[0]: n for n in read_summary(tmp_path / "out")["warnings"]}
+    hidden = notes["rows"]
+    assert hidden["count"] == 2
+    assert hidden["rows"] == [3, 5]
+    assert hidden["message"] == (
+        f"rows hidden in Excel (by a filter or by hand) in sheet 'Sheet' of {path} are imported "
+        "like the others: check that they should be, or leave them out with --skip-hidden-rows"
+    )
+    formula = notes["formulas"]
+    assert formula["count"] == 1
+    assert formula["rows"] == [4]
+    assert "column C of row 4" in formula["message"]
+    assert "let it calculate" in formula["message"]
+
+
+def test_skip_hidden_rows_leaves_them_out(tmp_path):
+    path = write_hidden(tmp_path / "filtered.xlsx")
+    mapping = write_mapping(tmp_path / "m.yaml", HIDDEN_MAPPING)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli,
+        ["validate", str(path), "--mapping", str(mapping), "--out", str(out), "--skip-hidden-rows"],
+    )
+    assert result.exit_code == 0, result.output
+    summary = read_summary(out)
+    assert summary["rows"] == 3
+    sent = [json.loads(line)["row"] for line in (out / "payloads.jsonl").read_text().splitlines()]
+    assert sent == [2, 4, 6]
+    messages = [n["message"] for n in summary["warnings"]]
+    assert f"2 row(s) hidden in Excel in sheet 'Sheet' of {path} were left out " in messages[-1]
+    assert not any(m.startswith("rows hidden") for m in messages)
+
+
+def test_the_loader_skips_hidden_rows_only_when_asked(tmp_path):
+    path = write_hidden(tmp_path / "filtered.xlsx")
+    with open_table(path) as table:
+        assert [row.number for row in table.rows()] == [2, 3, 4, 5, 6]
+        assert table.marks.rows == {3, 4, 5}
+        assert [kind for kind, _ in table.row_warnings(4)] == ["unsaved_formula"]
+    with open_table(path, skip_hidden_rows=True) as table:
+        assert [row.number for row in table.rows()] == [2, 4, 6]
+        assert table.marks.rows == {4}
+        assert table.read_warnings() == [
+            f"2 row(s) hidden in Excel in sheet 'Sheet' of {path} were left out "
+            "(--skip-hidden-rows): rows 3, 5"
+        ]
+
+
+def test_a_formula_saved_as_empty_text_is_no_warning(tmp_path):
+    path = write_hidden(tmp_path / "f.xlsx")
+    patched = tmp_path / "saved.xlsx"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(patched, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data, count = re.subn(
+                    rb'<c r="C4"><f>C2\*10</f><v\s*/>', b'<c r="C4" t="str"><f>""</f><v></v>', data
+                )
+                assert count == 1
+            target.writestr(item, data)
+    with open_table(patched) as table:
+        assert table.marks.rows == {3, 5}
+
+
+def test_formats_and_hidden_rows_follow_a_sheet_that_starts_further_in(tmp_path):
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet["C3"], sheet["D3"] = "Email", "CEP"
+    sheet["C4"], sheet["D4"] = "ana@x.com", 1310100
+    sheet["C5"], sheet["D5"] = "bia@x.com", 1310100
+    sheet["D4"].number_format = "00000-000"
+    sheet.row_dimensions[5].hidden = True
+    book.save(tmp_path / "far.xlsx")
+    with open_table(tmp_path / "far.xlsx", header_row=3) as table:
+        rows = list(table.rows())
+        assert [row.cells["CEP"] for row in rows] == ["01310-100", "1310100"]
+        assert table.marks.rows == {5}
+
+
+@pytest.mark.parametrize("command", ["import", "validate", "watch"])
+def test_skip_hidden_rows_is_a_flag_of_every_reading_command(command):
+    result = CliRunner().invoke(cli, [command, "--help"])
+    assert "--skip-hidden-rows" in result.output
