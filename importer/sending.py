@@ -72,23 +72,27 @@ class RunControl:
     def on_stop(self, wake: Callable[[], None]) -> None:
         self._on_stop.append(wake)
 
-    @contextlib.contextmanager
-    def signals(self) -> Iterator[None]:
+    def signals(self) -> contextlib.AbstractContextManager[None]:
         """SIGINT/SIGTERM stop the run gracefully while inside, when ``handle_signals``."""
-        if not self.handle_signals:
-            yield
-            return
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_signal, sig)
-        try:
-            yield
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+        return stopping_signals(self.interrupt if self.handle_signals else None)
 
-    def _on_signal(self, sig: int) -> None:
-        self.interrupt("Ctrl-C" if sig == signal.SIGINT else "SIGTERM")
+
+@contextlib.contextmanager
+def stopping_signals(on_stop: Callable[[str], None] | None) -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM call ``on_stop("Ctrl-C")`` / ``on_stop("SIGTERM")`` on the
+    event loop instead of raising; ``None``: the signals are left as they are."""
+    if on_stop is None:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    names = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+    for sig, name in names.items():
+        loop.add_signal_handler(sig, on_stop, name)
+    try:
+        yield
+    finally:
+        for sig in names:
+            loop.remove_signal_handler(sig)
 
 
 class PendingRows:

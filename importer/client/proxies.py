@@ -7,7 +7,7 @@ import urllib.request
 import aiohttp
 from yarl import URL
 
-from importer.client.redaction import _is_loopback
+from importer.client.redaction import is_loopback
 from importer.errors import InputError
 
 
@@ -20,7 +20,7 @@ def _proxy_for(url: URL) -> tuple[URL | None, dict[str, str] | None, str | None]
     the proxy sees ``host:443``, never the URL and its API key.
     """
     host = url.host or ""
-    if _is_loopback(host):
+    if is_loopback(host):
         return None, None, None
     address = urllib.request.getproxies().get(url.scheme)
     if not address or urllib.request.proxy_bypass(host):

@@ -68,7 +68,7 @@ def check_api_url(url: str) -> str:
             f"--api-url {shown}: give the address without ?query or #fragment "
             "(the API key comes from RDSTATION_API_KEY)"
         )
-    if scheme == "http" and not _is_loopback(host):
+    if scheme == "http" and not is_loopback(host):
         raise InputError(
             f"--api-url {shown}: plain http would send the API key in clear text; use https "
             "(http is allowed only for localhost)"
@@ -76,10 +76,10 @@ def check_api_url(url: str) -> str:
     return f"{scheme}://{parts.netloc}{parts.path}".rstrip("/")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False

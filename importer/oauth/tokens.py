@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import errno
 import fcntl
-import ipaddress
 import math
 import os
 import stat
@@ -32,6 +31,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from importer.client import check_api_url
+from importer.client.redaction import is_loopback as is_loopback
 from importer.errors import ImporterError, InputError
 
 FILE_VERSION = 1
@@ -104,15 +104,6 @@ def check_endpoint(url: str, setting: str) -> str:
             "text; use https (http is allowed only for localhost)"
         )
     return f"{scheme}://{parts.netloc}{parts.path}".rstrip("/")
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

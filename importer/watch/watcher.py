@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from importer.errors import ExitStatus, InputError, printable
 from importer.pipeline import Listener, RunReport, run_import_async
-from importer.sending import RunControl
+from importer.sending import RunControl, stopping_signals
 from importer.watch.files import (
     Runner,
     WatchConfig,
@@ -122,24 +121,12 @@ class _Watcher(_FileImports):
 
     # -- signals --------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _signals(self) -> Iterator[None]:
+    def _signals(self) -> contextlib.AbstractContextManager[None]:
         """The watcher owns SIGINT/SIGTERM for its whole life and passes a stop on to the run
         in progress (``_on_signal``)."""
-        if not self.config.handle_signals:
-            yield
-            return
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_signal, sig)
-        try:
-            yield
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+        return stopping_signals(self._on_signal if self.config.handle_signals else None)
 
-    def _on_signal(self, sig: int) -> None:
-        name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+    def _on_signal(self, name: str) -> None:
         self.stop_reason = self.stop_reason or f"interrupted ({name})"
         self.wake.set()
         control = self.control
