@@ -44,7 +44,7 @@ class Prepared:
     conversion_id: str
     cells: bytes  # the row's cells as a JSON list
     row: int
-    identity: str  # records.row_identity: the same source row under any mapping
+    identity: str  # records.IdentityRule: the same source row under any mapping
     source_row: int  # its number in the file it first came from
     from_report: bool = False  # read from one of our failures.csv
 

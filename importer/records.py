@@ -48,11 +48,6 @@ class IdentityRule:
         return hashlib.blake2b(orjson.dumps(parts), digest_size=12).hexdigest()
 
 
-def row_identity(cells: dict[str, str], key: Sequence[str] | None = None) -> str:
-    """``IdentityRule`` for one row (when there is no table to build the rule for)."""
-    return IdentityRule(list(cells), key)(cells)
-
-
 class FailureKind(enum.Enum):
     """What a failed request means for the row and for the run."""
 

@@ -30,10 +30,10 @@ from importer.csv_reports import unescape_formula as unescape_formula
 from importer.csv_reports import write_failures, write_payloads, write_successes
 from importer.errors import ExitStatus, printable
 from importer.ledger import Failure, Ledger
+from importer.private_files import TEMPORARY_REPORTS, write_summary
 from importer.private_files import open_private as open_private
 from importer.private_files import private_dir as private_dir
 from importer.private_files import remove_stale_temporaries as remove_stale_temporaries
-from importer.private_files import write_summary
 
 _SHOWN_FIELDS: Final = frozenset(
     {
@@ -49,15 +49,7 @@ _SHOWN_FIELDS: Final = frozenset(
 )
 # The console's last line names them; report.html first: it is the one to open.
 REPORT_FILES: Final = "report.html, successes.csv, failures.csv, summary.json"
-REPORT_NAMES: Final = (
-    "report.html",
-    "successes.csv",
-    "failures.csv",
-    "failures.xlsx",
-    "summary.json",
-    "payloads.jsonl",
-    "ledger.sqlite",
-)
+REPORT_NAMES: Final = (*TEMPORARY_REPORTS, "ledger.sqlite")  # what a run never reads back
 
 
 @dataclass

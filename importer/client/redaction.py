@@ -51,26 +51,40 @@ def check_api_url(url: str) -> str:
     Plain http is allowed only to a loopback host (the sandbox): elsewhere the key in the query
     string would cross the network in clear text.
     """
-    shown = redact(url.strip(), "")
+    return check_address(
+        url.strip(),
+        "--api-url",
+        shown=redact(url.strip(), ""),
+        example="https://api.rd.services",
+        carried="the API key",
+        query_hint=" (the API key comes from RDSTATION_API_KEY)",
+    )
+
+
+def check_address(
+    url: str, label: str, *, shown: str, example: str, carried: str, query_hint: str = ""
+) -> str:
+    """``url`` without its trailing ``/``, or ``InputError`` naming ``label``: http or https, no
+    user name, no query or fragment, and plain http only to this computer (``carried``, what
+    would cross the network in clear text, says why)."""
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
         host = parts.hostname or ""
         parts.port  # noqa: B018 - raises ValueError on a port that is not a number
     except ValueError:
-        raise InputError(f"--api-url {shown}: not a valid URL") from None
+        raise InputError(f"{label} {shown}: not a valid URL") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or not host:
-        raise InputError(f"--api-url {shown}: expected an address like https://api.rd.services")
+        raise InputError(f"{label} {shown}: expected an address like {example}")
     if parts.username is not None or parts.password is not None:
-        raise InputError("--api-url: a user name or password in the address is not supported")
+        raise InputError(f"{label}: a user name or password in the address is not supported")
     if parts.query or parts.fragment:
         raise InputError(
-            f"--api-url {shown}: give the address without ?query or #fragment "
-            "(the API key comes from RDSTATION_API_KEY)"
+            f"{label} {shown}: give the address without ?query or #fragment{query_hint}"
         )
     if scheme == "http" and not is_loopback(host):
         raise InputError(
-            f"--api-url {shown}: plain http would send the API key in clear text; use https "
+            f"{label} {shown}: plain http would send {carried} in clear text; use https "
             "(http is allowed only for localhost)"
         )
     return f"{scheme}://{parts.netloc}{parts.path}".rstrip("/")

@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS rows (
     error_type TEXT,
     error_message TEXT,
     failure_kind TEXT,              -- FailureKind's values, for rows failed at the API
-    identity TEXT,                  -- records.row_identity: the same source row, any payload
+    identity TEXT,                  -- records.IdentityRule: the same source row, any payload
     source_row INTEGER              -- its number in the file it first came from
 );
 CREATE INDEX IF NOT EXISTS rows_by_run ON rows (seen_run, row);

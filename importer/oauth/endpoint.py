@@ -18,6 +18,7 @@ EXPIRED_CODE_GRANT, INVALID_REFRESH_TOKEN...). ``refused=False``: unreachable, a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import time
@@ -76,17 +77,12 @@ async def renew_tokens(tokens: Tokens, *, timeout: float = TIMEOUT) -> Tokens:
         "refresh_token": tokens.refresh_token,
     }
     granted = await _grant(tokens.token_url, "refresh_token", body, timeout, secrets=tokens.secrets)
-    return Tokens(
-        api_url=tokens.api_url,
-        client_id=tokens.client_id,
-        client_secret=tokens.client_secret,
+    return dataclasses.replace(
+        tokens,
         access_token=granted["access_token"],
         refresh_token=granted["refresh_token"],
         expires_at=granted["expires_at"],
         lifetime=granted["lifetime"],
-        token_url=tokens.token_url,
-        revoke_url=tokens.revoke_url,
-        signed_in_at=tokens.signed_in_at,
     )
 
 

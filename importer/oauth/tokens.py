@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import orjson
 
 from importer.client import check_api_url
+from importer.client.redaction import check_address
 from importer.client.redaction import is_loopback as is_loopback
 from importer.errors import ImporterError, InputError
 
@@ -85,25 +85,13 @@ class AuthEndpoints:
 def check_endpoint(url: str, setting: str) -> str:
     """An auth endpoint's URL, or InputError: https (or http to this computer only: the client
     secret and the tokens travel there), no user name, no query, no fragment."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
-    except ValueError:
-        raise InputError(f"{setting} {url}: not a valid URL") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not host:
-        raise InputError(f"{setting} {url}: expected an address like https://api.rd.services/...")
-    if parts.username is not None or parts.password is not None:
-        raise InputError(f"{setting}: a user name or password in the address is not supported")
-    if parts.query or parts.fragment:
-        raise InputError(f"{setting} {url}: give the address without ?query or #fragment")
-    if scheme == "http" and not is_loopback(host):
-        raise InputError(
-            f"{setting} {url}: plain http would send the app's secret and tokens in clear "
-            "text; use https (http is allowed only for localhost)"
-        )
-    return f"{scheme}://{parts.netloc}{parts.path}".rstrip("/")
+    return check_address(
+        url,
+        setting,
+        shown=url,
+        example="https://api.rd.services/...",
+        carried="the app's secret and tokens",
+    )
 
 
 @dataclass(frozen=True)
