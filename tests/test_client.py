@@ -24,7 +24,9 @@ from yarl import URL
 from helpers import ScriptedResponse, self_signed_tls
 from importer.client import (
     MAX_ANSWER_BYTES,
+    BearerAuth,
     ConversionsClient,
+    Reply,
     check_api_url,
     conversion_body,
     failure_from_response,
@@ -1439,3 +1441,43 @@ def test_a_crm_accounts_key_stops_the_run_with_what_to_do() -> None:
     failed = failure_from_response(400, {}, orjson.dumps(body))
     assert (failed.kind, failed.error_type) == (FailureKind.FATAL, "UNABLE_TO_LOAD_CDP_SCHEMA")
     assert "RD Station CRM account, not RD Station Marketing" in failed.message
+
+
+# -- any other endpoint: ConversionsClient.request ---------------------------------------------
+
+
+async def test_request_signs_other_endpoints_as_the_conversions_and_reads_their_answers() -> None:
+    with aioresponses() as m:
+        m.get(
+            re.compile(r"^https://api\.example/platform/contacts/fields\?api_key=KEY$"),
+            status=200,
+            body=b'{"fields": []}',
+            response_class=ScriptedResponse,
+        )
+        m.patch(
+            re.compile(r"^https://api\.example/platform/contacts/email:a@b\.co\?api_key=KEY$"),
+            status=400,
+            payload={"errors": [{"error_type": "CONFLICTING_FIELD", "error_message": "email"}]},
+            response_class=ScriptedResponse,
+        )
+        async with ConversionsClient("https://api.example", "KEY") as client:
+            reply = await client.request("GET", "/platform/contacts/fields")
+            failed = await client.request("PATCH", "/platform/contacts/email:a@b.co", b"{}")
+    assert isinstance(reply, Reply) and reply.whole and reply.json() == {"fields": []}
+    assert isinstance(failed, Failed) and failed.kind is FailureKind.REJECTED
+    assert failed.error_type == "CONFLICTING_FIELD" and "KEY" not in failed.message
+
+
+async def test_request_marks_a_long_2xx_answer_partial_and_keeps_bearer_tokens_in_headers() -> None:
+    seen: list[Any] = []
+
+    async def fields(request: web.Request) -> web.Response:
+        seen.append((request.rel_url, request.headers.get("Authorization")))
+        return web.Response(body=b"x" * 100_000)
+
+    app = web.Application()
+    app.router.add_get("/platform/contacts/fields", fields)
+    async with serve(app) as url, ConversionsClient(url, auth=BearerAuth("TOKEN")) as client:
+        reply = await client.request("GET", "/platform/contacts/fields", max_bytes=10)
+    assert isinstance(reply, Reply) and not reply.whole and reply.body == b"x" * 10
+    assert seen == [(URL("/platform/contacts/fields"), "Bearer TOKEN")]

@@ -32,7 +32,8 @@ secret is what every message is redacted with. The body and every answer are the
 
 Where each part lives:
 
-    session        ConversionsClient: the session, one attempt, how far a request got
+    session        ConversionsClient: the session, one attempt, how far a request got;
+                   ``request`` for any other endpoint (fields, contacts, funnel, batches)
     auth           ApiKeyAuth, BearerAuth: the endpoint and the credentials
     body           encode_conversion, conversion_body
     answers        failure_from_response: an HTTP status and RD Station's words, as one Failed
@@ -47,13 +48,14 @@ from importer.client.answers import failure_from_response
 from importer.client.auth import ApiKeyAuth, BearerAuth, RequestAuth
 from importer.client.body import conversion_body, encode_conversion
 from importer.client.redaction import check_api_url, redact
-from importer.client.session import MAX_ANSWER_BYTES, ConversionsClient
+from importer.client.session import MAX_ANSWER_BYTES, ConversionsClient, Reply
 
 __all__ = [
     "MAX_ANSWER_BYTES",
     "ApiKeyAuth",
     "BearerAuth",
     "ConversionsClient",
+    "Reply",
     "RequestAuth",
     "check_api_url",
     "conversion_body",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from yarl import URL
@@ -29,6 +30,11 @@ class RequestAuth(Protocol):
         """Headers beside the content type."""
         ...
 
+    def signed_url(self, api_url: str, path: str, query: Mapping[str, str] | None) -> URL:
+        """Any endpoint under ``api_url`` (``path`` starts with ``/``), signed as this auth
+        signs requests (the API key's query parameter; a bearer token travels in a header)."""
+        ...
+
 
 class ApiKeyAuth:
     """The API key, in the query string of ``/platform/conversions``, as RD Station requires."""
@@ -45,6 +51,9 @@ class ApiKeyAuth:
 
     def url(self, api_url: str) -> URL:
         return URL(api_url + CONVERSIONS_PATH).with_query(api_key=self.secret)
+
+    def signed_url(self, api_url: str, path: str, query: Mapping[str, str] | None) -> URL:
+        return URL(api_url + path).with_query({**(query or {}), "api_key": self.secret})
 
     def headers(self) -> dict[str, str]:
         return {}
@@ -67,6 +76,10 @@ class BearerAuth:
 
     def url(self, api_url: str) -> URL:
         return URL(api_url + EVENTS_PATH).with_query(event_type="conversion")
+
+    def signed_url(self, api_url: str, path: str, query: Mapping[str, str] | None) -> URL:
+        url = URL(api_url + path)
+        return url.with_query(query) if query else url
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret}"}

@@ -7,12 +7,13 @@ import contextvars
 import copy
 import ssl
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from importer.client.answers import failure_from_response
 from importer.client.auth import ApiKeyAuth, RequestAuth
@@ -21,6 +22,24 @@ from importer.client.network import _describe_exception
 from importer.client.proxies import _proxy_for
 from importer.client.redaction import REDACTED, check_api_url, redact
 from importer.records import Failed, FailureKind, Sent
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A 2xx answer from ``ConversionsClient.request``: its status and body. ``whole`` is False
+    when the answer was cut off or too long (what was asked was done; the answer is partial)."""
+
+    status: int
+    body: bytes
+    whole: bool = True
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is not JSON."""
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            return None
+
 
 # RD Station's answers are a few hundred bytes (an event_uuid, or a list of errors); reading
 # more than this only lets a wrong server fill memory (a 1 GB answer once took 2.6 GB).
@@ -72,6 +91,7 @@ class ConversionsClient:
             "Accept": "application/json",
             **auth.headers(),
         }
+        self._get_headers = {"Accept": "application/json", **auth.headers()}
 
     def with_auth(self, auth: RequestAuth) -> ConversionsClient:
         """This client with other credentials, on the same session and connections. Only the
@@ -109,40 +129,14 @@ class ConversionsClient:
 
     async def post_conversion(self, body: bytes) -> Sent | Failed:
         """Send one conversion body once. Never raises for network or HTTP problems."""
-        session = self._session
-        if session is None:
-            raise RuntimeError("ConversionsClient is not open: use 'async with ConversionsClient'")
-        status: int | None = None
-        headers: Mapping[str, str] = {}
-        progress = _Progress()
-        _ATTEMPT.set(progress)  # this task's own context: other workers have theirs
-        try:
-            # No redirects: one would turn the POST into a GET and may send the body elsewhere.
-            async with session.post(
-                self._url,
-                data=body,
-                headers=self._headers,
-                allow_redirects=False,
-                proxy=self._proxy,
-                proxy_headers=self._proxy_headers,
-            ) as resp:
-                status, headers = resp.status, resp.headers
-                raw, whole = await _read_at_most(resp.content, MAX_ANSWER_BYTES)
-                if not whole:
-                    resp.close()  # drop the connection: reading the rest is the harm
-        except Exception as exc:
-            # Not only ClientError: aiohttp also raises ValueError, RuntimeError... whose
-            # text may hold the URL, key included. None of them may reach the caller.
-            if status is None:
-                return self._failure_from_exception(exc, progress)
-            if 200 <= status < 300:
-                # A 2xx came, so the conversion was recorded; only the rest of the answer was
-                # lost. Resending would record it twice: count it as sent.
-                return Sent(event_uuid="", http_status=status)
-            # The status alone says what kind of failure this is (a 401 still stops the run).
-            failed = failure_from_response(status, headers, b"", secret=self._api_key)
-            return replace(failed, message=failed.message + " (the answer was cut off)")
-
+        answer = await self._exchange("POST", self._url, self._headers, body, MAX_ANSWER_BYTES)
+        if isinstance(answer, Failed):
+            return answer
+        status, headers, raw, whole = answer
+        if raw is None:
+            # A 2xx came, so the conversion was recorded; only the rest of the answer was
+            # lost. Resending would record it twice: count it as sent.
+            return Sent(event_uuid="", http_status=status)
         if not whole:
             return self._too_long(status, headers, raw)
         if 200 <= status < 300:
@@ -151,6 +145,80 @@ class ConversionsClient:
                 return Sent(event_uuid=uuid, http_status=status)
             return self._not_rd_station(status, raw)
         return failure_from_response(status, headers, raw, secret=self._api_key)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        *,
+        query: Mapping[str, str] | None = None,
+        max_bytes: int = MAX_ANSWER_BYTES,
+    ) -> Reply | Failed:
+        """One request to any endpoint under the API address (``path`` starts with ``/``),
+        signed like the conversions: the fields list, a contact, its funnel, an event batch.
+
+        A 2xx is a ``Reply`` (``whole`` False when the answer was cut off or longer than
+        ``max_bytes``: what the endpoint did is done, only its answer is partial); any other
+        status, and every network problem, the same ``Failed`` a conversion gets. Never raises
+        for network or HTTP problems.
+        """
+        url = self._auth.signed_url(self.api_url, path, query)
+        headers = self._headers if body is not None else self._get_headers
+        answer = await self._exchange(method, url, headers, body, max_bytes)
+        if isinstance(answer, Failed):
+            return answer
+        status, headers_in, raw, whole = answer
+        if 200 <= status < 300:
+            return Reply(status, raw or b"", whole and raw is not None)
+        if not whole and raw is not None:
+            return self._too_long(status, headers_in, raw)
+        return failure_from_response(status, headers_in, raw or b"", secret=self._api_key)
+
+    async def _exchange(
+        self,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        max_bytes: int,
+    ) -> tuple[int, Mapping[str, str], bytes | None, bool] | Failed:
+        """(status, headers, the answer, whether it came whole), or the Failed of a request
+        that got no status. ``None`` for the answer: a status came, then the rest was lost
+        (a non-2xx then gets its message marked as cut off)."""
+        session = self._session
+        if session is None:
+            raise RuntimeError("ConversionsClient is not open: use 'async with ConversionsClient'")
+        status: int | None = None
+        answer_headers: Mapping[str, str] = {}
+        progress = _Progress()
+        _ATTEMPT.set(progress)  # this task's own context: other workers have theirs
+        try:
+            # No redirects: one would turn the POST into a GET and may send the body elsewhere.
+            async with session.request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                proxy=self._proxy,
+                proxy_headers=self._proxy_headers,
+            ) as resp:
+                status, answer_headers = resp.status, resp.headers
+                raw, whole = await _read_at_most(resp.content, max_bytes)
+                if not whole:
+                    resp.close()  # drop the connection: reading the rest is the harm
+        except Exception as exc:
+            # Not only ClientError: aiohttp also raises ValueError, RuntimeError... whose
+            # text may hold the URL, key included. None of them may reach the caller.
+            if status is None:
+                return self._failure_from_exception(exc, progress)
+            if 200 <= status < 300:
+                return status, answer_headers, None, False
+            # The status alone says what kind of failure this is (a 401 still stops the run).
+            failed = failure_from_response(status, answer_headers, b"", secret=self._api_key)
+            return replace(failed, message=failed.message + " (the answer was cut off)")
+        return status, answer_headers, raw, whole
 
     def _not_rd_station(self, status: int, raw: bytes, said: str | None = None) -> Failed:
         # RD Station answers every conversion it records with its event_uuid. A 2xx without one

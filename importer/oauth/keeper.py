@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
+from typing import TypeVar
 
-from importer.client import BearerAuth, ConversionsClient, check_api_url
+from importer.client import MAX_ANSWER_BYTES, BearerAuth, ConversionsClient, Reply, check_api_url
 from importer.errors import InputError
 from importer.oauth.endpoint import TIMEOUT, renew_tokens
 from importer.oauth.tokens import LOGIN_AGAIN, SignInError, Tokens, TokenStore
 from importer.records import Failed, FailureKind, Sent
+
+_T = TypeVar("_T", Sent, Reply)
 
 RETRY_RENEWAL = 30.0  # seconds before trying again a renewal that failed while the token lives
 
@@ -191,13 +194,33 @@ class OAuthTransport:
     async def post_conversion(self, body: bytes) -> Sent | Failed:
         """Send one row once (twice when RD Station refused a token that was then renewed).
         Never raises for network, HTTP or sign-in problems."""
+        return await self._signed(lambda client: client.post_conversion(body))
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        *,
+        query: Mapping[str, str] | None = None,
+        max_bytes: int = MAX_ANSWER_BYTES,
+    ) -> Reply | Failed:
+        """``ConversionsClient.request`` with the keeper's access token, renewed once on a 401
+        like ``post_conversion``: the fields list, a contact, its funnel, an event batch."""
+        return await self._signed(
+            lambda client: client.request(method, path, body, query=query, max_bytes=max_bytes)
+        )
+
+    async def _signed(
+        self, attempt: Callable[[ConversionsClient], Awaitable[_T | Failed]]
+    ) -> _T | Failed:
         keeper = self.keeper
         try:
             token = await keeper.access_token()
-            result = await (await self._client_for(token)).post_conversion(body)
+            result = await attempt(await self._client_for(token))
             if isinstance(result, Failed) and result.http_status == 401:
                 token = await keeper.renewed_after(token)
-                result = await (await self._client_for(token)).post_conversion(body)
+                result = await attempt(await self._client_for(token))
                 if isinstance(result, Failed) and result.http_status == 401:
                     return _refused_token(result, " even right after renewing it")
         except (SignInError, InputError) as exc:
@@ -207,7 +230,7 @@ class OAuthTransport:
                 http_status=None,
                 error_type="OAUTH_REFUSED" if refused else "OAUTH_UNAVAILABLE",
                 message=str(exc),
-                reached_server=False,  # no conversion left: the sign-in failed before it
+                reached_server=False,  # nothing left: the sign-in failed before the request
             )
         if isinstance(result, Failed) and result.kind is FailureKind.AUTH_REFUSED:
             return _refused_token(result, "")
