@@ -168,3 +168,11 @@ def test_tags_in_capitals_are_refused_by_rd_station_and_lower_cased_by_the_mappi
     payload = bound.apply(Row(2, {"E": "a@b.co", "T": "VIP, Feira,vip"}))
     assert payload["tags"] == ["vip", "feira"]
     assert rd.payload_problems(payload) == []
+
+
+def test_a_cell_far_longer_than_any_address_is_refused_before_the_full_check() -> None:
+    with pytest.raises(InvalidEmail, match="8,012 characters long; an email address has at most"):
+        rd.normalize_email("a" * 8000 + "@example.com")
+    with pytest.raises(InvalidEmail) as same_as_validator:  # under the bound: the validator's words
+        rd.normalize_email("a" * 300 + "@example.com")
+    assert "too long" in str(same_as_validator.value)
