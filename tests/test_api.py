@@ -482,3 +482,41 @@ def test_show_keeps_the_requests_of_the_first_rows(tmp_path):
     [shown] = report.shown
     assert shown.row == 2
     assert shown.request["payload"]["cf_plano"] == "1"
+
+
+# --- options added with the flags: skip_hidden_rows=, auth= -------------------------------------
+
+
+def test_skip_hidden_rows_leaves_out_the_rows_excel_hides(tmp_path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["email"])
+    for name in ("ana", "bia", "caio"):
+        sheet.append([f"{name}@x.com"])
+    sheet.row_dimensions[3].hidden = True
+    book.save(tmp_path / "filtered.xlsx")
+    report = import_rows(
+        tmp_path / "filtered.xlsx",
+        EMAIL_ONLY,
+        out=tmp_path / "o",
+        dry_run=True,
+        skip_hidden_rows=True,
+    )
+    assert (report.rows, report.skipped) == (2, 0)
+    frame = import_rows(
+        leads_frame(), EMAIL_ONLY, out=tmp_path / "f", dry_run=True, skip_hidden_rows=True
+    )
+    assert [n.message for n in frame.warnings] == [
+        "skip_hidden_rows= is ignored: the rows are a DataFrame, not a file"
+    ]
+
+
+def test_auth_oauth_signs_in_to_the_sandbox_and_refuses_an_api_key(tmp_path):
+    report = import_rows(
+        leads_frame(), EMAIL_ONLY, out=tmp_path / "o", sandbox=True, auth="oauth", rate=0
+    )
+    assert (report.succeeded, report.failed) == (3, 1)
+    with pytest.raises(InputError, match="api_key= goes with auth='apikey'"):
+        import_rows(leads_frame(), EMAIL_ONLY, out=tmp_path / "k", auth="oauth", api_key="K")

@@ -33,10 +33,12 @@ def _prepare(
     concurrency: int = 8,
     api_url: str | None = None,
     api_key: str | None = None,
+    auth: Literal["apikey", "oauth"] = "apikey",
     sheet: str | None = None,
     encoding: str | None = None,
     delimiter: str | None = None,
     header_row: int | None = None,
+    skip_hidden_rows: bool = False,
     in_flight: Literal["resend", "skip"] | None = None,
     retry_rejected: bool = False,
     keep_sent: bool = False,
@@ -49,8 +51,15 @@ def _prepare(
 ) -> _Call:
     """The options, checked, as one run's configuration (see ``import_rows``)."""
     table, input_path = _source(source, name)
-    table = _ignoring_file_options(table, source, sheet, encoding, delimiter, header_row)
+    table = _ignoring_file_options(
+        table, source, sheet, encoding, delimiter, header_row, skip_hidden_rows or None
+    )
     loaded, mapping_path, mapping_yaml = _mapping(mapping)
+    if auth == "oauth" and api_key is not None:
+        raise InputError(
+            "api_key= goes with auth='apikey'; auth='oauth' signs requests with the app signed "
+            "in by `rd-importer auth login`"
+        )
     if keep_sent and resend_changed:
         raise InputError("keep_sent and resend_changed exclude each other: choose one")
     listener = _listener(progress, listener)
@@ -61,7 +70,8 @@ def _prepare(
         mapping_path=mapping_path,
         out_dir=None if out is None else Path(out),
         api_url=api_url or os.environ.get("RDSTATION_API_URL") or DEFAULT_API_URL,
-        api_key=_api_key(api_key) if sends else None,
+        api_key=_api_key(api_key) if sends and auth == "apikey" else None,
+        auth=auth,
         rate=rate,
         concurrency=concurrency,
         dry_run=dry_run,
@@ -70,6 +80,7 @@ def _prepare(
         encoding=encoding if in_file else None,
         delimiter=delimiter if in_file else None,
         header_row=header_row if in_file and header_row is not None else 1,
+        skip_hidden_rows=skip_hidden_rows and in_file,
         in_flight=in_flight,
         retry_rejected=retry_rejected,
         changed="keep" if keep_sent else "resend" if resend_changed else None,
@@ -86,11 +97,11 @@ def _ignoring_file_options(
     table: Callable[..., Any] | None, source: object, *options: object
 ) -> Callable[..., Any] | None:
     """Rows in memory, told to warn of each file option given (sheet=, encoding=, delimiter=,
-    header_row=, in that order): none applies to them."""
+    header_row=, skip_hidden_rows=, in that order): none applies to them."""
     if table is None:
         return None
     what = "a DataFrame" if _is_frame(source) else "dicts"
-    names = ("sheet", "encoding", "delimiter", "header_row")
+    names = ("sheet", "encoding", "delimiter", "header_row", "skip_hidden_rows")
     ignored = [
         f"{option}= is ignored: the rows are {what}, not a file"
         for option, value in zip(names, options, strict=True)
