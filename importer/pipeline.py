@@ -92,7 +92,8 @@ async def run_import_async(
             first_rows=table.first_rows,
             header_row=config.header_row,
         )
-        early = [*bound.warnings, *table.warnings]  # kept in the report once the run begins
+        # Said now, and kept in the report once the run begins.
+        early = [*bound.warnings, *table.warnings, *table.hidden_columns_read(bound.columns_read)]
         for warning in early:
             listener.warning(warning)
         listener.info(f"Reading {config.input_path.name}: {table.description}")

@@ -926,6 +926,49 @@ def test_formats_and_hidden_rows_follow_a_sheet_that_starts_further_in(tmp_path)
         assert table.marks.rows == {5}
 
 
+def test_a_sheet_whose_every_row_is_hidden_and_left_out_says_so(tmp_path):
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Email"])
+    sheet.append(["ana@x.com"])
+    sheet.append(["bia@x.com"])
+    sheet.row_dimensions[2].hidden = sheet.row_dimensions[3].hidden = True
+    book.save(tmp_path / "all-hidden.xlsx")
+    with pytest.raises(InputError) as refused:
+        open_table(tmp_path / "all-hidden.xlsx", skip_hidden_rows=True)
+    assert str(refused.value) == (
+        f"sheet 'Sheet' of {tmp_path / 'all-hidden.xlsx'}: every row under the header is hidden "
+        "in Excel, and --skip-hidden-rows left all 2 out: nothing to import; show the rows in "
+        "Excel (clear the filter), or import without --skip-hidden-rows"
+    )
+    with open_table(tmp_path / "all-hidden.xlsx") as table:  # not asked to skip: both read
+        assert [row.number for row in table.rows()] == [2, 3]
+
+
+def test_a_mapping_that_reads_a_column_excel_hides_is_warned(tmp_path):
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet["B1"], sheet["C1"], sheet["D1"], sheet["E1"] = "Email", "CPF", "Nome", "Notas"
+    sheet["B2"], sheet["C2"], sheet["D2"], sheet["E2"] = "ana@x.com", "123", "Ana", "vip"
+    for letter in ("C", "E", "H"):
+        sheet.column_dimensions[letter].hidden = True
+    book.save(tmp_path / "cols.xlsx")
+    with open_table(tmp_path / "cols.xlsx") as table:
+        assert table.hidden_columns == {"CPF": "C", "Notas": "E"}
+        assert table.hidden_columns_read(["Email", "Nome"]) == []
+    mapping = write_mapping(
+        tmp_path / "m.yaml",
+        'conversion_identifier: "x"\nfields:\n  email: "Email"\n  cf_cpf: "CPF"\n',
+    )
+    run_import(ImportConfig(tmp_path / "cols.xlsx", mapping, out_dir=tmp_path / "o", dry_run=True))
+    [warning] = read_summary(tmp_path / "o")["warnings"]
+    assert warning["message"] == (
+        f"the mapping reads columns hidden in Excel in sheet 'Sheet' of {tmp_path / 'cols.xlsx'}: "
+        "C ('CPF'); they are imported like the others, though a person looking at the sheet "
+        "does not see them: check that they hold what the mapping expects"
+    )
+
+
 @pytest.mark.parametrize("command", ["import", "validate", "watch"])
 def test_skip_hidden_rows_is_a_flag_of_every_reading_command(command):
     result = CliRunner().invoke(cli, [command, "--help"])

@@ -177,4 +177,10 @@ def _open_workbook(
         shown=shown,
     )
     table.marks.note(data.hidden_rows, data.unsaved_formulas, header_row, skip=skip_hidden_rows)
+    names = table.headers
+    table.hidden_columns = {
+        names[index]: workbook.column_letter(column)
+        for column in data.hidden_columns
+        if 0 <= (index := column - data.first_column) < len(names)
+    }
     return table

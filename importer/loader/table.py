@@ -65,6 +65,9 @@ class Table:
         self.warnings = warnings
         self.blank_rows = 0
         self.footer_rows = 0
+        # Columns Excel hides, by header: their letter (a person looking at the sheet does not
+        # see what they hold). XLSX and XLSM only.
+        self.hidden_columns: dict[str, str] = {}
         self.marks = _Marks(self.shown if sheet is None else f"sheet '{sheet}' of {self.shown}")
         # The records of rows 1 to FIRST_ROWS as read, by number (title rows, the header, the
         # rows after it): which row holds the columns a mapping looks for, when the header does
@@ -96,6 +99,13 @@ class Table:
             first = next(stream)
         except StopIteration:
             self.close()
+            skipped = self.marks.skipped_count
+            if skipped:
+                raise InputError(
+                    f"{where}: every row under the header is hidden in Excel, and "
+                    f"--skip-hidden-rows left all {skipped:,} out: nothing to import; show the "
+                    "rows in Excel (clear the filter), or import without --skip-hidden-rows"
+                ) from None
             raise InputError(
                 f"{where} has a header but no rows under it: nothing to import; {advice}"
             ) from None
@@ -167,6 +177,18 @@ class Table:
         """What the sheet says of row ``number`` that its cells do not, as (kind, message): a
         row hidden in Excel, a formula with no saved value. Rows with some: ``marks.rows``."""
         return self.marks.row_warnings(number)
+
+    def hidden_columns_read(self, columns: Iterable[str]) -> list[str]:
+        """A warning when the mapping reads ``columns`` that Excel hides."""
+        hidden = self.hidden_columns
+        named = [f"{hidden[c]} ({c!r})" for c in dict.fromkeys(columns) if c in hidden]
+        if not named:
+            return []
+        return [
+            f"the mapping reads columns hidden in Excel in {self.marks.where}: "
+            f"{', '.join(named)}; they are imported like the others, though a person looking "
+            "at the sheet does not see them: check that they hold what the mapping expects"
+        ]
 
     def read_warnings(self) -> list[str]:
         """Warnings known once the rows were read (hidden rows left out)."""
@@ -285,6 +307,11 @@ class _Marks:
     def skipped_rows(self) -> frozenset[int]:
         """The rows to leave out (hidden ones, with --skip-hidden-rows)."""
         return self._hidden if self._skip else frozenset()
+
+    @property
+    def skipped_count(self) -> int:
+        """Hidden rows left out so far (with --skip-hidden-rows)."""
+        return self._skipped_count
 
     def skip(self, number: int) -> bool:
         self._skipped_count += 1

@@ -31,6 +31,11 @@ class BoundMapping:
         self._read_columns = plan.read_columns
         self._notes = plan.notes
 
+    @property
+    def columns_read(self) -> list[str]:
+        """Every column of the file the mapping reads."""
+        return list(self._read_columns)
+
     def apply(self, row: Row, warn: Warn | None = None) -> dict[str, Any]:
         """The row's payload (the inner ``payload`` object), or RowError saying what is wrong.
 

@@ -164,11 +164,12 @@ class Sheet:
             first = self._receive()
             if first[0] == "error":
                 raise InputError(first[1])
-            _, self.name, self.first_column, hidden, unsaved = first
+            _, self.name, self.first_column, hidden, unsaved, hidden_columns = first
             # Rows hidden in Excel (by a filter or by hand), by number; formulas with no saved
             # value, as (row, column), in row order. XLSX and XLSM only: see ``sheetxml``.
             self.hidden_rows: frozenset[int] = frozenset(hidden)
             self.unsaved_formulas: list[tuple[int, int]] = unsaved
+            self.hidden_columns: list[int] = hidden_columns  # 0-based, of the whole sheet
         except BaseException:
             self.close()
             raise

@@ -36,7 +36,8 @@ from importer.workbook.sheetxml import SheetNotes, notes_meanwhile
 def serve(args: Sequence[str]) -> None:
     """The child: load one sheet and write it to stdout as length-prefixed marshal messages.
 
-    Messages: ``("sheet", name, first_column, hidden_rows, unsaved_formulas)`` (the last two
+    Messages: ``("sheet", name, first_column, hidden_rows, unsaved_formulas, hidden_columns)``
+    (the last three
     from ``sheetxml``), then ``("rows", [[text, ...], ...], broken)`` batches (``broken``: the
     rows, by index, whose cell at the column given was too long and is sent empty), then
     ``("end",)``; or ``("error", message)`` when the sheet cannot be read. ``path`` names the
@@ -158,7 +159,14 @@ def _sheet_messages(
             raise InputError(_too_many_cells_message(path, last_row, last_column))
         first_column = data.start[1]
         sheet_notes = notes()
-        yield ("sheet", name, first_column, sheet_notes.hidden, sheet_notes.unsaved_formulas)
+        yield (
+            "sheet",
+            name,
+            first_column,
+            sheet_notes.hidden,
+            sheet_notes.unsaved_formulas,
+            sheet_notes.hidden_columns,
+        )
         most = max(MIN_SHEET_TEXT, MAX_TEXT_PER_BYTE * os.stat(target).st_size)
         total = 0
         # python-calamine yields the rows above the sheet's first filled one as empty rows, so

@@ -37,6 +37,9 @@ _ROW: Final = re.compile(rb"<row\b([^>]*)>")
 _REF: Final = re.compile(rb"""\br\s*=\s*["']([A-Za-z]{1,3})(\d+)["']""")
 _ROW_NUMBER: Final = re.compile(rb"""\br\s*=\s*["'](\d+)["']""")
 _HIDDEN: Final = re.compile(rb"""\bhidden\s*=\s*["'](?:1|true)["']""")
+_COLUMN_SPAN: Final = re.compile(rb"<col\b([^>]*)>")  # <cols><col min="2" max="3" hidden="1"/>
+_MIN: Final = re.compile(rb"""\bmin\s*=\s*["'](\d+)["']""")
+_MAX: Final = re.compile(rb"""\bmax\s*=\s*["'](\d+)["']""")
 _TYPE: Final = re.compile(rb"""\bt\s*=\s*["'](\w+)["']""")
 _VALUE: Final = re.compile(rb"<v\b[^>]*>\s*[^<\s]", re.DOTALL)
 EXAMPLES: Final = 5  # cells named for formulas with no saved value
@@ -48,6 +51,7 @@ class SheetNotes:
 
     formats: dict[int, list[tuple[int, Formatter]]] = field(default_factory=dict)
     hidden: list[int] = field(default_factory=list)
+    hidden_columns: list[int] = field(default_factory=list)
     unsaved_formulas: list[tuple[int, int]] = field(default_factory=list)  # (row, column)
 
 
@@ -146,7 +150,9 @@ def _chunks(xml: IO[bytes]) -> Iterator[bytes]:
 
 def _scan(xml: IO[bytes], styles: dict[bytes, Formatter], notes: SheetNotes) -> None:
     styled = _Styled(styles) if styles else None
-    for chunk in _chunks(xml):
+    for index, chunk in enumerate(_chunks(xml)):
+        if index == 0 and b"<cols" in chunk:  # the column spans come before the sheet's data
+            _hidden_columns(chunk, notes)
         if b"idden" in chunk:  # twice as fast to search as "hidden", whose h is common
             for attributes in _ROW.findall(chunk):
                 if _HIDDEN.search(attributes):
@@ -204,6 +210,21 @@ class _Pairs(dict[tuple[bytes, bytes], tuple[int, Formatter]]):
     def __missing__(self, key: tuple[bytes, bytes]) -> tuple[int, Formatter]:
         value = self[key] = (_column_index(key[0]), self.styles[key[1]])
         return value
+
+
+def _hidden_columns(chunk: bytes, notes: SheetNotes) -> None:
+    end = chunk.find(b"</cols>")
+    for attributes in _COLUMN_SPAN.findall(chunk[: end if end >= 0 else len(chunk)]):
+        if not _HIDDEN.search(attributes):
+            continue
+        low, high = _MIN.search(attributes), _MAX.search(attributes)
+        if low is None:
+            continue
+        first = int(low.group(1))
+        last = int(high.group(1)) if high is not None else first
+        # A span may run to column XFD (16,384) to hide "everything to the right": only the
+        # first columns of it can hold data a reader looks at.
+        notes.hidden_columns.extend(range(first - 1, min(last, first + 200)))
 
 
 def _unsaved_formulas(chunk: bytes, notes: SheetNotes) -> None:
