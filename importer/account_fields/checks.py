@@ -34,7 +34,7 @@ from importer.mapping import Mapping
 from importer.mapping.columns import forgiven, renamed
 from importer.mapping.compile import label_of
 from importer.mapping.convert import show
-from importer.mapping.schema import ColumnEntry, MappingFile
+from importer.mapping.schema import CellEntry, ColumnEntry, MappingFile, ValueEntry
 from importer.mapping.yamltext import line_of
 from importer.transforms import fold
 
@@ -142,6 +142,9 @@ def cell_check(
     for name, entry in spec.fields.items():
         known = account.get(name) if name.startswith("cf_") else None
         check = value_check(known) if known is not None else None
+        if known is not None and known.data_type == STRING and not known.choices:
+            # A text field refuses only a list, which only these entries can give.
+            check = check if _may_give_a_list(entry) else None
         if check is not None:
             checks.append((name, label_of(name, entry, present), check))
     if not checks:
@@ -158,6 +161,14 @@ def cell_check(
         return CellProblem(found[0][0], "; ".join(message for _, message in found))
 
     return check_row
+
+
+def _may_give_a_list(entry: Any) -> bool:
+    if isinstance(entry, ValueEntry):
+        return isinstance(entry.value, list)
+    if isinstance(entry, CellEntry):
+        return entry.split is not None or isinstance(entry.default, list)
+    return False  # a bare column header: its trimmed text
 
 
 def value_check(known: AccountField) -> _ValueCheck | None:
