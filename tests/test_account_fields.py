@@ -27,7 +27,7 @@ from importer.mapping import Mapping, load_mapping
 from importer.pipeline import ImportConfig, Tuning, run_import
 from importer.records import Failed, FailureKind
 from importer.sandbox import SandboxConfig, SandboxThread, running_sandbox
-from importer.sandbox.fields import DEFAULT_FIELDS, FIELDS_PATH
+from importer.sandbox.fields import DEFAULT_FIELDS, FIELDS_PATH, fields_answer, load_fields_file
 
 
 def rd_field(
@@ -577,6 +577,15 @@ def test_the_quick_start_runs_with_oauth_as_with_the_api_key(
     assert "RD Station account: 23 fields, 8 custom" in with_oauth.stderr
     counts = [result.stdout.split(" in ")[0] for result in (with_key, with_oauth)]
     assert counts == ["Imported leads.csv: 35 rows sent, 5 failed, 0 skipped (of 40)"] * 2
+
+
+def test_a_fields_file_is_rd_stations_answer_or_the_bare_list(tmp_path: Path) -> None:
+    path = tmp_path / "fields.json"
+    path.write_text(json.dumps(ACCOUNT), encoding="utf-8")
+    assert fields_answer(load_fields_file(path)) == ACCOUNT
+    path.write_text(json.dumps(ACCOUNT["fields"]), encoding="utf-8")
+    assert fields_answer(load_fields_file(path)) == ACCOUNT
+    assert fields_answer(None) == {"fields": list(DEFAULT_FIELDS)}
 
 
 def test_the_sandbox_command_refuses_a_fields_file_that_is_not_a_list(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ a field list says what came. A busy or failing endpoint is asked again a few tim
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from typing import Final, Protocol
 
@@ -35,6 +36,7 @@ MAX_FIELDS_BYTES: Final = 4 * 1024 * 1024
 ATTEMPTS: Final = 3
 WAITS: Final = (1.0, 2.0)  # seconds before the 2nd and 3rd attempt (a 5xx, a timeout, a 429)
 MAX_WAIT: Final = 10.0  # a Retry-After longer than this is not waited for
+_KEY: Final = re.compile(r"[A-Za-z_]{1,40}")  # a key worth naming (not a token echoed back)
 
 
 class FieldsError(ImporterError):
@@ -137,6 +139,7 @@ def _what_came(body: bytes, data: object) -> str:
     if data is None:
         return f"{len(body):,} bytes that are not JSON"
     if isinstance(data, dict):
-        keys = ", ".join(sorted(str(k) for k in data)[:5]) or "no keys"
+        named = sorted(k for k in data if _KEY.fullmatch(k))[:5]
+        keys = ", ".join(named) or "no keys"
         return f"a JSON object without a fields list (keys: {keys})"
     return f"JSON {type(data).__name__}"
