@@ -227,9 +227,12 @@ def import_command(
 @flags.rehearsal_options
 @flags.show_option
 @flags.auth_option
+@flags.account_options
 @click.pass_context
 def validate_command(ctx: click.Context, /, **options: Any) -> None:
-    """Read, map and validate every row of INPUT and write the reports; send nothing."""
+    """Read, map and validate every row of INPUT and write the reports; send nothing. With
+    --auth oauth, the mapping's custom fields and each row's values are checked against the
+    account's fields (signed in with `rd-importer auth login`, or --sandbox)."""
     # Exactly `import --dry-run`, by construction: one path builds the run.
     ctx.invoke(import_command, dry_run=True, **options)
 
@@ -258,6 +261,13 @@ def validate_command(ctx: click.Context, /, **options: Any) -> None:
     show_default=True,
     help="Seconds an OAuth access token lives (shorten it to see imports renew it).",
 )
+@click.option(
+    "--fields",
+    "fields_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="JSON file of the account's fields, as GET /platform/contacts/fields answers them "
+    "[default: standard fields and a few custom ones].",
+)
 def sandbox_command(
     host: str,
     port: int,
@@ -271,9 +281,11 @@ def sandbox_command(
     keys: tuple[str, ...],
     seed: int | None,
     token_lifetime: float,
+    fields_file: Path | None,
 ) -> None:
     """Serve a local stand-in for the RD Station conversions API until stopped."""
     from importer.sandbox import SandboxConfig, serve
+    from importer.sandbox.fields import load_fields_file
 
     config = SandboxConfig(
         api_keys=frozenset(keys) or None,
@@ -286,6 +298,7 @@ def sandbox_command(
         latency=latency,
         seed=seed,
         token_lifetime=token_lifetime,
+        fields=load_fields_file(fields_file) if fields_file is not None else None,
     )
 
     def ready(url: str) -> None:
@@ -430,13 +443,28 @@ def mapping_group() -> None:
     help="Row number of the header [default: found, past any title rows].",
 )
 @click.option("--force", is_flag=True, help="Overwrite the -o file if it exists.")
+@flags.auth_option
+@flags.account_options
 def mapping_init_command(
-    input_path: Path, output: Path | None, sheet: str | None, header_row: int | None, force: bool
+    input_path: Path,
+    output: Path | None,
+    sheet: str | None,
+    header_row: int | None,
+    force: bool,
+    auth: str,
+    api_url: str,
+    sandbox: bool,
 ) -> None:
-    """Write a first mapping for FILE from its header and a sample of its rows."""
+    """Write a first mapping for FILE from its header and a sample of its rows. With --auth
+    oauth, a column named like one of the account's custom fields is mapped to it."""
+    from importer.account_fields import read_account
     from importer.scaffold import scaffold_mapping
 
-    text = scaffold_mapping(input_path, sheet=sheet, header_row=header_row)
+    account = None
+    if auth == "oauth":
+        account = read_account(api_url, sandbox=sandbox)
+        err(f"RD Station account: {account.summary()}")
+    text = scaffold_mapping(input_path, sheet=sheet, header_row=header_row, account=account)
     if output is None:
         click.echo(text, nl=False)
         return

@@ -94,7 +94,7 @@ class ImportConfig:
         check_text_options(self.encoding, self.delimiter)
         if self.auth not in ("apikey", "oauth"):
             raise InputError(f"auth {self.auth!r}: use apikey or oauth", setting="auth")
-        if self.sends:
+        if self.sends or self.reads_account:
             check_api_url(self.api_url)
             if self.auth == "oauth":
                 oauth.check_signed_in(self.api_url)  # not signed in: exit 2, nothing read
@@ -103,9 +103,15 @@ class ImportConfig:
 
     @property
     def sends(self) -> bool:
-        """Whether this run sends to RD Station (a dry run and the sandbox need no key, and no
-        sign-in: a run signs itself in to its own sandbox)."""
+        """Whether this run sends to RD Station (a dry run and the sandbox need no key; a dry run
+        with OAuth still needs the sign-in: ``reads_account``)."""
         return not (self.dry_run or self.sandbox)
+
+    @property
+    def reads_account(self) -> bool:
+        """Whether this run asks RD Station for the account's fields first (``--auth oauth``,
+        a dry run too), and so needs the sign-in; a sandbox run signs in to its own sandbox."""
+        return self.auth == "oauth" and not self.sandbox
 
     @property
     def resume_policy(self) -> ResumePolicy:

@@ -116,6 +116,32 @@ def _refuse_key_argument(ctx: click.Context, param: click.Parameter, value: str 
         )
 
 
+api_url_option = click.option(
+    "--api-url",
+    envvar="RDSTATION_API_URL",
+    default=DEFAULT_API_URL,
+    show_default=True,
+    help="RD Station API address (env RDSTATION_API_URL).",
+)
+
+
+def account_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Where ``validate`` and ``mapping init`` read the account's fields with ``--auth oauth``:
+    the API signed in to, or a built-in sandbox (which they sign in to by themselves)."""
+    for option in reversed(
+        _decorators(
+            api_url_option,
+            click.option(
+                "--sandbox",
+                is_flag=True,
+                help="With --auth oauth: read the fields of a built-in stand-in for RD Station.",
+            ),
+        )
+    ):
+        func = option(func)
+    return func
+
+
 def sending_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Flags of the commands that send: pace, concurrency, where, and the key's source."""
     for option in reversed(
@@ -134,13 +160,7 @@ def sending_options(func: Callable[..., Any]) -> Callable[..., Any]:
                 show_default=True,
                 help="Requests in flight at once.",
             ),
-            click.option(
-                "--api-url",
-                envvar="RDSTATION_API_URL",
-                default=DEFAULT_API_URL,
-                show_default=True,
-                help="RD Station API address (env RDSTATION_API_URL).",
-            ),
+            api_url_option,
             click.option(
                 "--api-key-file",
                 type=click.Path(path_type=Path, dir_okay=False),

@@ -17,7 +17,7 @@ import enum
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import orjson
 
@@ -28,6 +28,9 @@ from importer.ledger.rows import MAYBE_SENT
 from importer.mapping import BoundMapping
 from importer.mapping.bound import Warn
 from importer.records import FailureKind, IdentityRule, Row
+
+if TYPE_CHECKING:
+    from importer.account_fields import CellCheck
 
 MAX_BODY_BYTES: Final = 200_000  # RD Station's documented 0.2 MB per request
 
@@ -72,11 +75,13 @@ def prepare(
     mapping: BoundMapping,
     identity_of: Callable[[dict[str, str]], str] | None = None,
     warn: Warn | None = None,
+    check_cells: CellCheck | None = None,
 ) -> Prepared | Rejected:
     """Map and validate one row; ``identity_of`` is the run's ``IdentityRule`` (by default, by
     the mapping's key or every cell); ``warn(kind, message)`` hears what the mapping let pass
-    (``BoundMapping.apply``). A row of our failures.csv keeps the identity it had there, unless
-    the mapping names a key."""
+    (``BoundMapping.apply``); ``check_cells`` checks the payload's custom fields against the
+    account's (``account_fields.cell_check``, with ``--auth oauth``). A row of our failures.csv
+    keeps the identity it had there, unless the mapping names a key."""
     cells = orjson.dumps(list(row.cells.values()))
     if row.row_id and not mapping.key:
         identity = row.row_id
@@ -90,6 +95,9 @@ def prepare(
     except RowError as exc:
         etype = "MAPPING_ERROR" if exc.stage == "mapping" else "VALIDATION_ERROR"
         return Rejected(exc.stage, etype, exc.message, cells, row.number, identity, source_row)
+    if check_cells is not None and (problem := check_cells(payload)) is not None:
+        etype, message = problem.error_type, problem.message
+        return Rejected("validation", etype, message, cells, row.number, identity, source_row)
     encoded, body = encode_conversion(payload)
     if len(body) > MAX_BODY_BYTES:
         return Rejected(

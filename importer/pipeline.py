@@ -21,12 +21,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from importer import oauth
+from importer import account_fields, oauth
 from importer.client import ConversionsClient
 from importer.config import DEFAULT_API_URL, ImportConfig, Listener, Tuning
 from importer.ledger import Ledger, Marks
 from importer.loader import Table, open_table
-from importer.mapping import BoundMapping, load_mapping
+from importer.mapping import BoundMapping, Mapping, load_mapping
 from importer.outfolder import DiskGuard, disk_error, exclusive, refuse_reading_a_report
 from importer.pacing import RateBudget
 from importer.reading import Reader
@@ -108,7 +108,10 @@ async def run_import_async(
                 ledger = Ledger(ledger_path)
                 try:
                     run = _Run(config, bound, table, ledger, out_dir, listener, control, early)
-                    if not (config.sandbox and not config.dry_run):
+                    # A dry run with OAuth still asks its sandbox for the account's fields.
+                    if not (config.sandbox and (not config.dry_run or config.auth == "oauth")):
+                        if config.auth == "oauth":
+                            await run.read_account(mapping, config.api_url)
                         return await run.execute(config.api_url, config.api_key or "")
                     from importer.sandbox import SandboxConfig, running_sandbox
 
@@ -116,6 +119,7 @@ async def run_import_async(
                         listener.info(f"Sandbox: a stand-in for RD Station at {box.url}")
                         if config.auth == "oauth":
                             run.tokens = await oauth.sign_in_headless(box.url)
+                            await run.read_account(mapping, box.url)
                         return await run.execute(box.url, "sandbox-key")
                 finally:
                     ledger.close()
@@ -197,6 +201,29 @@ class _Run:
         self.had_sent = False  # the ledger held sent rows before this run
         self.done = 0  # rows the senders finished (sent or failed)
         self.next_progress = 0.0  # monotonic time of the next progress report
+
+    async def read_account(self, mapping: Mapping, api_url: str) -> None:
+        """--auth oauth: the account's fields, read before any row. A custom field of the
+        mapping the account lacks stops the run (InputError); each row's custom fields are then
+        checked against the account's as the reader maps it. A list that cannot be read (the
+        sign-in refused, RD Station unreachable) stops the run before sending, resumably, as a
+        token refused at the first row does: the file is still read, and reported."""
+        store, tuning = self.tokens or oauth.TokenFile(), self.config.tuning
+        waits = account_fields.WAITS if tuning.retry_wait else ()
+        try:
+            account = await account_fields.account_of(
+                api_url, store, timeout=tuning.timeout, waits=waits
+            )
+        except account_fields.FieldsError as exc:
+            self.control.abort(str(exc))
+            return
+        if account.problems:  # the fields it could read are checked; these are not
+            shown = "; ".join(account.problems[:3])
+            more = f" (and {len(account.problems) - 3} more)" if len(account.problems) > 3 else ""
+            self._warn(f"RD Station's list of the account's fields: {shown}{more}")
+        self.listener.info(f"RD Station account: {account.summary()}")
+        account_fields.check_mapping(mapping, account)
+        self.reader.check_cells = account_fields.cell_check(mapping, account, self.table.headers)
 
     def requests(self) -> int:
         return self.sender.stats.requests if self.sender else 0

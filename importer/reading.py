@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from importer import intake
 from importer.config import ImportConfig
@@ -20,6 +21,9 @@ from importer.mapping import BoundMapping
 from importer.records import IdentityRule, Row
 from importer.report import RunReport, describe_change
 from importer.sending import PendingRows, RunControl
+
+if TYPE_CHECKING:
+    from importer.account_fields import CellCheck
 
 LEAD_DAILY_LIMIT = 24  # the stricter of the per-lead limits RD Station documents
 CHUNK = 500  # rows the reader maps and records per ledger transaction
@@ -52,6 +56,8 @@ class Reader:
         self.had_rows = False  # rows of earlier runs are recorded (else none has siblings)
         self.to_send = 0  # rows planned to be sent in this run
         self.identity_of = IdentityRule(table.headers, mapping.key)
+        # --auth oauth: each row's custom fields against the account's (``account_fields``)
+        self.check_cells: CellCheck | None = None
 
     async def read(self) -> None:
         """Read the whole table (or the selected rows) into the ledger, a chunk at a time."""
@@ -104,7 +110,10 @@ class Reader:
             self.ledger,
             (self.identity_of),
         )
-        outcomes = [prepare(row, mapping, identity_of, self._warner(row.number)) for row in rows]
+        check = self.check_cells
+        outcomes = [
+            prepare(row, mapping, identity_of, self._warner(row.number), check) for row in rows
+        ]
         prepared = [o for o in outcomes if isinstance(o, intake.Prepared)]
         known = ledger.lookup([o.key for o in prepared])
         siblings = (

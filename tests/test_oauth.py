@@ -208,6 +208,8 @@ def stub_server(status: int, body: str, content_type: str = "text/html") -> Iter
             self.end_headers()
             self.wfile.write(data)
 
+        do_GET = do_POST  # the account's fields, read before the rows are sent
+
         def log_message(self, *args: object) -> None:
             pass
 
@@ -746,14 +748,17 @@ def test_the_built_in_sandbox_signs_itself_in(
     assert not config_home.exists()  # nothing saved: the sign-in lived as long as the run
 
 
-def test_validate_with_oauth_needs_no_sign_in(
+def test_validate_with_oauth_needs_the_sign_in_or_the_sandbox(
     runner: CliRunner, config_home: Path, files: tuple[Path, Path], tmp_path: Path
 ) -> None:
+    # It reads the account's fields (tests/test_account_fields.py), as the import would.
     data, mapping = files
-    result = runner.invoke(
-        cli, ["validate", str(data), "--mapping", str(mapping), "--out", str(tmp_path / "o"),
-              "--auth", "oauth"]
-    )  # fmt: skip
+    args = ["validate", str(data), "--mapping", str(mapping), "--out", str(tmp_path / "o"),
+            "--auth", "oauth"]  # fmt: skip
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == "Error: not signed in: run `rd-importer auth login`\n"
+    result = runner.invoke(cli, [*args, "--sandbox"])
     assert result.exit_code == 0, result.output
 
 

@@ -39,6 +39,9 @@ class SandboxConfig:
     redirect_uris: frozenset[str] | None = None  # the app's callback URLs; None: any
     token_lifetime: float = 86_400.0  # seconds an access token lives (RD Station: 24 h)
     code_lifetime: float = 3_600.0  # seconds an authorisation code lives (RD Station: 1 h)
+    # The account's fields, as GET /platform/contacts/fields answers them ({"fields": [...]} or
+    # the bare list; ``sandbox.fields.load_fields_file``). None: a realistic default account.
+    fields: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ratios = (self.fail_ratio, self.drop_ratio, self.accept_then_drop_ratio)

@@ -5,7 +5,9 @@ header, in Portuguese or English, compared without case, accents, spaces or punc
 ("E-mail", "Endereço de e-mail", "EMAIL ADDRESS"), and by their values (a column full of
 e-mail addresses is the email whatever its header; a column of formatted Brazilian phones is a
 phone). Every other column is listed as a commented ``cf_`` suggestion, so the user only
-deletes or uncomments lines. The text it returns runs as is.
+deletes or uncomments lines. The text it returns runs as is. Given the account's fields
+(``mapping init --auth oauth``), a column whose header is a custom field's label or name is
+mapped to that field instead (``match_account``).
 
 Consent is never guessed. A column that says, row by row, whether a lead accepts
 communications is mapped to ``available_for_mailing`` and a consent legal basis: a yes/no
@@ -25,9 +27,11 @@ field), ``render`` (the YAML), ``header_row`` (the header below title rows).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import islice
 from pathlib import Path
 
+from importer.account_fields import AccountFields, closest_option
 from importer.headers import header_key
 from importer.loader import Table, open_table
 from importer.scaffold.columns import Recognised, recognise
@@ -53,6 +57,7 @@ from importer.scaffold.shapes import (
     looks_like_email,
     looks_like_yes_no,
 )
+from importer.transforms import fold
 
 __all__ = [
     "CONSENT_WORDS",
@@ -79,6 +84,7 @@ __all__ = [
     "header_row_of",
     "looks_like_email",
     "looks_like_yes_no",
+    "match_account",
     "recognise",
     "recognise_header",
     "render_mapping",
@@ -93,13 +99,15 @@ def scaffold_mapping(
     sheet: str | None = None,
     header_row: int | None = None,
     sample_rows: int = 200,
+    account: AccountFields | None = None,
 ) -> str:
     """The text of a mapping for the spreadsheet at ``path`` that runs as is.
 
     Reads the header and the first ``sample_rows`` rows (of ``sheet`` for a workbook). The
     header is on ``header_row``; None finds it (``header_row_of``), for files with title rows
     above it. Raises `importer.errors.InputError` when the file cannot be read, as the loader
-    does.
+    does. ``account`` (``mapping init --auth oauth``): a column left over whose header is the
+    label or name of one of the account's custom fields is mapped to that field.
     """
     row = header_row or 1
     table = open_table(path, sheet=sheet, header_row=row, allow_empty=True)
@@ -107,14 +115,48 @@ def scaffold_mapping(
         if header_row is None and (row := header_row_of(table.first_rows)) != 1:
             table.close()  # title rows above the header: read from it
             table = open_table(path, sheet=sheet, header_row=row, allow_empty=True)
-        found = _recognise_table(path.stem, table, sample_rows)
+        found = _recognise_table(path.stem, table, sample_rows, account)
     finally:
         table.close()
     found.header_row = row
     return render_mapping(found, source_name=path.name)
 
 
-def _recognise_table(stem: str, table: Table, sample_rows: int) -> Recognised:
+def match_account(
+    found: Recognised, account: AccountFields, samples: Sequence[dict[str, str]] = ()
+) -> None:
+    """Map each column left over to the account's custom field labelled like its header
+    ("Plano" -> ``cf_plano``); the standard fields keep what the headers and values decided.
+    A choice field gets a ``map:`` from the sampled values that are its options, as they are or
+    but for case, accents or being the option's label ("Básico" -> ``basico``), when any
+    needs one: a value of the column missing from the map then fails its row, as RD Station
+    would refuse it."""
+    for header in list(found.others):
+        known = account.custom_for_header(header)
+        if known is None or known.api_identifier in found.custom:
+            continue
+        options: dict[str, str] = {}
+        if known.choices:
+            split = known.data_type == "STRING[]"
+            for cells in samples:
+                cell = cells.get(header, "")
+                for value in cell.split(",") if split else [cell]:
+                    value = value.strip()
+                    close = closest_option(value, known.choices) if value else None
+                    if close is not None and fold(value) in (fold(close.value), fold(close.label)):
+                        options.setdefault(value, close.value)
+        if all(value == option for value, option in options.items()):
+            options = {}  # the cells are the options already: no map needed
+        found.custom[known.api_identifier] = (header, known, options)
+        found.others.remove(header)
+
+
+def _recognise_table(
+    stem: str, table: Table, sample_rows: int, account: AccountFields | None = None
+) -> Recognised:
     headers = list(table.headers)
     samples = [row.cells for row in islice(table.rows(), sample_rows) if row.error is None]
-    return recognise(stem, headers, samples)
+    found = recognise(stem, headers, samples)
+    if account is not None:
+        match_account(found, account, samples)
+    return found

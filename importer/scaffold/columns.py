@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from importer.headers import header_key
 from importer.scaffold.consent import LEGAL_BASIS_WORDS, Consent, consent_of
@@ -17,6 +18,9 @@ from importer.scaffold.shapes import (
     brazilian_phone_kind,
     looks_like_email,
 )
+
+if TYPE_CHECKING:
+    from importer.account_fields import AccountField
 
 
 @dataclass
@@ -31,6 +35,9 @@ class Recognised:
     consent: Consent | None = None
     legal_basis: str | None = None  # a column naming a legal basis per row (pointed at)
     others: list[str] = field(default_factory=list)  # columns left as cf_ suggestions
+    # the account's custom fields matched by a column's header (mapping init --auth oauth)
+    # (its column, the field, {sampled value: the option it is}) by field name
+    custom: dict[str, tuple[str, AccountField, dict[str, str]]] = field(default_factory=dict)
     header_row: int = 1
 
 

@@ -60,6 +60,7 @@ def render_mapping(found: Recognised, *, source_name: str) -> str:
             out.append(_field_line(target, columns, found))
     if found.consent is not None:
         out += _available_for_mailing(found.consent)
+    out += _account_fields(found)
     out += _custom_fields(found.others)
     out.append("")
     out += _legal_bases(found)
@@ -107,6 +108,30 @@ def _field_line(target: str, columns: list[str], found: Recognised) -> str:
     if len(columns) > 1:
         return f"  {target}: {{column: {source}}}"
     return f"  {target}: {source}"
+
+
+def _account_fields(found: Recognised) -> list[str]:
+    """The columns named like one of the account's custom fields, mapped to it as its type
+    needs: a yes/no field through ``bool``, a list split, a choice field's options named."""
+    if not found.custom:
+        return []
+    out = ["  # Custom fields of your RD Station account, matched by their label:"]
+    for name, (header, known, options) in found.custom.items():
+        keys = [f"column: {_q(header)}"]
+        if known.data_type == "BOOLEAN":
+            keys.append("transform: bool")
+        elif known.data_type == "STRING[]":
+            keys.append('split: ","')
+        if options:
+            pairs = ", ".join(f"{_q(cell)}: {_q(value)}" for cell, value in options.items())
+            keys.append(f"map: {{{pairs}}}")  # option values quoted: "1", "no", "a, b"
+        line = f"  {name}: " + (_q(header) if len(keys) == 1 else "{" + ", ".join(keys) + "}")
+        if known.choices:
+            values = [option.value for option in known.choices]
+            shown = ", ".join(values[:6]) + (" ..." if len(values) > 6 else "")
+            line += f"  # options: {shown}"
+        out.append(line)
+    return out
 
 
 def _custom_fields(others: list[str]) -> list[str]:
