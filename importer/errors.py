@@ -42,6 +42,12 @@ class InputError(ImporterError):
         self.setting = setting
 
 
+class SettingsError(InputError):
+    """An InputError that is the mapping's or a setting's, not the file's: the same file with
+    other settings would import (a custom field the account lacks). ``watch`` stops on it
+    instead of rejecting each file it meets."""
+
+
 class RowError(ImporterError):
     """One row cannot be sent. ``stage`` is ``read``, ``mapping`` or ``validation``."""
 

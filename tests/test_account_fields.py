@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -694,3 +695,25 @@ def test_one_unknown_field_is_one_line_and_a_mapping_given_in_python_has_no_line
     )
     with pytest.raises(InputError, match="which has no custom fields: create it in RD Station"):
         af.check_mapping(given, af.parse_fields([rd_field("city", "City")]))  # type: ignore[arg-type]
+
+
+def test_watch_stops_on_an_unknown_custom_field_and_keeps_the_file(
+    box: SandboxThread, tmp_path: Path
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    dropped = write_csv(inbox / "leads.csv", HEADER, ROWS)
+    past = time.time() - 600  # settled: not being written
+    os.utime(dropped, (past, past))
+    mapping = write_mapping(tmp_path / "map.yaml", TWO_UNKNOWN)
+    result = CliRunner().invoke(
+        cli,
+        ["watch", str(inbox), "--mapping", str(mapping), "--out", str(tmp_path / "out"),
+         "--once", "--api-url", box.url, "--auth", "oauth", "--rate", "0"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "2 custom fields are not in your RD Station account" in result.stderr
+    # The mapping is at fault, not the file: it stays for the next run, not in rejected/.
+    assert dropped.exists()
+    assert not any((inbox / "rejected").glob("*")) and not any((inbox / "processed").glob("*"))
+    assert box.snapshot()["accepted"] == []

@@ -1,6 +1,6 @@
 """The mapping and each row's cells against the account's fields.
 
-    check_mapping(mapping, account, headers)   InputError (exit 2) naming every cf_* the account
+    check_mapping(mapping, account, headers)   SettingsError (exit 2) naming each cf_* the account
                                                lacks, with its line and the closest field
     cell_check(mapping, account, headers)      a row's check (payload -> CellProblem | None), or
                                                None when no mapped field needs one
@@ -28,14 +28,13 @@ from importer.account_fields.model import (
     AccountFields,
     Option,
 )
-from importer.errors import InputError
+from importer.errors import SettingsError
 from importer.headers import header_key
 from importer.mapping import Mapping
 from importer.mapping.columns import forgiven, renamed
 from importer.mapping.compile import label_of
 from importer.mapping.convert import show
 from importer.mapping.schema import CellEntry, ColumnEntry, MappingFile, ValueEntry
-from importer.mapping.yamltext import line_of
 from importer.transforms import fold
 
 SHOWN_OPTIONS = 5  # options a message lists before "and N more"
@@ -46,25 +45,22 @@ _INTEGER = re.compile(r"[+-]?\d+")
 
 
 def check_mapping(mapping: Mapping, account: AccountFields) -> None:
-    """InputError listing every custom field of the mapping the account lacks, each with its
-    line in the mapping file and the closest field of the account; nothing when all exist."""
-    spec = mapping.spec
-    # Mapping keeps each key's line privately; a mapping given as a dict has none.
-    lines = getattr(mapping, "_lines", None) or {}
+    """SettingsError (exit 2) listing every custom field of the mapping the account lacks, each
+    with its line in the mapping file and the closest field of the account; nothing when all
+    exist."""
     problems: list[tuple[int, str]] = []
-    for name, entry in spec.fields.items():
+    for name, entry in mapping.spec.fields.items():
         if not name.startswith("cf_") or name in account:
             continue
-        line = line_of(lines, ("fields", name)) if ("fields", name) in lines else 0
-        problems.append((line, _unknown(name, entry, account)))
+        problems.append((mapping.line_of("fields", name), _unknown(name, entry, account)))
     if not problems:
         return
     where = mapping.path.name
     if len(problems) == 1:
         line, message = problems[0]
-        raise InputError(f"{where}: {f'line {line}: ' if line else ''}{message}")
+        raise SettingsError(f"{where}: {f'line {line}: ' if line else ''}{message}")
     listed = "\n".join(f"  {f'line {line}: ' if line else ''}{m}" for line, m in problems)
-    raise InputError(
+    raise SettingsError(
         f"{where}: {len(problems)} custom fields are not in your RD Station account:\n{listed}"
     )
 

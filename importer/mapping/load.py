@@ -31,6 +31,12 @@ class Mapping:
         self.spec = spec
         self._lines = lines or {}
 
+    def line_of(self, *key: str) -> int:
+        """The mapping file's line of ``key`` (``line_of("fields", "cf_plano")``); 0 when
+        unknown (a mapping given as a dict, a key it does not have)."""
+        lines = self._lines
+        return line_of(lines, key) if key in lines else 0
+
     @property
     def columns(self) -> list[str]:
         """Every column the mapping reads, in the order the mapping names them."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from importer.errors import ImporterError, InputError, printable
+from importer.errors import ImporterError, InputError, SettingsError, printable
 from importer.loader import ChangedFile, ListedFile
 from importer.mapping import load_mapping
 from importer.pipeline import ImportConfig, Listener, RunReport
@@ -262,6 +262,8 @@ class _FileImports:
         if isinstance(exc, ChangedFile):  # swapped or rewritten after it was listed: not read
             base.outcome, base.reason = "changed", str(exc)
             return base
+        if isinstance(exc, SettingsError):
+            raise exc  # the watcher's problem, not the file's: stop, keep the files
         if isinstance(exc, InputError):
             check_settings(self.config.template)  # the mapping broke meanwhile: stop, keep files
             reason = printable(" ".join(str(exc).split()))  # one line, whatever it held
