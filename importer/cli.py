@@ -168,6 +168,7 @@ def cli() -> None:
 @flags.rehearsal_options
 @flags.show_option
 @flags.auth_option
+@flags.as_option
 def import_command(
     input_path: Path,
     mapping_path: Path,
@@ -192,6 +193,7 @@ def import_command(
     row_range: tuple[int, int] | None,
     show: int,
     auth: str,
+    send_as: str = "conversions",
 ) -> None:
     """Send every row of INPUT to RD Station as a conversion."""
     auth = flags.auth_choice(auth, api_key_file)
@@ -202,6 +204,7 @@ def import_command(
         api_url=api_url,
         api_key=_api_key(api_key_file, needed=auth == "apikey" and not (dry_run or sandbox)),
         auth=auth,  # type: ignore[arg-type]
+        send_as=send_as,  # type: ignore[arg-type]
         rate=rate,
         concurrency=concurrency,
         dry_run=dry_run,
@@ -339,6 +342,7 @@ def sandbox_command(
 @click.option("--sandbox", is_flag=True, help="Send to a built-in stand-in for RD Station.")
 @click.option("--quiet", "-q", is_flag=True, help="Only one line per file.")
 @flags.auth_option
+@flags.as_option
 def watch_command(
     inbox: Path,
     mapping_path: Path,
@@ -363,6 +367,7 @@ def watch_command(
     sandbox: bool,
     quiet: bool,
     auth: str,
+    send_as: str,
 ) -> None:
     """Import every spreadsheet dropped into INBOX, oldest first; move each to INBOX/processed/
     (or INBOX/rejected/ when it cannot be read). Rows sent from an earlier file are not sent
@@ -379,6 +384,7 @@ def watch_command(
         api_url=api_url,
         api_key=_api_key(api_key_file, needed=auth == "apikey" and not sandbox),
         auth=auth,  # type: ignore[arg-type]
+        send_as=send_as,  # type: ignore[arg-type]
         rate=rate,
         concurrency=concurrency,
         sandbox=sandbox,

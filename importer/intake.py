@@ -23,7 +23,7 @@ import orjson
 
 from importer.client import encode_conversion
 from importer.errors import RowError
-from importer.ledger import ChunkRecord, Entry, FailedRow, RowState, SeenRow, Sibling
+from importer.ledger import ChunkRecord, Entry, FailedRow, FunnelStep, RowState, SeenRow, Sibling
 from importer.ledger.rows import MAYBE_SENT
 from importer.mapping import BoundMapping
 from importer.mapping.bound import Warn
@@ -47,6 +47,7 @@ class Prepared:
     identity: str  # records.IdentityRule: the same source row under any mapping
     source_row: int  # its number in the file it first came from
     from_report: bool = False  # read from one of our failures.csv
+    funnel: bytes | None = None  # its funnel step's request (``importer.funnel``), if any
 
 
 @dataclass(slots=True)
@@ -250,6 +251,10 @@ def plan_chunk(
             record.failed.append(_duplicate(outcome, first))
             continue
         first_of_key[key] = number
+        if outcome.funnel is not None:
+            record.funnel.append(
+                FunnelStep(key, outcome.email, outcome.funnel, policy.retry_rejected)
+            )
         if entry is None:
             found = siblings.get(outcome.identity) if siblings else None
             if found:
@@ -309,6 +314,11 @@ def _plan_unknown(
         plan.to_send += 1
     else:  # kept as sent (or, undecided, counted as such until the run stops)
         plan.record.seen.append(SeenRow(sent.key, row.row, row.cells))
+        if row.funnel is not None:  # the funnel step goes with the conversion that was sent
+            step = plan.record.funnel.pop()
+            plan.record.funnel.append(
+                FunnelStep(sent.key, step.email, step.body, step.retry_rejected)
+            )
 
 
 def _rejected(row: Rejected) -> FailedRow:

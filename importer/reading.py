@@ -14,6 +14,7 @@ from pathlib import Path
 from importer import intake
 from importer.config import ImportConfig
 from importer.errors import AbortError, InputError
+from importer.funnel import preparer
 from importer.ledger import Ledger
 from importer.loader import Table
 from importer.mapping import BoundMapping
@@ -52,6 +53,8 @@ class Reader:
         self.had_rows = False  # rows of earlier runs are recorded (else none has siblings)
         self.to_send = 0  # rows planned to be sent in this run
         self.identity_of = IdentityRule(table.headers, mapping.key)
+        # intake.prepare, or with the row as a contact and its funnel step (importer.funnel)
+        self.prepare = preparer(config.send_as, mapping)
 
     async def read(self) -> None:
         """Read the whole table (or the selected rows) into the ledger, a chunk at a time."""
@@ -99,7 +102,7 @@ class Reader:
 
     def _record(self, rows: list[Row]) -> None:
         prepare, mapping, ledger, identity_of = (
-            intake.prepare,
+            self.prepare,
             self.mapping,
             self.ledger,
             (self.identity_of),

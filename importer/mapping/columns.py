@@ -23,6 +23,7 @@ from typing import Any
 from importer.errors import InputError
 from importer.headers import header_key
 from importer.mapping.schema import (
+    FUNNEL_KEYS,
     ColumnEntry,
     MappingFile,
     TemplateEntry,
@@ -145,7 +146,7 @@ def renamed(spec: MappingFile, renames: dict[str, str]) -> MappingFile:
 
     def entry(path_kind: str, value: Any) -> Any:
         if isinstance(value, str):
-            return renames.get(value, value) if path_kind == "fields" else value
+            return renames.get(value, value) if path_kind in ("fields", "funnel") else value
         if isinstance(value, ColumnEntry):
             columns = [renames.get(c, c) for c in value.columns]
             column = columns[0] if isinstance(value.column, str) else columns
@@ -169,6 +170,14 @@ def renamed(spec: MappingFile, renames: dict[str, str]) -> MappingFile:
                 )
                 for basis in spec.legal_bases
             ],
+            "funnel": spec.funnel
+            and spec.funnel.model_copy(
+                update={
+                    name: entry("funnel", getattr(spec.funnel, name))
+                    for name in FUNNEL_KEYS
+                    if getattr(spec.funnel, name) is not None
+                }
+            ),
         }
     )
 
