@@ -17,7 +17,7 @@ import contextlib
 import functools
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from importer.mapping import BoundMapping, load_mapping
 from importer.outfolder import DiskGuard, disk_error, exclusive, refuse_reading_a_report
 from importer.pacing import RateBudget
 from importer.reading import Reader
+from importer.records import Failed, Sent
 from importer.report import (
     Plan,
     RunReport,
@@ -112,7 +113,9 @@ async def run_import_async(
                         return await run.execute(config.api_url, config.api_key or "")
                     from importer.sandbox import SandboxConfig, running_sandbox
 
-                    async with running_sandbox(SandboxConfig(latency=0.05, seed=1)) as box:
+                    async with running_sandbox(
+                        SandboxConfig(latency=0.05, seed=1, every_contact_exists=True)
+                    ) as box:
                         listener.info(f"Sandbox: a stand-in for RD Station at {box.url}")
                         if config.auth == "oauth":
                             run.tokens = await oauth.sign_in_headless(box.url)
@@ -268,7 +271,7 @@ class _Run:
                     api_url, api_key, timeout=tuning.timeout, max_connections=config.concurrency
                 )
             await stack.enter_async_context(client)
-            transport = client.post_conversion
+            transport: Callable[[bytes], Awaitable[Sent | Failed]] = client.post_conversion
             if config.send_as == "contacts":
                 transport = contacts.contact_transport(client)
             self.sender = Sender(

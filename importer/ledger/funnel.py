@@ -190,19 +190,26 @@ def funnel_failures_sql(rows_condition: str) -> str:
     return (
         "SELECT rows.row, rows.cells, 'funnel', funnel.http_status, funnel.error_type,"
         " funnel.error_message, funnel.attempts, rows.source_row, rows.identity,"
-        " rows.event_uuid, rows.key FROM rows JOIN funnel ON funnel.key = rows.key"
+        " rows.event_uuid, rows.key, funnel.failure_kind"
+        " FROM rows JOIN funnel ON funnel.key = rows.key"
         f" WHERE rows.state = 'sent' AND funnel.state = 'failed' AND ({rows_condition})"
     )
 
 
-def funnel_message(key: str, event_uuid: str | None, message: str | None) -> str:
-    """A funnel failure's message: what WAS recorded, and that only the funnel step failed."""
+def funnel_message(key: str, event_uuid: str | None, message: str | None, kind: str | None) -> str:
+    """A funnel failure's message: what WAS recorded, that only the funnel step failed, and
+    how to send it alone."""
     what = (
         f"the contact was updated (uuid {event_uuid or 'not given'})"
         if key.startswith("contact:")
         else f"the conversion was recorded (event_uuid {event_uuid or 'not given'})"
     )
+    then = (
+        "fix the cells and import this file again into the same folder"
+        if kind == FailureKind.REJECTED.value
+        else "run the same command again"
+    )
     return (
-        f"{what}; only the funnel step failed: {message or 'no reason given'}; import this "
-        "file again (fixed) into the same folder to send the funnel step alone"
+        f"{what}; only the funnel step failed: {message or 'no reason given'}; {then}: only "
+        "the funnel step is sent"
     )

@@ -81,16 +81,18 @@ class ReportQueries:
             identity,
             event_uuid,
             key,
+            kind,
         ) in self._db.execute(
             "SELECT * FROM (SELECT row, cells, error_stage, http_status, error_type,"
-            " error_message, attempts, source_row, identity, NULL AS event_uuid, NULL AS key"
+            " error_message, attempts, source_row, identity, NULL AS event_uuid, NULL AS key,"
+            " NULL AS kind"
             f" FROM rows WHERE state IN {FAILED_STATES} AND ({runs})"
             f" UNION ALL {funnel_failures_sql(funnel_runs)})"
             " ORDER BY coalesce(source_row, row)",
             (self.run_id,) * 6,
         ):
             if stage == "funnel":
-                message = funnel_message(key, event_uuid, message)
+                message = funnel_message(key, event_uuid, message, kind)
             yield Failure(
                 row,
                 orjson.loads(cells) if cells else [],
