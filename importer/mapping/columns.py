@@ -83,8 +83,9 @@ def missing_columns(
             # language's candidates) is one warning
             if isinstance(entry, TemplateEntry) and len(missing) < len(needed):
                 outcome = f"the template reads {'it' if len(missing) == 1 else 'them'} as empty"
-            else:  # a legal basis goes whole or not at all
-                outcome = f"{name.split('.')[0]} is left out"
+            else:  # a legal basis goes whole or not at all; a funnel key alone
+                whole = name if name.startswith("funnel.") else name.split(".")[0]
+                outcome = f"{whole} is left out"
             if len(texts) == 1:
                 warnings.append(f"line {line}: {texts[0]}; {outcome}")
             else:

@@ -84,7 +84,9 @@ class SandboxState:
     and to its OAuth twin, the events endpoint (the inspection endpoints are not counted).
     ``oauth`` counts what the auth endpoints did: ``grants`` by grant (``code``,
     ``refresh_token``), ``refused`` by error type, ``revoked`` tokens. Tokens themselves are
-    never in the state: a snapshot may be printed.
+    never in the state: a snapshot may be printed. Once the contacts endpoints saw a request
+    (``importer.sandbox.contacts``), ``contacts`` and ``funnels`` (by email) and
+    ``contact_requests`` (method, email, body) are in the snapshot too.
     """
 
     accepted: list[dict[str, Any]] = field(default_factory=list)
@@ -111,10 +113,17 @@ class SandboxState:
                     "refused": dict(self.refused),
                     "revoked": self.revoked,
                 },
-                "contacts": {k: dict(v) for k, v in self.contacts.items()},
-                "funnels": {k: dict(v) for k, v in self.funnels.items()},
-                "contact_requests": list(self.contact_requests),
-            }
+            } | self._contacts_snapshot()
+
+    def _contacts_snapshot(self) -> dict[str, Any]:
+        """The contacts side, once it saw a request (a snapshot keeps its shape until then)."""
+        if not (self.contacts or self.funnels or self.contact_requests):
+            return {}
+        return {
+            "contacts": {k: dict(v) for k, v in self.contacts.items()},
+            "funnels": {k: dict(v) for k, v in self.funnels.items()},
+            "contact_requests": list(self.contact_requests),
+        }
 
     def reset(self) -> None:
         with self._lock:
