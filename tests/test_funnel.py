@@ -73,7 +73,8 @@ def config(data: Path, mapping: Path, out: Path, url: str, **more: object) -> Im
 
 
 def puts(snapshot: dict) -> list[tuple[str, dict]]:
-    return [(r["email"], r["body"]) for r in snapshot.get("contact_requests", []) if r["method"] == "PUT"]  # fmt: skip
+    requests = snapshot.get("contact_requests", [])
+    return [(r["email"], r["body"]) for r in requests if r["method"] == "PUT"]
 
 
 def counts_add_up(summary: dict) -> None:
@@ -177,7 +178,8 @@ def test_a_stop_between_the_steps_then_resume_sends_only_the_funnel(tmp_path: Pa
     with SandboxThread(SandboxConfig(seed=1)) as box:
         sign_in_to(box.url)
         control = RunControl()
-        stopped = run_import(config(data, mapping, out, box.url), StopOnceConverted(control), control)  # fmt: skip
+        first = config(data, mapping, out, box.url)
+        stopped = run_import(first, StopOnceConverted(control), control)
         assert stopped.exit_status == 3
         assert (len(box.snapshot()["accepted"]), puts(box.snapshot())) == (3, [])
         summary = read_summary(out)
