@@ -29,6 +29,7 @@ from urllib.parse import quote
 import orjson
 
 from importer.client import Reply
+from importer.intake import CONTACT_KEY
 from importer.records import Failed, Sent
 
 # Fields of a conversion payload that a contact does not have: RD Station's contacts API
@@ -47,7 +48,7 @@ CONVERSION_ONLY: Final = frozenset(
         "available_for_mailing",
     }
 )
-KEY_PREFIX: Final = "contact:"  # the ledger key of a row sent as a contact
+KEY_PREFIX: Final = CONTACT_KEY  # the ledger key of a row sent as a contact starts so
 
 
 def contact_path(email: str) -> str:

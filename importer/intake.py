@@ -29,6 +29,7 @@ from importer.mapping import BoundMapping
 from importer.mapping.bound import Warn
 from importer.records import FailureKind, IdentityRule, Row
 
+CONTACT_KEY: Final = "contact:"  # importer.contacts.KEY_PREFIX: a row sent as a contact
 MAX_BODY_BYTES: Final = 200_000  # RD Station's documented 0.2 MB per request
 
 InFlight = Literal["resend", "skip"]
@@ -287,7 +288,15 @@ def _plan_unknown(
 ) -> None:
     """A payload the ledger does not know: a new row, a fixed one, or one sent earlier under
     another payload (a changed mapping, or a row edited in a cumulative export)."""
-    earlier = [s for s in siblings if s.seen_run != run_id and s.key not in claimed]
+    # A row sent as a contact is no sibling of a conversion (--as contacts), nor the reverse.
+    kind = row.key.startswith(CONTACT_KEY)
+    earlier = [
+        s
+        for s in siblings
+        if s.seen_run != run_id
+        and s.key not in claimed
+        and (s.key.startswith(CONTACT_KEY) == kind or s.key[:4] in ("rej:", "dup:"))
+    ]
     if row.from_report:  # a row of our failures.csv: the failure it fixes is at its source row
         fixed = [
             s.key for s in earlier if s.state not in MAYBE_SENT and s.source_row == row.source_row
