@@ -261,6 +261,13 @@ def validate_command(ctx: click.Context, /, **options: Any) -> None:
     show_default=True,
     help="Seconds an OAuth access token lives (shorten it to see imports renew it).",
 )
+@click.option(
+    "--user",
+    "users",
+    multiple=True,
+    help="An e-mail of the account's users, whom a funnel may name as owner (repeatable; "
+    "default: a few @empresa.com.br users).",
+)
 def sandbox_command(
     host: str,
     port: int,
@@ -274,6 +281,7 @@ def sandbox_command(
     keys: tuple[str, ...],
     seed: int | None,
     token_lifetime: float,
+    users: tuple[str, ...] = (),
 ) -> None:
     """Serve a local stand-in for the RD Station conversions API until stopped."""
     from importer.sandbox import SandboxConfig, serve
@@ -289,6 +297,7 @@ def sandbox_command(
         latency=latency,
         seed=seed,
         token_lifetime=token_lifetime,
+        **({"users": frozenset(users)} if users else {}),  # type: ignore[arg-type]
     )
 
     def ready(url: str) -> None:

@@ -81,7 +81,8 @@ class SandboxState:
     ``accepted`` holds one ``{"event_uuid", "payload", "received_at"}`` per recorded conversion
     (``received_at`` ISO 8601, UTC). ``statuses`` counts answers by status, and ``"dropped"`` for
     connections closed without an answer. ``requests`` counts POSTs to the conversions endpoint
-    and to its OAuth twin, the events endpoint (the inspection endpoints are not counted).
+    and to its OAuth twin, the events endpoint, and the contacts and funnel requests (the
+    inspection endpoints are not counted).
     ``oauth`` counts what the auth endpoints did: ``grants`` by grant (``code``,
     ``refresh_token``), ``refused`` by error type, ``revoked`` tokens. Tokens themselves are
     never in the state: a snapshot may be printed. Once the contacts endpoints saw a request
