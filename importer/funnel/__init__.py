@@ -72,8 +72,9 @@ def preparer(send_as: str, mapping: BoundMapping) -> Prepare:
         mapping: BoundMapping,
         identity_of: Callable[[dict[str, str]], str] | None = None,
         warn: Callable[[str, str], None] | None = None,
+        *more: Any,  # what else intake.prepare takes (checks of the cells), passed through
     ) -> intake.Prepared | intake.Rejected:
-        outcome = intake.prepare(row, mapping, identity_of, warn)
+        outcome = intake.prepare(row, mapping, identity_of, warn, *more)
         if not isinstance(outcome, intake.Prepared):
             return outcome
         if send_as == "contacts":
