@@ -212,6 +212,13 @@ def test_a_contact_that_never_appears_fails_its_funnel_step_and_the_next_run_sen
     tmp_path: Path,
 ) -> None:
     data, mapping = files(tmp_path, ROWS[:1])
+    rows = [[f"p{i}@exemplo.com.br", "P", "lead", "", ""] for i in range(25)]
+    many = write_csv(tmp_path / "many.csv", HEADER, rows)
+    with SandboxThread(SandboxConfig(seed=1, contact_lag=100)) as box:
+        sign_in_to(box.url)
+        # Steps that all end on 404 are not "RD Station unreachable" nor "a wrong address".
+        report = run_import(config(many, mapping, tmp_path / "many", box.url))
+        assert (report.failed, report.aborted) == (25, None)
     out = tmp_path / "out"
     with SandboxThread(SandboxConfig(seed=1, contact_lag=100)) as box:
         sign_in_to(box.url)

@@ -143,13 +143,20 @@ class FunnelRows:
 
 
 class FunnelStopRules(StopRules):
-    """The run's stop rules, but a contact not there yet (404) is not a wrong address: the
-    conversions, sent to the same API, proved the address."""
+    """The run's stop rules, but a contact not there yet (404) is neither a wrong address (the
+    conversions, sent to the same API, proved it) nor RD Station out of reach (it answered):
+    such a step fails alone, to be sent by the next run."""
 
     def _wrong_address(self, failed: Failed, row: object) -> str | None:
         if failed.error_type == NOT_FOUND_YET:
             return None
         return super()._wrong_address(failed, row)
+
+    def _unreachable_rows(self, failed: Failed, last_attempt: bool) -> str | None:
+        if failed.error_type == NOT_FOUND_YET:
+            self._unreachable = 0
+            return None
+        return super()._unreachable_rows(failed, last_attempt)
 
 
 def funnel_transport(client: Any, wait: float) -> Callable[[bytes], Awaitable[Sent | Failed]]:
