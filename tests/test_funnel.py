@@ -7,7 +7,11 @@ with OAuth in a temporary config folder; the sandbox's snapshot says exactly wha
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -435,3 +439,32 @@ def test_pipedrive_preset_reads_deals_for_stage_and_opportunity(tmp_path: Path) 
         ("ana@exemplo.com.br", {"lifecycle_stage": "Client", "opportunity": False}),
         ("bia@exemplo.com.br", {"opportunity": True}),
     ]
+
+
+def test_a_kill_during_the_funnel_steps_then_resume_sends_only_the_funnel(tmp_path: Path) -> None:
+    """A real SIGKILL while the run waits to ask again for contacts RD Station has not created
+    yet: the conversions are recorded, the funnel steps are not; the resume sends the steps."""
+    data, mapping = files(tmp_path)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "importer", "import", str(data), "--mapping", str(mapping),
+               "--out", str(out), "--auth", "oauth", "--rate", "0", "-q"]  # fmt: skip
+    with SandboxThread(SandboxConfig(seed=1, contact_lag=100)) as box:
+        sign_in_to(box.url)
+        proc = subprocess.Popen([*command, "--api-url", box.url], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while box.snapshot()["statuses"].get("404", 0) < 3:  # each step asked once
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGKILL)  # now waiting 2 s before asking again
+        finally:
+            proc.communicate(timeout=30)
+        assert len(box.snapshot()["accepted"]) == 3
+    with SandboxThread(SandboxConfig(seed=1, every_contact_exists=True)) as box:
+        sign_in_to(box.url)
+        resumed = subprocess.run([*command, "--api-url", box.url], cwd=ROOT, capture_output=True)
+        snapshot = box.snapshot()
+    assert resumed.returncode == 0, resumed.stderr
+    assert snapshot["accepted"] == []  # no conversion sent again
+    assert len(puts(snapshot)) == 3
