@@ -168,6 +168,7 @@ def cli() -> None:
 @flags.rehearsal_options
 @flags.show_option
 @flags.auth_option
+@flags.as_option
 def import_command(
     input_path: Path,
     mapping_path: Path,
@@ -192,6 +193,7 @@ def import_command(
     row_range: tuple[int, int] | None,
     show: int,
     auth: str,
+    send_as: str = "conversions",
 ) -> None:
     """Send every row of INPUT to RD Station as a conversion."""
     auth = flags.auth_choice(auth, api_key_file)
@@ -202,6 +204,7 @@ def import_command(
         api_url=api_url,
         api_key=_api_key(api_key_file, needed=auth == "apikey" and not (dry_run or sandbox)),
         auth=auth,  # type: ignore[arg-type]
+        send_as=send_as,  # type: ignore[arg-type]
         rate=rate,
         concurrency=concurrency,
         dry_run=dry_run,
@@ -262,6 +265,13 @@ def validate_command(ctx: click.Context, /, **options: Any) -> None:
     help="Seconds an OAuth access token lives (shorten it to see imports renew it).",
 )
 @click.option(
+    "--user",
+    "users",
+    multiple=True,
+    help="An e-mail of the account's users, whom a funnel may name as owner (repeatable; "
+    "default: a few @empresa.com.br users).",
+)
+@click.option(
     "--fields",
     "fields_file",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -281,6 +291,7 @@ def sandbox_command(
     keys: tuple[str, ...],
     seed: int | None,
     token_lifetime: float,
+    users: tuple[str, ...],
     fields_file: Path | None,
 ) -> None:
     """Serve a local stand-in for the RD Station conversions API until stopped."""
@@ -299,6 +310,7 @@ def sandbox_command(
         seed=seed,
         token_lifetime=token_lifetime,
         fields=load_fields_file(fields_file) if fields_file is not None else None,
+        **({"users": frozenset(users)} if users else {}),  # type: ignore[arg-type]
     )
 
     def ready(url: str) -> None:
@@ -352,6 +364,7 @@ def sandbox_command(
 @click.option("--sandbox", is_flag=True, help="Send to a built-in stand-in for RD Station.")
 @click.option("--quiet", "-q", is_flag=True, help="Only one line per file.")
 @flags.auth_option
+@flags.as_option
 def watch_command(
     inbox: Path,
     mapping_path: Path,
@@ -376,6 +389,7 @@ def watch_command(
     sandbox: bool,
     quiet: bool,
     auth: str,
+    send_as: str,
 ) -> None:
     """Import every spreadsheet dropped into INBOX, oldest first; move each to INBOX/processed/
     (or INBOX/rejected/ when it cannot be read). Rows sent from an earlier file are not sent
@@ -392,6 +406,7 @@ def watch_command(
         api_url=api_url,
         api_key=_api_key(api_key_file, needed=auth == "apikey" and not sandbox),
         auth=auth,  # type: ignore[arg-type]
+        send_as=send_as,  # type: ignore[arg-type]
         rate=rate,
         concurrency=concurrency,
         sandbox=sandbox,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from importer import oauth
+from importer import contacts, oauth
 from importer.client import check_api_url
 from importer.errors import InputError
 from importer.intake import Changed, InFlight, ResumePolicy
@@ -19,6 +19,7 @@ from importer.mapping import Mapping
 
 DEFAULT_API_URL = "https://api.rd.services"
 AuthMethod = Literal["apikey", "oauth"]
+SendAs = Literal["conversions", "contacts"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Tuning:
     timeout: float = 30.0  # seconds for one request
     stop_grace: float = 10.0  # seconds requests in flight get to finish after a stop
     min_free_bytes: int = 16_000_000  # a run does not start, and stops, under this free space
+    funnel_not_found_wait: float = 2.0  # seconds before a funnel step that got 404 is retried
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class ImportConfig:
     api_url: str = DEFAULT_API_URL
     api_key: str | None = field(default=None, repr=False)  # a secret: kept out of any repr
     auth: AuthMethod = "apikey"  # oauth: the app signed in with `rd-importer auth login`
+    send_as: SendAs = "conversions"  # contacts: upsert each row's contact (importer.contacts)
     rate: float = 120.0
     concurrency: int = 8
     dry_run: bool = False
@@ -94,6 +97,10 @@ class ImportConfig:
         check_text_options(self.encoding, self.delimiter)
         if self.auth not in ("apikey", "oauth"):
             raise InputError(f"auth {self.auth!r}: use apikey or oauth", setting="auth")
+        if self.send_as not in ("conversions", "contacts"):
+            raise InputError(f"as {self.send_as!r}: use conversions or contacts", setting="send_as")
+        if self.send_as == "contacts" and self.auth != "oauth":
+            raise InputError(contacts.refused_with_apikey(), setting="send_as")
         if self.sends or self.reads_account:
             check_api_url(self.api_url)
             if self.auth == "oauth":

@@ -188,6 +188,17 @@ auth_option = click.option(
 )
 
 
+as_option = click.option(
+    "--as",
+    "send_as",
+    type=click.Choice(["conversions", "contacts"]),
+    default="conversions",
+    show_default=True,
+    help="Record each row as a conversion, or upsert its contact without one (no "
+    "conversion-triggered automations; needs --auth oauth).",
+)
+
+
 def auth_choice(auth: str, api_key_file: Path | None) -> str:
     """``--auth``, refused beside an API key file it would not use (the user meant one of them)."""
     if auth == "oauth" and api_key_file is not None:

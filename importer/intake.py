@@ -23,12 +23,13 @@ import orjson
 
 from importer.client import encode_conversion
 from importer.errors import RowError
-from importer.ledger import ChunkRecord, Entry, FailedRow, RowState, SeenRow, Sibling
+from importer.ledger import ChunkRecord, Entry, FailedRow, FunnelStep, RowState, SeenRow, Sibling
 from importer.ledger.rows import MAYBE_SENT
 from importer.mapping import BoundMapping
 from importer.mapping.bound import Warn
 from importer.records import FailureKind, IdentityRule, Row
 
+CONTACT_KEY: Final = "contact:"  # importer.contacts.KEY_PREFIX: a row sent as a contact
 if TYPE_CHECKING:
     from importer.account_fields import CellCheck
 
@@ -50,6 +51,7 @@ class Prepared:
     identity: str  # records.IdentityRule: the same source row under any mapping
     source_row: int  # its number in the file it first came from
     from_report: bool = False  # read from one of our failures.csv
+    funnel: bytes | None = None  # its funnel step's request (``importer.funnel``), if any
 
 
 @dataclass(slots=True)
@@ -258,6 +260,10 @@ def plan_chunk(
             record.failed.append(_duplicate(outcome, first))
             continue
         first_of_key[key] = number
+        if outcome.funnel is not None:
+            record.funnel.append(
+                FunnelStep(key, outcome.email, outcome.funnel, policy.retry_rejected)
+            )
         if entry is None:
             found = siblings.get(outcome.identity) if siblings else None
             if found:
@@ -290,7 +296,15 @@ def _plan_unknown(
 ) -> None:
     """A payload the ledger does not know: a new row, a fixed one, or one sent earlier under
     another payload (a changed mapping, or a row edited in a cumulative export)."""
-    earlier = [s for s in siblings if s.seen_run != run_id and s.key not in claimed]
+    # A row sent as a contact is no sibling of a conversion (--as contacts), nor the reverse.
+    kind = row.key.startswith(CONTACT_KEY)
+    earlier = [
+        s
+        for s in siblings
+        if s.seen_run != run_id
+        and s.key not in claimed
+        and (s.key.startswith(CONTACT_KEY) == kind or s.key[:4] in ("rej:", "dup:"))
+    ]
     if row.from_report:  # a row of our failures.csv: the failure it fixes is at its source row
         fixed = [
             s.key for s in earlier if s.state not in MAYBE_SENT and s.source_row == row.source_row
@@ -317,6 +331,11 @@ def _plan_unknown(
         plan.to_send += 1
     else:  # kept as sent (or, undecided, counted as such until the run stops)
         plan.record.seen.append(SeenRow(sent.key, row.row, row.cells))
+        if row.funnel is not None:  # the funnel step goes with the conversion that was sent
+            step = plan.record.funnel.pop()
+            plan.record.funnel.append(
+                FunnelStep(sent.key, step.email, step.body, step.retry_rejected)
+            )
 
 
 def _rejected(row: Rejected) -> FailedRow:

@@ -17,11 +17,11 @@ import contextlib
 import functools
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from importer import account_fields, oauth
+from importer import account_fields, contacts, funnel, oauth
 from importer.client import ConversionsClient
 from importer.config import DEFAULT_API_URL, ImportConfig, Listener, Tuning
 from importer.ledger import Ledger, Marks
@@ -30,6 +30,7 @@ from importer.mapping import BoundMapping, Mapping, load_mapping
 from importer.outfolder import DiskGuard, disk_error, exclusive, refuse_reading_a_report
 from importer.pacing import RateBudget
 from importer.reading import Reader
+from importer.records import Failed, Sent
 from importer.report import (
     Plan,
     RunReport,
@@ -41,7 +42,7 @@ from importer.report import (
     write_reports,
 )
 from importer.retry import RetryPolicy
-from importer.sending import PendingRows, RunControl, Sender
+from importer.sending import PendingRows, RunControl, Sender, SendStats
 from importer.stop_rules import StopRules
 
 __all__ = [
@@ -92,8 +93,14 @@ async def run_import_async(
             first_rows=table.first_rows,
             header_row=config.header_row,
         )
+        notes = funnel.check_auth(mapping, bound, config.auth)  # funnel: under the API key
         # Said now, and kept in the report once the run begins.
-        early = [*bound.warnings, *table.warnings, *table.hidden_columns_read(bound.columns_read)]
+        early = [
+            *bound.warnings,
+            *table.warnings,
+            *table.hidden_columns_read(bound.columns_read),
+            *notes,
+        ]
         for warning in early:
             listener.warning(warning)
         listener.info(f"Reading {config.input_path.name}: {table.description}")
@@ -115,7 +122,9 @@ async def run_import_async(
                         return await run.execute(config.api_url, config.api_key or "")
                     from importer.sandbox import SandboxConfig, running_sandbox
 
-                    async with running_sandbox(SandboxConfig(latency=0.05, seed=1)) as box:
+                    async with running_sandbox(
+                        SandboxConfig(latency=0.05, seed=1, every_contact_exists=True)
+                    ) as box:
                         listener.info(f"Sandbox: a stand-in for RD Station at {box.url}")
                         if config.auth == "oauth":
                             run.tokens = await oauth.sign_in_headless(box.url)
@@ -194,6 +203,7 @@ class _Run:
         self.rows = PendingRows(ledger, self.control)
         self.budget = RateBudget(config.rate)
         self.sender: Sender | None = None
+        self.funnel_stats: SendStats | None = None  # the funnel steps' phase (importer.funnel)
         self.reader = Reader(
             config, mapping, table, ledger, self.rows, self.report, self.control, self._warn
         )
@@ -294,8 +304,11 @@ class _Run:
                     api_url, api_key, timeout=tuning.timeout, max_connections=config.concurrency
                 )
             await stack.enter_async_context(client)
+            transport: Callable[[bytes], Awaitable[Sent | Failed]] = client.post_conversion
+            if config.send_as == "contacts":
+                transport = contacts.contact_transport(client)
             self.sender = Sender(
-                transport=client.post_conversion,
+                transport=transport,
                 rows=self.rows,
                 marks=marks,
                 control=self.control,
@@ -313,6 +326,8 @@ class _Run:
                 warn=lambda kind, message: self._warn(message, kind=kind),
             )
             await self.sender.run()
+            if not self.control.stopping and self.ledger.funnel_to_send():
+                await self._send_funnel(client, api_url)
         if marks.lost:
             self.control.abort(
                 f"{self.ledger.path} cannot be written and {marks.lost} answer(s) could not be "
@@ -326,6 +341,29 @@ class _Run:
                 await reader
         elif reader.exception() is not None:
             raise reader.exception()  # type: ignore[misc]
+
+    async def _send_funnel(self, client: object, api_url: str) -> None:
+        """The funnel steps of the rows whose conversion is recorded (``importer.funnel``)."""
+        config, tuning = self.config, self.config.tuning
+        count = self.ledger.funnel_to_send()
+        self.listener.info(f"Setting the funnel of {count:,} contact(s)")
+        self.funnel_stats = await funnel.send_funnel_steps(
+            ledger=self.ledger,
+            client=client,
+            control=self.control,
+            budget=self.budget,
+            retry=RetryPolicy(
+                max_attempts=tuning.max_attempts,
+                max_elapsed=tuning.retry_max_elapsed,
+                wait=tuning.retry_wait,
+            ),
+            concurrency=config.concurrency,
+            stop_grace=tuning.stop_grace,
+            now=utc_now,
+            api_url=api_url,
+            wait=tuning.funnel_not_found_wait,
+            warn=lambda kind, message: self._warn(message, kind=kind),
+        )
 
     # -- the disk ----------------------------------------------------------------------------
 
@@ -378,6 +416,11 @@ class _Run:
             report.rate_limited_answers = stats.rate_limited_answers
             report.timeline = stats.timeline.as_list()
             report.timeline_bucket_s = stats.timeline.width
+        if self.funnel_stats is not None:  # the funnel phase's requests count as requests
+            report.requests += self.funnel_stats.requests
+            report.retries += self.funnel_stats.retries
+            report.rate_limited_answers += self.funnel_stats.rate_limited_answers
+        report.funnel = self.ledger.funnel_counts()
         config, table = self.config, self.table
         write_reports(
             self.out_dir,

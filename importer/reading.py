@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from importer import intake
 from importer.config import ImportConfig
 from importer.errors import AbortError, InputError
+from importer.funnel import preparer
 from importer.ledger import Ledger
 from importer.loader import Table
 from importer.mapping import BoundMapping
@@ -56,6 +57,8 @@ class Reader:
         self.had_rows = False  # rows of earlier runs are recorded (else none has siblings)
         self.to_send = 0  # rows planned to be sent in this run
         self.identity_of = IdentityRule(table.headers, mapping.key)
+        # intake.prepare, or with the row as a contact and its funnel step (importer.funnel)
+        self.prepare = preparer(config.send_as, mapping)
         # --auth oauth: each row's custom fields against the account's (``account_fields``)
         self.check_cells: CellCheck | None = None
 
@@ -105,7 +108,7 @@ class Reader:
 
     def _record(self, rows: list[Row]) -> None:
         prepare, mapping, ledger, identity_of = (
-            intake.prepare,
+            self.prepare,
             self.mapping,
             self.ledger,
             (self.identity_of),

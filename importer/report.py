@@ -130,6 +130,9 @@ class RunReport:
     # sending started (``sending.Timeline.as_list``); empty when nothing was sent.
     timeline: list[dict[str, float | int]] = field(default_factory=list)
     timeline_bucket_s: float = 0.0
+    # The funnel steps of this run's rows (``importer.funnel``): steps, sent, already_sent,
+    # failed, pending; None when no row has one.
+    funnel: dict[str, int] | None = None
 
     def warn(self, message: str, *, kind: str = "", row: int | None = None) -> bool:
         """Keep a warning; True when it is new (the first of its kind), to be said at once."""
@@ -255,6 +258,7 @@ def summary_dict(
         "plan": None if report.plan is None else report.plan.as_dict(),
         "timeline_bucket_s": report.timeline_bucket_s,
         "timeline": report.timeline,
+        "funnel": report.funnel,
     }
 
 

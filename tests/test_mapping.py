@@ -348,7 +348,7 @@ def test_entry_problems(tmp_path: Path, fields: str, expected: str) -> None:
             "conversion_identifier: c\nfield:\n  email: E-mail\n",
             "2 problems:\n  line 1: the mapping needs 'fields:'\n"
             "  line 2: unknown key 'field' (did you mean 'fields'?); "
-            "known: conversion_identifier, fields, legal_bases, key",
+            "known: conversion_identifier, fields, legal_bases, funnel, key",
         ),
         (
             "conversion_identifier: c\nfields:\n  email: E-mail\n  email: Email\n",

@@ -21,6 +21,7 @@ run on a ledger no import has used yet writes with synchronous=OFF (see ``begin_
     store.py    the SQLite ledger: the reader's chunks, the senders' marks, the runs
     queries.py  what the reports read from it
     marks.py    the senders' marks, committed together once per event-loop turn
+    funnel.py   each row's funnel step, beside its conversion (its own states and body)
 """
 
 from importer.ledger.marks import Marks
@@ -30,6 +31,7 @@ from importer.ledger.rows import (
     Entry,
     FailedRow,
     Failure,
+    FunnelStep,
     NewRow,
     Pending,
     RowState,
@@ -45,6 +47,7 @@ __all__ = [
     "Entry",
     "FailedRow",
     "Failure",
+    "FunnelStep",
     "Ledger",
     "Marks",
     "NewRow",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 
+from importer.ledger.funnel import funnel_failures_sql, funnel_message
 from importer.ledger.rows import FAILED_STATES, Counts, Failure, Success
 
 # The runs that wrote the same reports folder as run ? (an SQL subquery).
@@ -22,15 +23,25 @@ class ReportQueries:
     run_id: int
 
     def counts(self) -> Counts:
+        """This run's rows by outcome. A row with a funnel step (``ledger.funnel``) counts as
+        succeeded only once both its steps are done, one of them by this run; as failed when
+        its funnel step failed (its conversion stays recorded: successes.csv keeps it); as
+        unsent while its funnel step is left to send."""
         run = self.run_id
+        done = "coalesce(funnel.state, 'sent') = 'sent'"
         row = self._db.execute(
             "SELECT count(*),"
-            " coalesce(sum(state = 'sent' AND sent_run = ?), 0),"
-            f" coalesce(sum(state IN {FAILED_STATES}), 0),"
-            " coalesce(sum(state = 'sent' AND sent_run IS NOT ? ), 0),"
-            " coalesce(sum(state IN ('pending', 'in_flight')), 0)"
-            " FROM rows WHERE seen_run = ?",
-            (run, run, run),
+            f" coalesce(sum(rows.state = 'sent' AND {done}"
+            " AND (rows.sent_run = ? OR funnel.sent_run = ?)), 0),"
+            f" coalesce(sum(rows.state IN {FAILED_STATES}"
+            " OR (rows.state = 'sent' AND funnel.state = 'failed')), 0),"
+            f" coalesce(sum(rows.state = 'sent' AND {done}"
+            " AND rows.sent_run IS NOT ? AND funnel.sent_run IS NOT ?), 0),"
+            " coalesce(sum(rows.state IN ('pending', 'in_flight') OR (rows.state = 'sent'"
+            " AND funnel.state IN ('pending', 'in_flight'))), 0)"
+            " FROM rows LEFT JOIN funnel ON funnel.key = rows.key AND funnel.seen_run = ?"
+            " WHERE rows.seen_run = ?",
+            (run, run, run, run, run, run),
         ).fetchone()
         return Counts(*row)
 
@@ -51,7 +62,13 @@ class ReportQueries:
 
     def failures(self) -> Iterator[Failure]:
         """What is still failed in this run's reports folder: the failed rows (in doubt and held
-        included) of its runs that read a table with this run's columns, by row."""
+        included) of its runs that read a table with this run's columns, by row; and the rows
+        whose conversion is recorded and whose funnel step failed (stage ``funnel``)."""
+        runs = (
+            f"seen_run = ? OR seen_run IN ({_RUNS_OF_THIS_FOLDER} AND headers IS"
+            " (SELECT headers FROM runs WHERE id = ?))"
+        )
+        funnel_runs = runs.replace("seen_run", "rows.seen_run", 2)
         for (
             row,
             cells,
@@ -62,14 +79,20 @@ class ReportQueries:
             attempts,
             source_row,
             identity,
+            event_uuid,
+            key,
+            kind,
         ) in self._db.execute(
-            "SELECT row, cells, error_stage, http_status, error_type, error_message,"
-            " attempts, source_row, identity FROM rows"
-            f" WHERE state IN {FAILED_STATES} AND (seen_run = ? OR seen_run IN"
-            f" ({_RUNS_OF_THIS_FOLDER} AND headers IS"
-            " (SELECT headers FROM runs WHERE id = ?))) ORDER BY coalesce(source_row, row)",
-            (self.run_id, self.run_id, self.run_id),
+            "SELECT * FROM (SELECT row, cells, error_stage, http_status, error_type,"
+            " error_message, attempts, source_row, identity, NULL AS event_uuid, NULL AS key,"
+            " NULL AS kind"
+            f" FROM rows WHERE state IN {FAILED_STATES} AND ({runs})"
+            f" UNION ALL {funnel_failures_sql(funnel_runs)})"
+            " ORDER BY coalesce(source_row, row)",
+            (self.run_id,) * 6,
         ):
+            if stage == "funnel":
+                message = funnel_message(key, event_uuid, message, kind)
             yield Failure(
                 row,
                 orjson.loads(cells) if cells else [],
@@ -96,10 +119,12 @@ class ReportQueries:
     def failure_types(self) -> dict[str, int]:
         return dict(
             self._db.execute(
-                "SELECT error_type, count(*) FROM rows"
-                f" WHERE seen_run = ? AND state IN {FAILED_STATES}"
+                "SELECT error_type, count(*) FROM (SELECT error_type FROM rows"
+                f" WHERE seen_run = ? AND state IN {FAILED_STATES} UNION ALL"
+                " SELECT funnel.error_type FROM funnel JOIN rows ON rows.key = funnel.key"
+                " WHERE funnel.seen_run = ? AND funnel.state = 'failed' AND rows.state = 'sent')"
                 " GROUP BY error_type ORDER BY count(*) DESC",
-                (self.run_id,),
+                (self.run_id, self.run_id),
             ).fetchall()
         )
 

@@ -112,6 +112,16 @@ class FailedRow:
     state: RowState = RowState.FAILED
 
 
+@dataclass(frozen=True, slots=True)
+class FunnelStep:
+    """A row's funnel step (``ledger.funnel``), recorded beside its conversion's key."""
+
+    key: str  # the row's key in ``rows``
+    email: str
+    body: bytes  # the request, as ``importer.funnel`` sends it
+    retry_rejected: bool = False  # a step RD Station refused is sent again (--retry-rejected)
+
+
 @dataclass(slots=True)
 class ChunkRecord:
     """One chunk of the reader's decisions, written in one transaction."""
@@ -121,6 +131,7 @@ class ChunkRecord:
     resend: list[tuple[str, bytes]] = field(default_factory=list)  # (key, body): to pending
     failed: list[FailedRow] = field(default_factory=list)
     superseded: list[str] = field(default_factory=list)  # keys a fixed or remapped row replaces
+    funnel: list[FunnelStep] = field(default_factory=list)  # the rows' funnel steps
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from importer.errors import InputError
+from importer.ledger.funnel import FUNNEL_SCHEMA, FunnelQueries
 from importer.ledger.identity import IdentityQueries
 from importer.ledger.queries import ReportQueries
 from importer.ledger.rows import (
@@ -21,7 +22,8 @@ from importer.ledger.rows import (
 )
 from importer.ledger.writes import RowMarks
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS rows (
     key TEXT PRIMARY KEY,
     row INTEGER NOT NULL,
@@ -54,6 +56,8 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT);
 """
+    + FUNNEL_SCHEMA
+)
 # What ledgers written by earlier releases lack; each statement is tried once and may fail
 # because the ledger has it already.
 _ADDED_COLUMNS = (
@@ -71,7 +75,7 @@ _UPGRADES = (
 )
 
 
-class Ledger(ReportQueries, IdentityQueries, RowMarks):
+class Ledger(ReportQueries, IdentityQueries, RowMarks, FunnelQueries):
     """One output folder's ledger. Not thread-safe: the pipeline uses it from its event loop."""
 
     def __init__(self, path: Path):
@@ -230,6 +234,8 @@ class Ledger(ReportQueries, IdentityQueries, RowMarks):
                     for f in chunk.failed
                 ],
             )
+            if chunk.funnel:
+                self.record_funnel(chunk.funnel)
 
     # -- the senders' side ---------------------------------------------------------------------
 

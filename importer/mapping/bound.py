@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from importer import payload as rd
 from importer.errors import RowError
 from importer.mapping.compile import Cells, Plan
 from importer.records import Row
+
+if TYPE_CHECKING:
+    from importer.mapping.funnel import FunnelGetter
 
 Warn = Callable[[str, str], None]  # (kind, message): a warning for the run's record
 
@@ -30,6 +33,9 @@ class BoundMapping:
         self._labels = plan.labels
         self._read_columns = plan.read_columns
         self._notes = plan.notes
+        # The funnel: section (``importer.mapping.funnel``), set by ``Mapping.bind``; None when
+        # the mapping has none, or it is left out (``with_apikey: skip`` under the API key).
+        self.funnel: FunnelGetter | None = None
 
     @property
     def columns_read(self) -> list[str]:

@@ -23,6 +23,7 @@ from typing import Any
 from importer.errors import InputError
 from importer.headers import header_key
 from importer.mapping.schema import (
+    FUNNEL_KEYS,
     ColumnEntry,
     MappingFile,
     TemplateEntry,
@@ -82,8 +83,9 @@ def missing_columns(
             # language's candidates) is one warning
             if isinstance(entry, TemplateEntry) and len(missing) < len(needed):
                 outcome = f"the template reads {'it' if len(missing) == 1 else 'them'} as empty"
-            else:  # a legal basis goes whole or not at all
-                outcome = f"{name.split('.')[0]} is left out"
+            else:  # a legal basis goes whole or not at all; a funnel key alone
+                whole = name if name.startswith("funnel.") else name.split(".")[0]
+                outcome = f"{whole} is left out"
             if len(texts) == 1:
                 warnings.append(f"line {line}: {texts[0]}; {outcome}")
             else:
@@ -145,7 +147,7 @@ def renamed(spec: MappingFile, renames: dict[str, str]) -> MappingFile:
 
     def entry(path_kind: str, value: Any) -> Any:
         if isinstance(value, str):
-            return renames.get(value, value) if path_kind == "fields" else value
+            return renames.get(value, value) if path_kind in ("fields", "funnel") else value
         if isinstance(value, ColumnEntry):
             columns = [renames.get(c, c) for c in value.columns]
             column = columns[0] if isinstance(value.column, str) else columns
@@ -169,6 +171,14 @@ def renamed(spec: MappingFile, renames: dict[str, str]) -> MappingFile:
                 )
                 for basis in spec.legal_bases
             ],
+            "funnel": spec.funnel
+            and spec.funnel.model_copy(
+                update={
+                    name: entry("funnel", getattr(spec.funnel, name))
+                    for name in FUNNEL_KEYS
+                    if getattr(spec.funnel, name) is not None
+                }
+            ),
         }
     )
 

@@ -18,6 +18,7 @@ from importer.mapping.columns import (
     renamed,
 )
 from importer.mapping.compile import compile_plan
+from importer.mapping.funnel import compile_funnel, funnel_line, funnel_problems
 from importer.mapping.problems import pydantic_problems, raise_problems
 from importer.mapping.schema import MappingFile, columns_read
 from importer.mapping.yamltext import Lines, line_of, read_yaml
@@ -74,7 +75,14 @@ class Mapping:
                     (line, f"key column '{column}' is not in {source}: a row's key must be there")
                 )
         raise_problems(self.path.name, problems)
-        return BoundMapping(compile_plan(spec, set(headers)), warnings, key)
+        bound = BoundMapping(compile_plan(spec, set(headers)), warnings, key)
+        bound.funnel = compile_funnel(spec.funnel, set(headers))
+        return bound
+
+    @property
+    def funnel_line(self) -> int:
+        """The line of the mapping's ``funnel:`` section (0 when unknown)."""
+        return funnel_line(self._lines)
 
 
 def load_mapping(path: Path) -> Mapping:
@@ -103,6 +111,7 @@ def load_mapping(path: Path) -> Mapping:
     except ValidationError as exc:
         problems += pydantic_problems(exc, data, lines)
     problems += check(data, lines)
+    problems += funnel_problems(data, lines)
     raise_problems(name, problems)
     if spec is None:  # cannot be: a spec that did not validate left problems, raised above
         raise InputError(f"{name}: the mapping cannot be read")

@@ -16,7 +16,14 @@ from pydantic_core import ErrorDetails
 from importer import payload as rd
 from importer import transforms as tf
 from importer.errors import InputError
-from importer.mapping.schema import CellEntry, KeyPath, LegalBasis, MappingFile, ValueEntry
+from importer.mapping.schema import (
+    CellEntry,
+    FunnelSection,
+    KeyPath,
+    LegalBasis,
+    MappingFile,
+    ValueEntry,
+)
 from importer.mapping.yamltext import Lines, Problems, key_text, line_of
 
 _EXPECTS = {
@@ -37,6 +44,8 @@ _EXPECTS = {
     "optional": "true or false",
     "on_invalid": "fail, drop or keep",
     "category": "communications",
+    "funnel": "lifecycle_stage, opportunity and contact_owner_email entries",
+    "with_apikey": "refuse or skip",
 }
 _ENTRY_KEYS = {
     "column-entry": ["column", *CellEntry.model_fields],
@@ -129,6 +138,8 @@ def _message(error: ErrorDetails, path: KeyPath, tag: str | None) -> str:
             allowed = list(MappingFile.model_fields)
         elif tag in _ENTRY_KEYS:
             allowed = _ENTRY_KEYS[tag]
+        elif len(path) == 2 and path[0] == "funnel":
+            allowed = list(FunnelSection.model_fields)
         else:
             allowed = list(LegalBasis.model_fields)
         return f"unknown key '{key}'{did_you_mean(key, allowed)}; known: {', '.join(allowed)}"

@@ -161,6 +161,26 @@ class LegalBasis(_Model):
 _FIELD_NAMES: list[JsonValue] = [*sorted(rd.KNOWN_FIELDS - {rd.LEGAL_BASES_FIELD})]
 
 
+class FunnelSection(_Model):
+    """The contact's funnel, set after its conversion (OAuth only; ``importer.mapping.funnel``
+    holds its rules)."""
+
+    lifecycle_stage: FieldEntry | None = Field(
+        None, description='"Lead", "Qualified Lead" or "Client" (map: other values to these).'
+    )
+    opportunity: FieldEntry | None = Field(
+        None, description="true or false: transform: bool, or map: to true/false."
+    )
+    contact_owner_email: FieldEntry | None = Field(
+        None, description="The e-mail of the account's user who owns the contact."
+    )
+    with_apikey: Literal["refuse", "skip"] = Field(
+        "refuse",
+        description="Under --auth apikey (which cannot set a funnel): refuse the run, or skip "
+        "this section with a note (the presets skip it).",
+    )
+
+
 class MappingFile(_Model):
     """The whole mapping document."""
 
@@ -177,6 +197,11 @@ class MappingFile(_Model):
     )
     legal_bases: list[LegalBasis] = Field(
         default_factory=list, description="LGPD legal bases sent with every row."
+    )
+    funnel: FunnelSection | None = Field(
+        default=None,
+        description="The contact's funnel stage, opportunity and owner, set after its "
+        "conversion is accepted (needs --auth oauth).",
     )
     key: str | list[str] | None = Field(
         default=None,
@@ -224,11 +249,19 @@ def references(spec: MappingFile) -> Iterator[tuple[KeyPath, str, Any]]:
                 f"legal_bases[{index}].{part}",
                 getattr(basis, part),
             )
+    if spec.funnel is not None:
+        for name in FUNNEL_KEYS:
+            entry = getattr(spec.funnel, name)
+            if entry is not None:
+                yield ("funnel", name), f"funnel.{name}", entry
+
+
+FUNNEL_KEYS: tuple[str, ...] = ("lifecycle_stage", "opportunity", "contact_owner_email")
 
 
 def reads_columns(path: KeyPath, entry: Any) -> bool:
     """False for a constant: a bare text outside ``fields`` (an identifier, a legal basis)."""
-    return not (isinstance(entry, str) and path[0] != "fields")
+    return not (isinstance(entry, str) and path[0] not in ("fields", "funnel"))
 
 
 def columns_read(spec: MappingFile) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from importer.errors import InputError
+from importer.sandbox.contacts import ContactsEndpoints
 from importer.sandbox.conversions import STATE_KEY, _Sandbox
 from importer.sandbox.fields import FieldsEndpoint
 from importer.sandbox.oauth import OAuthProvider
@@ -37,6 +38,7 @@ def make_app(
     app.router.add_post(RESET_PATH, sandbox.post_reset)
     provider = OAuthProvider(sandbox, clock)
     provider.add_routes(app)
+    ContactsEndpoints(sandbox, provider).add_routes(app)
     FieldsEndpoint(provider, sandbox.config.fields).add_routes(app)
     app.router.add_route("*", "/{tail:.*}", sandbox.not_found)
     return app

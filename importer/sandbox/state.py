@@ -39,6 +39,22 @@ class SandboxConfig:
     redirect_uris: frozenset[str] | None = None  # the app's callback URLs; None: any
     token_lifetime: float = 86_400.0  # seconds an access token lives (RD Station: 24 h)
     code_lifetime: float = 3_600.0  # seconds an authorisation code lives (RD Station: 1 h)
+    # Contacts and funnels (``importer.sandbox.contacts``): the account's users, whom a funnel
+    # may name as a contact's owner; and how many funnel requests for a converted contact are
+    # answered 404 before it exists (RD Station creates it a moment after the conversion).
+    users: frozenset[str] = frozenset(
+        {
+            "vendas@empresa.com.br",
+            "marketing@empresa.com.br",
+            "ana.souza@empresa.com.br",
+            "carlos.lima@empresa.com.br",
+        }
+    )
+    contact_lag: int = 0
+    # Every email is taken for an existing contact by the funnel endpoint: the sandbox of
+    # `import --sandbox` starts empty on each run, so a resumed run's funnel steps must find
+    # the contacts an earlier run's sandbox created.
+    every_contact_exists: bool = False
     # The account's fields, as GET /platform/contacts/fields answers them ({"fields": [...]} or
     # the bare list; ``sandbox.fields.load_fields_file``). None: a realistic default account.
     fields: Any = field(default=None, repr=False, compare=False)
@@ -55,6 +71,9 @@ class SandboxConfig:
             raise InputError("sandbox latency and latency_jitter must be >= 0")
         if not (self.token_lifetime > 0 and self.code_lifetime > 0):
             raise InputError("sandbox token_lifetime and code_lifetime must be > 0")
+        if self.contact_lag < 0:
+            raise InputError("sandbox contact_lag must be >= 0")
+        object.__setattr__(self, "users", frozenset(u.lower() for u in self.users))
 
 
 @dataclass
@@ -65,10 +84,13 @@ class SandboxState:
     ``accepted`` holds one ``{"event_uuid", "payload", "received_at"}`` per recorded conversion
     (``received_at`` ISO 8601, UTC). ``statuses`` counts answers by status, and ``"dropped"`` for
     connections closed without an answer. ``requests`` counts POSTs to the conversions endpoint
-    and to its OAuth twin, the events endpoint (the inspection endpoints are not counted).
+    and to its OAuth twin, the events endpoint, and the contacts and funnel requests (the
+    inspection endpoints are not counted).
     ``oauth`` counts what the auth endpoints did: ``grants`` by grant (``code``,
     ``refresh_token``), ``refused`` by error type, ``revoked`` tokens. Tokens themselves are
-    never in the state: a snapshot may be printed.
+    never in the state: a snapshot may be printed. Once the contacts endpoints saw a request
+    (``importer.sandbox.contacts``), ``contacts`` and ``funnels`` (by email) and
+    ``contact_requests`` (method, email, body) are in the snapshot too.
     """
 
     accepted: list[dict[str, Any]] = field(default_factory=list)
@@ -77,6 +99,10 @@ class SandboxState:
     grants: collections.Counter[str] = field(default_factory=collections.Counter)
     refused: collections.Counter[str] = field(default_factory=collections.Counter)
     revoked: int = 0
+    contacts: dict[str, dict[str, Any]] = field(default_factory=dict)  # by email
+    funnels: dict[str, dict[str, Any]] = field(default_factory=dict)  # by email
+    contact_requests: list[dict[str, Any]] = field(default_factory=list)
+    converted: set[str] = field(default_factory=set)  # emails of accepted conversions
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def snapshot(self) -> dict[str, Any]:
@@ -91,7 +117,17 @@ class SandboxState:
                     "refused": dict(self.refused),
                     "revoked": self.revoked,
                 },
-            }
+            } | self._contacts_snapshot()
+
+    def _contacts_snapshot(self) -> dict[str, Any]:
+        """The contacts side, once it saw a request (a snapshot keeps its shape until then)."""
+        if not (self.contacts or self.funnels or self.contact_requests):
+            return {}
+        return {
+            "contacts": {k: dict(v) for k, v in self.contacts.items()},
+            "funnels": {k: dict(v) for k, v in self.funnels.items()},
+            "contact_requests": list(self.contact_requests),
+        }
 
     def reset(self) -> None:
         with self._lock:
@@ -101,6 +137,10 @@ class SandboxState:
             self.grants = collections.Counter()
             self.refused = collections.Counter()
             self.revoked = 0
+            self.contacts = {}
+            self.funnels = {}
+            self.contact_requests = []
+            self.converted = set()
 
     def _count_oauth(self, *, grant: str = "", refused: str = "", revoked: int = 0) -> None:
         with self._lock:
@@ -127,7 +167,40 @@ class SandboxState:
         }
         with self._lock:
             self.accepted.append(entry)
+            email = payload.get("email")
+            if isinstance(email, str):
+                self.converted.add(email.lower())
         return event_uuid
+
+    # -- contacts (importer.sandbox.contacts) ----------------------------------------------------
+
+    def _has_contact(self, email: str) -> bool:
+        with self._lock:
+            return email in self.contacts
+
+    def _was_converted(self, email: str) -> bool:
+        with self._lock:
+            return email in self.converted
+
+    def _upsert_contact(self, email: str, fields: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            contact = self.contacts.get(email)
+            if contact is None:
+                contact = self.contacts[email] = {"uuid": str(uuid.uuid4()), "email": email}
+            contact.update(fields)
+            return dict(contact)
+
+    def _set_funnel(self, email: str, funnel: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            current = self.funnels.setdefault(
+                email, {"lifecycle_stage": "Lead", "opportunity": False}
+            )
+            current.update(funnel)
+            return dict(current)
+
+    def _record_contact_request(self, method: str, email: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.contact_requests.append({"method": method, "email": email, "body": body})
 
 
 class WindowLimiter:
