@@ -296,6 +296,14 @@ def console_summary(report: RunReport, input_name: str) -> str:
     if report.failure_types:
         kinds = ", ".join(f"{k} {v:,}" for k, v in report.failure_types.items())
         lines.append(f"Failures by type: {kinds}")
+    funnel = report.funnel or {}
+    if funnel.get("failed") or funnel.get("pending"):
+        # Counted as failed (or left to send), yet RD Station recorded their conversions.
+        said = [f"{funnel[k]:,} {k}" for k in ("sent", "failed", "pending") if funnel.get(k)]
+        lines.append(
+            f"Funnel steps: {', '.join(said)}; the conversions of the rows whose funnel step "
+            "failed or is pending were recorded, and importing again sends only that step"
+        )
     last = f"Reports: {printable(str(report.out_dir))}/ ({REPORT_FILES})"
     if report.warnings:
         count = len(report.warnings)

@@ -391,6 +391,30 @@ def test_the_built_in_sandbox_sets_the_funnel_with_auth_oauth(tmp_path: Path) ->
     assert again.exit_code == 0 and read_summary(out)["requests"] == 0
 
 
+def test_the_console_says_the_conversions_of_rows_failed_at_the_funnel_were_recorded(
+    tmp_path: Path,
+) -> None:
+    data = write_csv(
+        tmp_path / "leads.csv",
+        ["E-mail", "Dono"],
+        [["ana@exemplo.com.br", "ninguem@fora.com"], ["bia@exemplo.com.br", ""]],
+    )
+    mapping = write_mapping(
+        tmp_path / "m.yaml",
+        'conversion_identifier: "x"\nfields:\n  email: "E-mail"\n'
+        'funnel:\n  lifecycle_stage: {value: "Lead"}\n  contact_owner_email: "Dono"\n',
+    )
+    args = ["import", str(data), "--mapping", str(mapping), "--out", str(tmp_path / "out"),
+            "--sandbox", "--auth", "oauth", "--rate", "0"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert "Imported leads.csv: 1 rows sent, 1 failed, 0 skipped (of 2)" in result.stdout
+    assert (
+        "Funnel steps: 1 sent, 1 failed; the conversions of the rows whose funnel step failed "
+        "or is pending were recorded, and importing again sends only that step"
+    ) in result.stdout
+
+
 # --- the presets ------------------------------------------------------------------------------
 
 
