@@ -77,8 +77,9 @@ def prepared_as_contact(prepared: Any, warn: Callable[[str, str], None] | None) 
     if shown and warn is not None:
         warn(
             "contact_fields",
-            f"--as contacts: {', '.join(shown)} are conversion fields the contacts API does "
-            "not take; they are left out of every contact",
+            f"--as contacts: {', '.join(shown)} "
+            + ("is a conversion field" if len(shown) == 1 else "are conversion fields")
+            + " the contacts API does not take; left out of every contact",
         )
     return dataclasses.replace(prepared, body=body, key=key, conversion_id="")
 

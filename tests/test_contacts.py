@@ -86,8 +86,8 @@ def test_contacts_are_patched_without_email_in_the_body_and_successes_hold_their
         assert successes[email]["conversion_identifier"] == ""
     warnings = [w["message"] for w in read_summary(out)["warnings"]]
     assert (
-        "--as contacts: company_name, traffic_source are conversion fields the contacts API does "
-        "not take; they are left out of every contact"
+        "--as contacts: company_name, traffic_source are conversion fields the contacts API "
+        "does not take; left out of every contact"
     ) in warnings
 
 
