@@ -103,6 +103,8 @@ def _flagged(exc: InputError, command: str | None) -> str:
             "--resend-changed to send them again (RD Station updates each lead and records "
             "another conversion)"
         )
+    if setting == "batch":
+        text = text.replace("auth oauth", "--auth oauth").replace("batch out", "--batch out")
     if setting == "api_key":
         needs_none = (
             "--sandbox needs none" if command == "watch" else ("validate and --sandbox need none")
@@ -168,6 +170,7 @@ def cli() -> None:
 @flags.rehearsal_options
 @flags.show_option
 @flags.auth_option
+@flags.batch_option
 def import_command(
     input_path: Path,
     mapping_path: Path,
@@ -192,6 +195,7 @@ def import_command(
     row_range: tuple[int, int] | None,
     show: int,
     auth: str,
+    batch: int | None = None,
 ) -> None:
     """Send every row of INPUT to RD Station as a conversion."""
     auth = flags.auth_choice(auth, api_key_file)
@@ -202,6 +206,7 @@ def import_command(
         api_url=api_url,
         api_key=_api_key(api_key_file, needed=auth == "apikey" and not (dry_run or sandbox)),
         auth=auth,  # type: ignore[arg-type]
+        batch=batch,
         rate=rate,
         concurrency=concurrency,
         dry_run=dry_run,
@@ -258,6 +263,20 @@ def validate_command(ctx: click.Context, /, **options: Any) -> None:
     show_default=True,
     help="Seconds an OAuth access token lives (shorten it to see imports renew it).",
 )
+@click.option(
+    "--batch-cost",
+    type=click.Choice(["per_request", "per_event"]),
+    default="per_request",
+    show_default=True,
+    help="What an event batch costs at the gateway: one POST, or one per event.",
+)
+@click.option(
+    "--batch-rejects",
+    type=click.Choice(["indexed", "unindexed"]),
+    default="indexed",
+    show_default=True,
+    help="A batch with bad events is refused naming each bad event's index, or without.",
+)
 def sandbox_command(
     host: str,
     port: int,
@@ -271,6 +290,8 @@ def sandbox_command(
     keys: tuple[str, ...],
     seed: int | None,
     token_lifetime: float,
+    batch_cost: str = "per_request",
+    batch_rejects: str = "indexed",
 ) -> None:
     """Serve a local stand-in for the RD Station conversions API until stopped."""
     from importer.sandbox import SandboxConfig, serve
@@ -286,6 +307,8 @@ def sandbox_command(
         latency=latency,
         seed=seed,
         token_lifetime=token_lifetime,
+        batch_cost=batch_cost,
+        batch_rejects=batch_rejects,
     )
 
     def ready(url: str) -> None:
@@ -339,6 +362,7 @@ def sandbox_command(
 @click.option("--sandbox", is_flag=True, help="Send to a built-in stand-in for RD Station.")
 @click.option("--quiet", "-q", is_flag=True, help="Only one line per file.")
 @flags.auth_option
+@flags.batch_option
 def watch_command(
     inbox: Path,
     mapping_path: Path,
@@ -363,6 +387,7 @@ def watch_command(
     sandbox: bool,
     quiet: bool,
     auth: str,
+    batch: int | None,
 ) -> None:
     """Import every spreadsheet dropped into INBOX, oldest first; move each to INBOX/processed/
     (or INBOX/rejected/ when it cannot be read). Rows sent from an earlier file are not sent
@@ -379,6 +404,7 @@ def watch_command(
         api_url=api_url,
         api_key=_api_key(api_key_file, needed=auth == "apikey" and not sandbox),
         auth=auth,  # type: ignore[arg-type]
+        batch=batch,
         rate=rate,
         concurrency=concurrency,
         sandbox=sandbox,

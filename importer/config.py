@@ -43,6 +43,7 @@ class ImportConfig:
     api_url: str = DEFAULT_API_URL
     api_key: str | None = field(default=None, repr=False)  # a secret: kept out of any repr
     auth: AuthMethod = "apikey"  # oauth: the app signed in with `rd-importer auth login`
+    batch: int | None = None  # rows per request in event batches (OAuth only): importer.batches
     rate: float = 120.0
     concurrency: int = 8
     dry_run: bool = False
@@ -94,6 +95,8 @@ class ImportConfig:
         check_text_options(self.encoding, self.delimiter)
         if self.auth not in ("apikey", "oauth"):
             raise InputError(f"auth {self.auth!r}: use apikey or oauth", setting="auth")
+        if self.batch is not None:
+            check_batch(self.batch, self.auth)
         if self.sends:
             check_api_url(self.api_url)
             if self.auth == "oauth":
@@ -121,6 +124,22 @@ class ImportConfig:
 
     def resolved_out_dir(self) -> Path:
         return self.out_dir or Path("rd-import-out") / self.input_path.stem
+
+
+def check_batch(batch: int, auth: str) -> None:
+    """``batch``: 1 to MAX_BATCH rows a request, and only with OAuth (RD Station takes event
+    batches only from an app)."""
+    from importer.batches import MAX_BATCH
+
+    if not 1 <= batch <= MAX_BATCH:
+        raise InputError(f"batch {batch}: use 1 to {MAX_BATCH} rows a request", setting="batch")
+    if auth != "oauth":
+        raise InputError(
+            f"batch {batch} needs auth oauth: RD Station takes event batches only from an app "
+            "signed in with `rd-importer auth login`; add auth oauth, or leave batch out to "
+            "send one row a request with the API key",
+            setting="batch",
+        )
 
 
 class Listener:

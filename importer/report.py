@@ -130,6 +130,10 @@ class RunReport:
     # sending started (``sending.Timeline.as_list``); empty when nothing was sent.
     timeline: list[dict[str, float | int]] = field(default_factory=list)
     timeline_bucket_s: float = 0.0
+    # Event batches (importer.batches): what a batch was learnt to cost (None: not learnt),
+    # and what batching did (None: the run sent single posts).
+    batch_cost: str | None = None
+    batches: dict[str, Any] | None = None
 
     def warn(self, message: str, *, kind: str = "", row: int | None = None) -> bool:
         """Keep a warning; True when it is new (the first of its kind), to be said at once."""
@@ -255,6 +259,11 @@ def summary_dict(
         "plan": None if report.plan is None else report.plan.as_dict(),
         "timeline_bucket_s": report.timeline_bucket_s,
         "timeline": report.timeline,
+        **(
+            {"batch_cost": report.batch_cost, "batches": report.batches}
+            if report.batches is not None
+            else {}
+        ),
     }
 
 
@@ -289,6 +298,8 @@ def console_summary(report: RunReport, input_name: str) -> str:
             f"{report.in_flight_found:,} rows were in flight when an earlier run stopped "
             "(they may have been recorded by RD Station)."
         )
+    if report.batches is not None:
+        lines.append(batches_line(report.batches, report.batch_cost))
     if report.failure_types:
         kinds = ", ".join(f"{k} {v:,}" for k, v in report.failure_types.items())
         lines.append(f"Failures by type: {kinds}")
@@ -298,6 +309,25 @@ def console_summary(report: RunReport, input_name: str) -> str:
         last += f"; {count} warning{'s' if count > 1 else ''}, listed in summary.json"
     lines.append(last)
     return "\n".join(lines)
+
+
+def batches_line(batches: dict[str, Any], cost: str | None) -> str:
+    """'Batches of 100: 103 requests, 97.1 rows each on average; 3 refused batches split to
+    find their bad rows (12 extra requests); RD Station counted a batch once (per_request).'"""
+    line = (
+        f"Batches of {batches['size']:,}: {batches['requests']:,} requests, "
+        f"{batches['rows_per_batch'] or 0:g} rows each on average"
+    )
+    if batches["split_batches"]:
+        line += (
+            f"; {batches['split_batches']:,} refused batches split to find their bad rows "
+            f"({batches['split_requests']:,} extra requests)"
+        )
+    said = {
+        "per_request": "RD Station counted a batch once (per_request)",
+        "per_event": "RD Station counted each event (per_event)",
+    }
+    return line + "; " + said.get(cost or "", "what a batch costs was not learnt") + "."
 
 
 def format_duration(seconds: float) -> str:

@@ -99,6 +99,7 @@ def import_rows(call: _Call) -> ImportReport:
     Keyword arguments are the CLI's flags: ``out`` (the reports folder, default
     ``rd-import-out/<name>``), ``dry_run``, ``sandbox``, ``rate``, ``concurrency``,
     ``api_url`` (else env RDSTATION_API_URL), ``api_key`` (else env RDSTATION_API_KEY),
+    ``auth`` (``"oauth"``: the app signed in with ``rd-importer auth login``), ``batch``,
     ``sheet``, ``encoding``, ``delimiter``, ``header_row`` (for files), ``in_flight``,
     ``retry_rejected``, ``keep_sent``, ``resend_changed``, ``limit``, ``rows`` (``(2, 11)`` or
     ``"2-11"``), ``show``; ``name`` names rows given in memory (default ``dataframe`` or

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from importer.errors import InputError
+from importer.sandbox.batch import BatchEndpoint
 from importer.sandbox.conversions import STATE_KEY, _Sandbox
 from importer.sandbox.oauth import OAuthProvider
 from importer.sandbox.rules import CONVERSIONS_PATH, MAX_BODY_BYTES, RESET_PATH, STATE_PATH, Clock
@@ -34,7 +35,9 @@ def make_app(
     app.router.add_post(CONVERSIONS_PATH, sandbox.post_conversion)
     app.router.add_get(STATE_PATH, sandbox.get_state)
     app.router.add_post(RESET_PATH, sandbox.post_reset)
-    OAuthProvider(sandbox, clock).add_routes(app)
+    provider = OAuthProvider(sandbox, clock)
+    provider.add_routes(app)
+    BatchEndpoint(sandbox, provider).add_routes(app)
     app.router.add_route("*", "/{tail:.*}", sandbox.not_found)
     return app
 
