@@ -137,6 +137,36 @@ class BatchCost:
         self.learnt_at = -math.inf
         self._sent: deque[tuple[float, int]] = deque()  # (when, events) counted by the server
         self._accepted: deque[tuple[float, int]] = deque()
+        self._probing = asyncio.Lock()  # held by the one batch in flight that may prove the rule
+        self._leaving = 0  # events of batches past ``probe`` whose request is not yet sent
+
+    async def probe(self, events: int) -> bool:
+        """Wait, when a batch of ``events`` about to leave would prove the rule (the window's
+        events, with it, exceed the allowance), until no other such batch is in flight: then a
+        per-event server refuses one batch, not every batch sent before its 429 came back. The
+        batch counts as leaving from now (``sent``). True: the caller holds the probe and gives
+        it back with ``probed``."""
+        if not self._unproven(events):
+            self._leaving += events
+            return False
+        await self._probing.acquire()
+        if self._unproven(events):
+            self._leaving += events
+            return True
+        self._probing.release()  # learnt while waiting
+        self._leaving += events
+        return False
+
+    def probed(self, held: bool) -> None:
+        if held:
+            self._probing.release()
+
+    def _unproven(self, events: int) -> bool:
+        allowance = self.budget.allowance
+        if self.learnt is not None or not math.isfinite(allowance):
+            return False
+        self._forget(self.clock())
+        return sum(n for _, n in self._sent) + self._leaving + events > allowance
 
     def units(self, events: int) -> int:
         """What a batch of ``events`` costs the budget."""
@@ -149,7 +179,8 @@ class BatchCost:
         return size
 
     def sent(self, events: int) -> float:
-        """A batch leaves now; returns when, to give back with its 429."""
+        """A batch leaves now (after ``probe``); returns when, to give back with its 429."""
+        self._leaving = max(0, self._leaving - events)
         now = self.clock()
         self._sent.append((now, events))
         return now
@@ -186,8 +217,10 @@ class BatchCost:
         if requests * 2 <= allowance and window_events + events > allowance:
             self.learnt, self.learnt_at = PER_EVENT, now
             # What the server counted and the pacer did not: every event past the first of
-            # each batch of the window.
-            self.budget.spend(window_events - len(self._sent))
+            # each batch it accepted within the window (those still in flight pay when their
+            # answer comes, if it is not a 429 too).
+            accepted = self._accepted
+            self.budget.spend(sum(n for _, n in accepted) - len(accepted))
             return True, PER_EVENT
         return False, None
 
@@ -297,12 +330,14 @@ class BatchSender(Sender):
         parts: deque[tuple[list[Pending], bool]] = deque([(batch, False)])
         while parts and not self.control.stopping:
             part, derived = parts.popleft()
-            more = await self._attempt(part, derived)
-            parts.extendleft((piece, True) for piece in reversed(more))
+            more, refused = await self._attempt(part, derived)
+            parts.extendleft((piece, derived or refused) for piece in reversed(more))
 
-    async def _attempt(self, part: list[Pending], derived: bool) -> list[list[Pending]]:
+    async def _attempt(
+        self, part: list[Pending], derived: bool
+    ) -> tuple[list[list[Pending]], bool]:
         """Send one batch until it is settled or the run stops (retries live here, as in
-        ``Sender._send``); the parts to send instead when it must be split."""
+        ``Sender._send``): (the parts to send instead, whether a refusal split it)."""
         me = asyncio.current_task()
         assert me is not None
         control, marks, budget, stats, cost = (
@@ -321,92 +356,98 @@ class BatchSender(Sender):
         maybe_recorded = False
         try:
             while True:
-                if len(part) > cost.most_rows(self.size):
-                    return _halves(part)  # each event counts: the budget cannot take it whole
-                units = cost.units(len(part))
-                await budget.acquire(units)
-                while (more := cost.units(len(part)) - units) > 0:  # learnt while waiting
-                    if len(part) > cost.most_rows(self.size):
-                        return _halves(part)
-                    await budget.acquire(more)
-                    units += more
-                if control.stopping:
-                    return []
-                tries += 1
-                for item in part:
-                    attempts[item.key] += 1
-                marked = await asyncio.gather(
-                    *(marks.in_flight(item.key, attempts[item.key]) for item in part)
-                )
-                if not all(marked):
-                    return []  # the ledger cannot be written: the run is stopping, nothing sent
-                if control.stopped():  # stopped while the marks were committed
-                    self._all_pending(part)
-                    return []
-                stats.request()
-                self.batch_stats.requests += 1
-                if derived and tries == 1:
-                    self.batch_stats.split_requests += 1
-                sent_at = cost.sent(len(part))
-                control.requesting.add(me)
-                answered = False  # cancelled before the answer: the batch may be recorded
+                probing = False
                 try:
-                    result = await self.post("POST", BATCH_PATH, body, max_bytes=answer_bytes)
-                finally:
-                    control.requesting.discard(me)
-                if isinstance(result, Reply):
-                    answered = True
-                    self._settle(part, result, attempts, units)
-                    return []
-                answered = result.http_status is not None
-                maybe_recorded = maybe_recorded or result.maybe_recorded
-                self._note_long_wait(result)
-                kind = result.kind
-                if kind is FailureKind.RATE_LIMITED:
-                    stats.rate_limited()
-                    explained, learnt = cost.rate_limited(len(part), sent_at)
-                    if learnt is not None:
-                        self._learnt(learnt)
-                    if not explained:
-                        budget.on_rate_limited(result.retry_after)
-                    reason = self.rules.on_failed(result, last_attempt=False, row=part[0].key)
-                    if reason is not None:
-                        control.abort(reason)
-                    self._all_pending(part)
-                    tries -= 1
-                    continue
-                budget.on_accepted(units)
-                if len(part) > 1 and (
-                    kind is FailureKind.LEAD_LIMITED
-                    or (kind is FailureKind.REJECTED and result.http_status in SPLIT_STATUSES)
-                ):
-                    reason = self.rules.on_failed(result, last_attempt=True, row=part[0].key)
-                    if reason is not None:
-                        control.abort(reason)
-                    self._all_pending(part)
-                    return self._split(part, result, attempts)
-                retry = (
-                    kind.retry_now
-                    and not control.stopped()
-                    and self.retry.should_retry(tries, time.monotonic() - first_at)
-                )
-                # A wrong address is told by identical answers row after row: one per row.
-                rows = part if result.http_status in (404, 405) else part[:1]
-                for item in rows:
-                    reason = self.rules.on_failed(result, last_attempt=not retry, row=item.key)
-                    if reason is not None:
-                        control.abort(reason)
-                if retry and not control.stopped():
-                    stats.retry()
-                    if answered or not result.reached_server:
+                    if len(part) > cost.most_rows(self.size):
+                        # Each event counts: the budget cannot take this batch whole.
+                        return _cut(part, cost.most_rows(self.size)), False
+                    units = cost.units(len(part))
+                    await budget.acquire(units)
+                    probing = await cost.probe(len(part))
+                    while (more := cost.units(len(part)) - units) > 0:  # learnt while waiting
+                        if len(part) > cost.most_rows(self.size):
+                            return _cut(part, cost.most_rows(self.size)), False
+                        await budget.acquire(more)
+                        units += more
+                    if control.stopping:
+                        return [], False
+                    tries += 1
+                    for item in part:
+                        attempts[item.key] += 1
+                    marked = await asyncio.gather(
+                        *(marks.in_flight(item.key, attempts[item.key]) for item in part)
+                    )
+                    if not all(marked):  # the ledger cannot be written: nothing sent
+                        return [], False
+                    if control.stopped():  # stopped while the marks were committed
                         self._all_pending(part)
-                    await asyncio.sleep(max(self.retry.delay(tries), result.retry_after or 0))
-                    continue
-                if derived and kind in (FailureKind.REJECTED, FailureKind.LEAD_LIMITED):
-                    self.batch_stats.failed_alone += len(part)
-                for item in part:
-                    self._give_up(item, result, attempts[item.key], maybe_recorded)
-                return []
+                        return [], False
+                    stats.request()
+                    self.batch_stats.requests += 1
+                    if derived and tries == 1:
+                        self.batch_stats.split_requests += 1
+                    sent_at = cost.sent(len(part))
+                    control.requesting.add(me)
+                    answered = False  # cancelled before the answer: the batch may be recorded
+                    try:
+                        result = await self.post("POST", BATCH_PATH, body, max_bytes=answer_bytes)
+                    finally:
+                        control.requesting.discard(me)
+                    if isinstance(result, Reply):
+                        answered = True
+                        self._settle(part, result, attempts, units)
+                        return [], False
+                    answered = result.http_status is not None
+                    maybe_recorded = maybe_recorded or result.maybe_recorded
+                    self._note_long_wait(result)
+                    kind = result.kind
+                    if kind is FailureKind.RATE_LIMITED:
+                        stats.rate_limited()
+                        explained, learnt = cost.rate_limited(len(part), sent_at)
+                        if learnt is not None:
+                            self._learnt(learnt)
+                        if not explained:
+                            budget.on_rate_limited(result.retry_after)
+                        reason = self.rules.on_failed(result, last_attempt=False, row=part[0].key)
+                        if reason is not None:
+                            control.abort(reason)
+                        self._all_pending(part)
+                        tries -= 1
+                        continue
+                    budget.on_accepted(units)
+                    if len(part) > 1 and (
+                        kind is FailureKind.LEAD_LIMITED
+                        or (kind is FailureKind.REJECTED and result.http_status in SPLIT_STATUSES)
+                    ):
+                        reason = self.rules.on_failed(result, last_attempt=True, row=part[0].key)
+                        if reason is not None:
+                            control.abort(reason)
+                        self._all_pending(part)
+                        return self._split(part, result, attempts), True
+                    retry = (
+                        kind.retry_now
+                        and not control.stopped()
+                        and self.retry.should_retry(tries, time.monotonic() - first_at)
+                    )
+                    # A wrong address is told by identical answers row after row: one per row.
+                    rows = part if result.http_status in (404, 405) else part[:1]
+                    for item in rows:
+                        reason = self.rules.on_failed(result, last_attempt=not retry, row=item.key)
+                        if reason is not None:
+                            control.abort(reason)
+                    if retry and not control.stopped():
+                        stats.retry()
+                        if answered or not result.reached_server:
+                            self._all_pending(part)
+                        await asyncio.sleep(max(self.retry.delay(tries), result.retry_after or 0))
+                        continue
+                    if derived and kind in (FailureKind.REJECTED, FailureKind.LEAD_LIMITED):
+                        self.batch_stats.failed_alone += len(part)
+                    for item in part:
+                        self._give_up(item, result, attempts[item.key], maybe_recorded)
+                    return [], False
+                finally:
+                    cost.probed(probing)
         except asyncio.CancelledError:
             if answered:
                 self._all_pending(part)
@@ -420,6 +461,8 @@ class BatchSender(Sender):
         self, part: list[Pending], reply: Reply, attempts: dict[str, int], units: int
     ) -> None:
         """A 2xx: each row its event_uuid, in request order."""
+        if self.cost.units(len(part)) > units:  # in flight when per_event was learnt
+            self.budget.spend(self.cost.units(len(part)) - units)
         self.budget.on_accepted(units)
         data = reply.json() if reply.whole else None
         events = data.get("events") if isinstance(data, dict) else None
@@ -496,6 +539,11 @@ class BatchSender(Sender):
 def _halves(part: list[Pending]) -> list[list[Pending]]:
     middle = (len(part) + 1) // 2
     return [part[:middle], part[middle:]]
+
+
+def _cut(part: list[Pending], most: int) -> list[list[Pending]]:
+    """``part`` in pieces of ``most`` rows (the last shorter), in order."""
+    return [part[at : at + most] for at in range(0, len(part), most)]
 
 
 def make_sender(

@@ -236,7 +236,10 @@ class RateBudget:
         # several units needs room for all of them.
         recent, need = self._recent_sends, max(1, min(units, self._cap))
         if len(recent) + need > self._cap:
-            slot = max(slot, recent[-(self._cap - need + 1)] + self._window)
+            # Several units wait the guard too: the time between the slot and the request
+            # leaving (the ledger marks each of its rows) is longer and varies more.
+            guard = self._span - self._window if need > 1 else 0.0
+            slot = max(slot, recent[-(self._cap - need + 1)] + self._window + guard)
         return slot
 
     def _take(self, now: float, slot: float, units: int) -> None:

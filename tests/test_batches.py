@@ -30,11 +30,7 @@ from click.testing import CliRunner
 import importer.pipeline as pipeline
 from helpers import ROOT, read_csv, read_summary, write_csv, write_mapping
 from importer import oauth
-from importer.batches import (
-    MAX_BATCH_BYTES,
-    indexed_errors,
-    per_event_rows,
-)
+from importer.batches import MAX_BATCH_BYTES, budget_units, indexed_errors, per_event_rows
 from importer.cli import cli
 from importer.config import Listener, Tuning
 from importer.pacing import RateBudget
@@ -474,3 +470,9 @@ def test_the_sandbox_gateway_counts_a_batch_per_event_when_told() -> None:
     assert limiter.hit("k", 11) == 60  # never fits
     now[0] = 61
     assert limiter.hit("k", 10) is None
+
+
+def test_the_eta_counts_rows_in_the_requests_they_take() -> None:
+    assert budget_units(250, None, 100) == 3  # a batch counted once: three requests
+    assert budget_units(250, None, None) == 250  # single posts
+    assert budget_units(0, None, 100) == 0
