@@ -30,8 +30,10 @@ A refused batch (400, 413, 422, or the per-lead 429)
     splitting. ``BatchStats`` counts the extra requests either way (summary.json ``batches``).
 
 The budget, learnt (``BatchCost``)
-    A run starts assuming a batch counts once (``per_request``): that is the large win, and if
-    it is wrong the first 429 says so within a request or two. A 429 that arrives while this
+    A run starts assuming a batch counts once (``per_request``): that is the large win. While
+    that is unproven, a batch that would take the window's events past the allowance goes only
+    when no other such batch is in flight (``probe``), so if the assumption is wrong, one batch
+    is refused, not every batch sent before its 429 came back. A 429 that arrives while this
     run's requests in the last window are at most half the allowance, but their events (this
     one's included) exceed it, can only be the server counting events: from then on a batch
     costs one unit per event (the window's events already sent are charged at once), batches
