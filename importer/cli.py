@@ -103,6 +103,8 @@ def _flagged(exc: InputError, command: str | None) -> str:
             "--resend-changed to send them again (RD Station updates each lead and records "
             "another conversion)"
         )
+    if setting == "batch":
+        text = text.replace("auth oauth", "--auth oauth").replace("batch out", "--batch out")
     if setting == "api_key":
         needs_none = (
             "--sandbox needs none" if command == "watch" else ("validate and --sandbox need none")
@@ -169,6 +171,7 @@ def cli() -> None:
 @flags.show_option
 @flags.auth_option
 @flags.as_option
+@flags.batch_option
 def import_command(
     input_path: Path,
     mapping_path: Path,
@@ -194,6 +197,7 @@ def import_command(
     show: int,
     auth: str,
     send_as: str = "conversions",
+    batch: int | None = None,
 ) -> None:
     """Send every row of INPUT to RD Station as a conversion."""
     auth = flags.auth_choice(auth, api_key_file)
@@ -205,6 +209,7 @@ def import_command(
         api_key=_api_key(api_key_file, needed=auth == "apikey" and not (dry_run or sandbox)),
         auth=auth,  # type: ignore[arg-type]
         send_as=send_as,  # type: ignore[arg-type]
+        batch=batch,
         rate=rate,
         concurrency=concurrency,
         dry_run=dry_run,
@@ -278,6 +283,20 @@ def validate_command(ctx: click.Context, /, **options: Any) -> None:
     help="JSON file of the account's fields, as GET /platform/contacts/fields answers them "
     "[default: standard fields and a few custom ones].",
 )
+@click.option(
+    "--batch-cost",
+    type=click.Choice(["per_request", "per_event"]),
+    default="per_request",
+    show_default=True,
+    help="What an event batch costs at the gateway: one POST, or one per event.",
+)
+@click.option(
+    "--batch-rejects",
+    type=click.Choice(["indexed", "unindexed"]),
+    default="indexed",
+    show_default=True,
+    help="A batch with bad events is refused naming each bad event's index, or without.",
+)
 def sandbox_command(
     host: str,
     port: int,
@@ -293,6 +312,8 @@ def sandbox_command(
     token_lifetime: float,
     users: tuple[str, ...],
     fields_file: Path | None,
+    batch_cost: str = "per_request",
+    batch_rejects: str = "indexed",
 ) -> None:
     """Serve a local stand-in for the RD Station conversions API until stopped."""
     from importer.sandbox import SandboxConfig, serve
@@ -311,6 +332,8 @@ def sandbox_command(
         token_lifetime=token_lifetime,
         fields=load_fields_file(fields_file) if fields_file is not None else None,
         **({"users": frozenset(users)} if users else {}),  # type: ignore[arg-type]
+        batch_cost=batch_cost,
+        batch_rejects=batch_rejects,
     )
 
     def ready(url: str) -> None:
@@ -365,6 +388,7 @@ def sandbox_command(
 @click.option("--quiet", "-q", is_flag=True, help="Only one line per file.")
 @flags.auth_option
 @flags.as_option
+@flags.batch_option
 def watch_command(
     inbox: Path,
     mapping_path: Path,
@@ -390,6 +414,7 @@ def watch_command(
     quiet: bool,
     auth: str,
     send_as: str,
+    batch: int | None,
 ) -> None:
     """Import every spreadsheet dropped into INBOX, oldest first; move each to INBOX/processed/
     (or INBOX/rejected/ when it cannot be read). Rows sent from an earlier file are not sent
@@ -407,6 +432,7 @@ def watch_command(
         api_key=_api_key(api_key_file, needed=auth == "apikey" and not sandbox),
         auth=auth,  # type: ignore[arg-type]
         send_as=send_as,  # type: ignore[arg-type]
+        batch=batch,
         rate=rate,
         concurrency=concurrency,
         sandbox=sandbox,

@@ -46,6 +46,7 @@ class ImportConfig:
     api_key: str | None = field(default=None, repr=False)  # a secret: kept out of any repr
     auth: AuthMethod = "apikey"  # oauth: the app signed in with `rd-importer auth login`
     send_as: SendAs = "conversions"  # contacts: upsert each row's contact (importer.contacts)
+    batch: int | None = None  # rows per request in event batches (OAuth only): importer.batches
     rate: float = 120.0
     concurrency: int = 8
     dry_run: bool = False
@@ -101,6 +102,14 @@ class ImportConfig:
             raise InputError(f"as {self.send_as!r}: use conversions or contacts", setting="send_as")
         if self.send_as == "contacts" and self.auth != "oauth":
             raise InputError(contacts.refused_with_apikey(), setting="send_as")
+        if self.batch is not None:
+            check_batch(self.batch, self.auth)
+            if self.send_as == "contacts":
+                raise InputError(
+                    f"batch {self.batch} with --as contacts: RD Station has no batch endpoint "
+                    "for contacts (event batches hold conversions); leave batch out",
+                    setting="batch",
+                )
         if self.sends or self.reads_account:
             check_api_url(self.api_url)
             if self.auth == "oauth":
@@ -134,6 +143,22 @@ class ImportConfig:
 
     def resolved_out_dir(self) -> Path:
         return self.out_dir or Path("rd-import-out") / self.input_path.stem
+
+
+def check_batch(batch: int, auth: str) -> None:
+    """``batch``: 1 to MAX_BATCH rows a request, and only with OAuth (RD Station takes event
+    batches only from an app)."""
+    from importer.batches import MAX_BATCH
+
+    if not 1 <= batch <= MAX_BATCH:
+        raise InputError(f"batch {batch}: use 1 to {MAX_BATCH} rows a request", setting="batch")
+    if auth != "oauth":
+        raise InputError(
+            f"batch {batch} needs auth oauth: RD Station takes event batches only from an app "
+            "signed in with `rd-importer auth login`; add auth oauth, or leave batch out to "
+            "send one row a request with the API key",
+            setting="batch",
+        )
 
 
 class Listener:

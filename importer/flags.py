@@ -209,6 +209,15 @@ def auth_choice(auth: str, api_key_file: Path | None) -> str:
     return auth
 
 
+batch_option = click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Send N rows a request as event batches (with --auth oauth; at most 500, and 0.2 MB "
+    "a request). RD Station's budget per batch is learnt from its answers.",
+)
+
+
 def _row_range(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     if value is None:
         return None

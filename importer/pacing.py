@@ -38,6 +38,13 @@ Call ``acquire()`` before every request (retries included), then from the same t
 answer: ``on_rate_limited`` for the gateway's 429 (``FailureKind.RATE_LIMITED``), ``on_accepted``
 for any other answer. ``per_minute`` counts requests per ``window`` (a minute by default); ``0``
 or less is unpaced: ``acquire`` returns at once and only a 429's pause holds it.
+
+Units (event batches, ``importer.batches``)
+    What the budget counts is a unit of what the server counts. A request that the server
+    counts as several (a batch of events, when RD Station counts each event) acquires and
+    reports that many units at once: ``acquire(units)``, ``on_accepted(units)``, and
+    ``spend(units)`` for units already sent that are found, after the fact, to have counted more.
+    One unit is a request, as before.
 """
 
 from __future__ import annotations
@@ -110,6 +117,16 @@ class RateBudget:
         self._lock = asyncio.Lock()  # one waiter at a time owns the next slot; FIFO
 
     @property
+    def window(self) -> float:
+        """Seconds of the window the budget counts in (a minute, unless shortened)."""
+        return self._window
+
+    @property
+    def allowance(self) -> float:
+        """Units any window may hold now: the most one request may cost; inf when unpaced."""
+        return math.inf if self._unpaced else float(self._cap)
+
+    @property
     def current_rate(self) -> float:
         """Requests per window (per minute by default) at the present pace; inf when unpaced."""
         if self._unpaced:
@@ -128,8 +145,9 @@ class RateBudget:
             return pause
         return pause + remaining * self._interval
 
-    async def acquire(self) -> None:
-        """Wait for the next send slot; returns when the caller may send one request."""
+    async def acquire(self, units: int = 1) -> None:
+        """Wait for the next send slot; returns when the caller may send one request that
+        costs ``units`` (more than the allowance counts as the allowance)."""
         if self._unpaced:
             if self._pause_until != -math.inf:
                 while (left := self._pause_until - self._clock()) > 0:
@@ -142,29 +160,38 @@ class RateBudget:
             # Re-read the clock after every sleep: a 429 may have paused everyone meanwhile.
             while True:
                 now = self._clock()
-                slot = self._slot(now)
+                slot = self._slot(now, units)
                 if slot <= now:
                     break
                 await self._sleep(slot - now)
-            self._recent_sends.append(now)
-            self._next = slot + self._interval
+            self._take(now, slot, units)
             _last_grant.set((id(self), self._grants))
             self._grants += 1
 
-    def on_accepted(self) -> None:
-        """A request passed the gateway (any answer but its 429): regain pace slowly."""
+    def spend(self, units: int) -> None:
+        """``units`` already sent now count too (a batch found to cost one unit per event):
+        the window log and the timeline take them as if sent now."""
+        if self._unpaced or units <= 0:
+            return
+        now = self._clock()
+        self._take(now, max(self._next, now), units)
+
+    def on_accepted(self, units: int = 1) -> None:
+        """A request passed the gateway (any answer but its 429): regain pace slowly.
+        ``units``: what it cost (a batch counted per event)."""
         self._strikes = 0
         if self._unpaced:
             return
         now = self._clock()
-        self._accepted.append(now)
+        self._accepted.extend([now] * max(1, units))
         self._forget_accepted_before(now - self._window)
         if self._rate < self._ceiling:
             # Over one window's worth of accepted answers the pace grows by RECOVERY_SHARE of
             # itself, times one more for every window without a 429: careful just after the
             # server said no, quicker once it has stayed quiet (as TCP CUBIC probes).
             quiet = min((now - self._signal_at) / self._window, MAX_QUIET_WINDOWS)
-            self._set_rate(min(self._ceiling, self._rate + RECOVERY_SHARE * (1 + quiet)))
+            regained = RECOVERY_SHARE * (1 + quiet) * max(1, units)
+            self._set_rate(min(self._ceiling, self._rate + regained))
 
     def on_rate_limited(self, retry_after: float | None) -> None:
         """The gateway answered 429: pause every waiter, and slow down once per burst.
@@ -199,17 +226,27 @@ class RateBudget:
         allowance = math.floor(rate / (1 - SAFETY_MARGIN) + 1e-9)
         self._cap = max(1, min(math.floor(self._ceiling), allowance))
 
-    def _slot(self, now: float) -> float:
+    def _slot(self, now: float, units: int = 1) -> float:
         slot = self._next
         if now - slot > self._credit:
             slot = now
         slot = max(slot, self._pause_until)
         # No more sends in any window than the allowance: the server counts its window the
-        # same way, and this also keeps a catching-up timeline from bursting.
-        recent = self._recent_sends
-        if len(recent) >= self._cap:
-            slot = max(slot, recent[-self._cap] + self._window)
+        # same way, and this also keeps a catching-up timeline from bursting. A request of
+        # several units needs room for all of them.
+        recent, need = self._recent_sends, max(1, min(units, self._cap))
+        if len(recent) + need > self._cap:
+            # Several units wait the guard too: the time between the slot and the request
+            # leaving (the ledger marks each of its rows) is longer and varies more.
+            guard = self._span - self._window if need > 1 else 0.0
+            slot = max(slot, recent[-(self._cap - need + 1)] + self._window + guard)
         return slot
+
+    def _take(self, now: float, slot: float, units: int) -> None:
+        """``units`` sent now, from ``slot`` on the timeline."""
+        units = max(1, units)
+        self._recent_sends.extend([now] * min(units, self._cap))
+        self._next = slot + units * self._interval
 
     def _is_new_signal(self, now: float) -> bool:
         grant = _last_grant.get()

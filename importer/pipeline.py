@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from importer import account_fields, contacts, funnel, oauth
+from importer import account_fields, batches, contacts, funnel, oauth
 from importer.client import ConversionsClient
 from importer.config import DEFAULT_API_URL, ImportConfig, Listener, Tuning
 from importer.ledger import Ledger, Marks
@@ -307,7 +307,8 @@ class _Run:
             transport: Callable[[bytes], Awaitable[Sent | Failed]] = client.post_conversion
             if config.send_as == "contacts":
                 transport = contacts.contact_transport(client)
-            self.sender = Sender(
+            sender = batches.make_sender(config.batch, client.request, self.listener.info)
+            self.sender = sender(
                 transport=transport,
                 rows=self.rows,
                 marks=marks,
@@ -379,7 +380,8 @@ class _Run:
         self.next_progress = now + PROGRESS_EVERY
         total = self.reader.to_send if reader_done else None
         remaining = max(0, self.reader.to_send - self.done)
-        eta = self.budget.eta_seconds(remaining) if self.config.rate > 0 else None
+        units = batches.budget_units(remaining, self.sender, self.config.batch)
+        eta = self.budget.eta_seconds(units) if self.config.rate > 0 else None
         self.listener.progress(self.done, total, eta)
 
     def _warn(self, message: str, *, kind: str = "", row: int | None = None) -> None:
@@ -389,7 +391,8 @@ class _Run:
     def _announce_plan(self) -> None:
         rate, reader_done = self.config.rate, self.rows.reader_done.is_set()
         count = f"{self.reader.to_send:,}" + ("" if reader_done else "+")
-        eta = self.budget.eta_seconds(self.reader.to_send) if rate > 0 and reader_done else None
+        units = batches.budget_units(self.reader.to_send, None, self.config.batch)
+        eta = self.budget.eta_seconds(units) if rate > 0 and reader_done else None
         # Kept for report.html, to set beside what happened.
         self.report.plan = Plan(self.reader.to_send, reader_done, rate, eta, self.config.sandbox)
         if eta is not None:
@@ -403,6 +406,9 @@ class _Run:
             self.listener.info(f"{count} rows to send at {rate:g}/min (still reading)")
         else:
             self.listener.info(f"{count} rows to send, unpaced")
+        if self.config.batch:
+            single = self.budget.eta_seconds(self.reader.to_send) if eta is not None else None
+            self.listener.info(batches.plan_note(self.config.batch, rate, single))
         self.listener.progress(0, self.reader.to_send if reader_done else None, None)
 
     def _finish(self) -> None:
@@ -416,6 +422,7 @@ class _Run:
             report.rate_limited_answers = stats.rate_limited_answers
             report.timeline = stats.timeline.as_list()
             report.timeline_bucket_s = stats.timeline.width
+            report.batch_cost, report.batches = batches.report_of(self.sender)
         if self.funnel_stats is not None:  # the funnel phase's requests count as requests
             report.requests += self.funnel_stats.requests
             report.retries += self.funnel_stats.retries

@@ -133,6 +133,10 @@ class RunReport:
     # The funnel steps of this run's rows (``importer.funnel``): steps, sent, already_sent,
     # failed, pending; None when no row has one.
     funnel: dict[str, int] | None = None
+    # Event batches (importer.batches): what a batch was learnt to cost (None: not learnt),
+    # and what batching did (None: the run sent single posts).
+    batch_cost: str | None = None
+    batches: dict[str, Any] | None = None
 
     def warn(self, message: str, *, kind: str = "", row: int | None = None) -> bool:
         """Keep a warning; True when it is new (the first of its kind), to be said at once."""
@@ -259,6 +263,11 @@ def summary_dict(
         "timeline_bucket_s": report.timeline_bucket_s,
         "timeline": report.timeline,
         "funnel": report.funnel,
+        **(
+            {"batch_cost": report.batch_cost, "batches": report.batches}
+            if report.batches is not None
+            else {}
+        ),
     }
 
 
@@ -293,6 +302,8 @@ def console_summary(report: RunReport, input_name: str) -> str:
             f"{report.in_flight_found:,} rows were in flight when an earlier run stopped "
             "(they may have been recorded by RD Station)."
         )
+    if report.batches is not None:
+        lines.append(batches_line(report.batches, report.batch_cost))
     if report.failure_types:
         kinds = ", ".join(f"{k} {v:,}" for k, v in report.failure_types.items())
         lines.append(f"Failures by type: {kinds}")
@@ -310,6 +321,26 @@ def console_summary(report: RunReport, input_name: str) -> str:
         last += f"; {count} warning{'s' if count > 1 else ''}, listed in summary.json"
     lines.append(last)
     return "\n".join(lines)
+
+
+def batches_line(batches: dict[str, Any], cost: str | None) -> str:
+    """'Batches of 100: 103 requests, 97.1 rows each on average; 3 refused batches split to
+    find their bad rows (12 extra requests); RD Station counted a batch once (per_request).'"""
+    requests = batches["requests"]
+    line = (
+        f"Batches of {batches['size']:,}: {requests:,} request{'' if requests == 1 else 's'}, "
+        f"{batches['rows_per_batch'] or 0:g} rows each on average"
+    )
+    if batches["split_batches"]:
+        line += (
+            f"; {batches['split_batches']:,} refused batches split to find their bad rows "
+            f"({batches['split_requests']:,} extra requests)"
+        )
+    said = {
+        "per_request": "RD Station counted a batch once (per_request)",
+        "per_event": "RD Station counted each event (per_event)",
+    }
+    return line + "; " + said.get(cost or "", "what a batch costs was not learnt") + "."
 
 
 def format_duration(seconds: float) -> str:

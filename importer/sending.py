@@ -135,6 +135,17 @@ class PendingRows:
             await self._more.wait()
         return None
 
+    def ready(self) -> Pending | None:
+        """The next row to send if one is recorded already, else None, without waiting (a
+        batch takes what is there rather than wait for the reader)."""
+        buffered = self._buffered
+        if not buffered and not self._control.stopping:
+            batch = self._ledger.next_pending(self._fetched_to, FETCH)
+            if batch:
+                self._fetched_to = batch[-1].row
+                buffered.extend(batch)
+        return buffered.popleft() if buffered and not self._control.stopping else None
+
 
 TIMELINE_BUCKET_S = 10.0  # the timeline's first bucket width
 TIMELINE_BUCKETS = 300  # at most this many buckets: past it, they are widened

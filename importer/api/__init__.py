@@ -100,8 +100,9 @@ def import_rows(call: _Call) -> ImportReport:
     ``rd-import-out/<name>``), ``dry_run``, ``sandbox``, ``rate``, ``concurrency``,
     ``api_url`` (else env RDSTATION_API_URL), ``api_key`` (else env RDSTATION_API_KEY),
     ``auth`` (``"oauth"``: the app signed in with ``rd-importer auth login``), ``as_``
-    (``--as``: ``"conversions"`` or ``"contacts"``; ``as`` is Python's keyword), ``sheet``,
-    ``encoding``, ``delimiter``, ``header_row``, ``skip_hidden_rows`` (for files), ``in_flight``,
+    (``--as``: ``"conversions"`` or ``"contacts"``; ``as`` is Python's keyword), ``batch``
+    (``--batch``), ``sheet``, ``encoding``, ``delimiter``, ``header_row``,
+    ``skip_hidden_rows`` (for files), ``in_flight``,
     ``retry_rejected``, ``keep_sent``, ``resend_changed``, ``limit``, ``rows`` (``(2, 11)`` or
     ``"2-11"``), ``show``; ``name`` names rows given in memory (default ``dataframe`` or
     ``rows``); ``progress=True`` prints what the CLI prints (on stderr), or pass a

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from importer.errors import InputError
+from importer.sandbox.batch import BatchEndpoint
 from importer.sandbox.contacts import ContactsEndpoints
 from importer.sandbox.conversions import STATE_KEY, _Sandbox
 from importer.sandbox.fields import FieldsEndpoint
@@ -40,6 +41,7 @@ def make_app(
     provider.add_routes(app)
     ContactsEndpoints(sandbox, provider).add_routes(app)
     FieldsEndpoint(provider, sandbox.config.fields).add_routes(app)
+    BatchEndpoint(sandbox, provider).add_routes(app)
     app.router.add_route("*", "/{tail:.*}", sandbox.not_found)
     return app
 

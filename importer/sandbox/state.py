@@ -58,6 +58,12 @@ class SandboxConfig:
     # The account's fields, as GET /platform/contacts/fields answers them ({"fields": [...]} or
     # the bare list; ``sandbox.fields.load_fields_file``). None: a realistic default account.
     fields: Any = field(default=None, repr=False, compare=False)
+    # The batch endpoint (``importer.sandbox.batch``): what a batch costs at the gateway (one
+    # hit, or one per event: RD Station does not say), and how it refuses a batch holding bad
+    # events ("indexed": 400 naming each bad event's index in the path of its errors;
+    # "unindexed": 400 with the first bad event's errors only, as the single endpoint answers).
+    batch_cost: str = "per_request"
+    batch_rejects: str = "indexed"
 
     def __post_init__(self) -> None:
         ratios = (self.fail_ratio, self.drop_ratio, self.accept_then_drop_ratio)
@@ -74,6 +80,10 @@ class SandboxConfig:
         if self.contact_lag < 0:
             raise InputError("sandbox contact_lag must be >= 0")
         object.__setattr__(self, "users", frozenset(u.lower() for u in self.users))
+        if self.batch_cost not in ("per_request", "per_event"):
+            raise InputError("sandbox batch_cost must be per_request or per_event")
+        if self.batch_rejects not in ("indexed", "unindexed"):
+            raise InputError("sandbox batch_rejects must be indexed or unindexed")
 
 
 @dataclass
@@ -215,8 +225,9 @@ class WindowLimiter:
         self._clock = clock
         self._hits: dict[str, collections.deque[float]] = {}
 
-    def hit(self, key: str) -> float | None:
-        """Count a hit and answer None, or answer the seconds until one would be allowed."""
+    def hit(self, key: str, units: int = 1) -> float | None:
+        """Count a hit (``units`` of them: a batch counted per event) and answer None, or
+        answer the seconds until they would be allowed (a window, for more than the limit)."""
         now = self._clock()
         hits = self._hits.get(key)
         if hits is None:
@@ -224,10 +235,20 @@ class WindowLimiter:
         horizon = now - self.window
         while hits and hits[0] <= horizon:
             hits.popleft()
-        if len(hits) >= self.limit:
-            return hits[0] - horizon
-        hits.append(now)
+        if units > self.limit:
+            return self.window
+        if len(hits) + units > self.limit:
+            return hits[len(hits) + units - self.limit - 1] - horizon
+        hits.extend([now] * units)
         return None
+
+    def free(self, key: str) -> int:
+        """Hits ``key`` may make now."""
+        hits = self._hits.get(key)
+        if hits is None:
+            return self.limit
+        horizon = self._clock() - self.window
+        return self.limit - sum(1 for t in hits if t > horizon)
 
     def reset(self) -> None:
         self._hits.clear()
