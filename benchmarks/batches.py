@@ -64,11 +64,19 @@ fields:
 FIRST = ["Ana", "João", "Maria", "José", "Lúcia", "Antônio", "Adriana", "Carlos", "Juliana"]
 LAST = ["Silva", "Santos", "Oliveira", "Souza", "Conceição", "Ferreira", "Araújo", "Gomes"]
 RATE = 120  # requests per window, as RD Station's 120 a minute
+# The account's field list (what the run checks the mapping against) names both custom fields;
+# the conversions endpoint then takes only cf_plano (``custom_fields``), so the rows that fill
+# cf_inexistente pass the importer's checks and RD Station refuses them inside their batch.
+ACCOUNT = [
+    {"uuid": f"u-{name}", "api_identifier": name, "custom_field": True, "data_type": "STRING",
+     "name": {"default": name}, "label": {"default": name}, "presentation_type": "TEXT_INPUT"}
+    for name in ("cf_plano", "cf_inexistente")
+]  # fmt: skip
 
 
 def make_csv(path: Path, rows: int, bad_share: float, seed: int = 1) -> tuple[Path, set[str]]:
     """``rows`` distinct leads; a ``bad_share`` of them fill the column mapped to a custom field
-    the sandbox's account lacks (RD Station refuses them; the importer cannot know)."""
+    the sandbox's conversions refuse (RD Station refuses them; the importer cannot know)."""
     rng = random.Random(seed)
     bad = set(rng.sample(range(rows), round(rows * bad_share)))
     with path.open("w", encoding="utf-8", newline="") as out:
@@ -150,6 +158,7 @@ def one_run(name: str, run: int, folder: Path, args: argparse.Namespace) -> dict
         latency=args.latency,
         seed=run + 1,
         custom_fields=frozenset({"cf_plano"}),
+        fields=ACCOUNT,
         **case["sandbox"],
     )
     out = folder / f"out-{name}-{run}"
@@ -162,7 +171,7 @@ def one_run(name: str, run: int, folder: Path, args: argparse.Namespace) -> dict
         )  # fmt: skip
         wall = time.perf_counter() - started
         state = box.snapshot()
-    if done.returncode not in (0, 1):
+    if done.returncode not in (0, 1) or not done.stdout.strip():
         raise SystemExit(f"{name}: the import exited {done.returncode}: {done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     recorded = Counter(entry["payload"]["email"] for entry in state["accepted"])
