@@ -329,17 +329,21 @@ class BatchSender(Sender):
 
     async def _send_batch(self, batch: list[Pending]) -> None:
         """Send a batch, and the parts a refusal splits it into, in file order."""
-        parts: deque[tuple[list[Pending], bool]] = deque([(batch, False)])
+        # (rows, made by a split, whether an attempt of the batch they came from went
+        # unanswered: those rows may be recorded, and stay in doubt if they fail in a part).
+        parts: deque[tuple[list[Pending], bool, bool]] = deque([(batch, False, False)])
         while parts and not self.control.stopping:
-            part, derived = parts.popleft()
-            more, refused = await self._attempt(part, derived)
-            parts.extendleft((piece, derived or refused) for piece in reversed(more))
+            part, derived, in_doubt = parts.popleft()
+            more, refused, unanswered = await self._attempt(part, derived, in_doubt)
+            parts.extendleft((piece, derived or refused, unanswered) for piece in reversed(more))
 
     async def _attempt(
-        self, part: list[Pending], derived: bool
-    ) -> tuple[list[list[Pending]], bool]:
+        self, part: list[Pending], derived: bool, in_doubt: bool = False
+    ) -> tuple[list[list[Pending]], bool, bool]:
         """Send one batch until it is settled or the run stops (retries live here, as in
-        ``Sender._send``): (the parts to send instead, whether a refusal split it)."""
+        ``Sender._send``): (the parts to send instead, whether a refusal split it, whether
+        an attempt went unanswered). ``in_doubt``: an attempt of the batch it was split from
+        went unanswered."""
         me = asyncio.current_task()
         assert me is not None
         control, marks, budget, stats, cost = (
@@ -355,24 +359,24 @@ class BatchSender(Sender):
         tries = 0  # attempts that count against the retry policy (429s do not)
         first_at = time.monotonic()
         answered = True  # did the last attempt get an answer? (else it may have been recorded)
-        maybe_recorded = False
+        maybe_recorded = in_doubt
         try:
             while True:
                 probing = False
                 try:
                     if len(part) > cost.most_rows(self.size):
                         # Each event counts: the budget cannot take this batch whole.
-                        return _cut(part, cost.most_rows(self.size)), False
+                        return _cut(part, cost.most_rows(self.size)), False, maybe_recorded
                     units = cost.units(len(part))
                     await budget.acquire(units)
                     probing = await cost.probe(len(part))
                     while (more := cost.units(len(part)) - units) > 0:  # learnt while waiting
                         if len(part) > cost.most_rows(self.size):
-                            return _cut(part, cost.most_rows(self.size)), False
+                            return _cut(part, cost.most_rows(self.size)), False, maybe_recorded
                         await budget.acquire(more)
                         units += more
                     if control.stopping:
-                        return [], False
+                        return [], False, maybe_recorded
                     tries += 1
                     for item in part:
                         attempts[item.key] += 1
@@ -380,10 +384,10 @@ class BatchSender(Sender):
                         *(marks.in_flight(item.key, attempts[item.key]) for item in part)
                     )
                     if not all(marked):  # the ledger cannot be written: nothing sent
-                        return [], False
+                        return [], False, maybe_recorded
                     if control.stopped():  # stopped while the marks were committed
                         self._all_pending(part)
-                        return [], False
+                        return [], False, maybe_recorded
                     stats.request()
                     self.batch_stats.requests += 1
                     if derived and tries == 1:
@@ -398,7 +402,7 @@ class BatchSender(Sender):
                     if isinstance(result, Reply):
                         answered = True
                         self._settle(part, result, attempts, units)
-                        return [], False
+                        return [], False, maybe_recorded
                     answered = result.http_status is not None
                     maybe_recorded = maybe_recorded or result.maybe_recorded
                     self._note_long_wait(result)
@@ -425,7 +429,8 @@ class BatchSender(Sender):
                         if reason is not None:
                             control.abort(reason)
                         self._all_pending(part)
-                        return self._split(part, result, attempts), True
+                        split = self._split(part, result, attempts, maybe_recorded)
+                        return split, True, maybe_recorded
                     retry = (
                         kind.retry_now
                         and not control.stopped()
@@ -447,7 +452,7 @@ class BatchSender(Sender):
                         self.batch_stats.failed_alone += len(part)
                     for item in part:
                         self._give_up(item, result, attempts[item.key], maybe_recorded)
-                    return [], False
+                    return [], False, maybe_recorded
                 finally:
                     cost.probed(probing)
         except asyncio.CancelledError:
@@ -502,7 +507,7 @@ class BatchSender(Sender):
             self._learnt(learnt)
 
     def _split(
-        self, part: list[Pending], result: Failed, attempts: dict[str, int]
+        self, part: list[Pending], result: Failed, attempts: dict[str, int], maybe_recorded: bool
     ) -> list[list[Pending]]:
         """A refused batch: its bad rows fail when the refusal names them, else halves."""
         self.batch_stats.split += 1
@@ -516,7 +521,9 @@ class BatchSender(Sender):
                 result.kind, result.http_status, error_type or result.error_type, message
             )
             self.batch_stats.failed_alone += 1
-            self._failed(part[index], failed, attempts[part[index].key])
+            self._failed(
+                part[index], failed, attempts[part[index].key], maybe_recorded=maybe_recorded
+            )
         rest = [item for index, item in enumerate(part) if index not in named]
         return [rest] if rest else []
 

@@ -357,6 +357,26 @@ def test_a_batch_with_no_answer_leaves_its_rows_in_doubt(config_home: Path, tmp_
     assert len(in_doubt) == 30
 
 
+def test_a_split_batch_keeps_its_rows_in_doubt_when_an_attempt_got_no_answer(
+    config_home: Path, tmp_path: Path
+) -> None:
+    # Seed 92: the first request is recorded, then its answer is lost (a cut connection); the
+    # retry then finds each lead over its limit of 1 (the first attempt spent it), so the batch
+    # is split until each row fails alone. They were recorded: in doubt, as a single row would
+    # be, not "not recorded: resume tomorrow" (a resume would send them twice).
+    data, out = leads(tmp_path / "leads.csv", 4), tmp_path / "out"
+    with signed_in_sandbox(lead_limit=1, accept_then_drop_ratio=0.5, seed=92) as box:
+        report = batched(
+            box, data, out, 4, concurrency=1, tuning=Tuning(retry_wait=False, max_attempts=5)
+        )
+        assert len(box.snapshot()["accepted"]) == 4
+        assert box.snapshot()["statuses"]["dropped"] == 1
+    assert report.succeeded == 0 and report.failed == 4
+    assert ledger_rows(out, "in_doubt") == {2, 3, 4, 5}
+    failures = read_csv(out / "failures.csv")
+    assert all("RD Station may have recorded it" in f["error_message"] for f in failures)
+
+
 def ledger_rows(out: Path, state: str) -> set[int]:
     with contextlib.closing(sqlite3.connect(out / "ledger.sqlite")) as db:
         return {r for (r,) in db.execute("SELECT row FROM rows WHERE state = ?", (state,))}
