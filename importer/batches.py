@@ -474,10 +474,19 @@ class BatchSender(Sender):
         data = reply.json() if reply.whole else None
         events = data.get("events") if isinstance(data, dict) else None
         uuids: list[str] | None = None
-        if not reply.whole:
+        said = "no list of events"  # what came instead of one event_uuid per event
+        if isinstance(events, list):
+            said = f"{len(events):,} events for {len(part):,} sent"
+            if len(events) == len(part):
+                said = "an event without its event_uuid"
+        if not reply.whole and not reply.body:
             # A 2xx came, so the batch was recorded; only the rest of the answer was lost.
             # Resending would record it twice: sent, without the uuids (as a single post).
             uuids = [""] * len(part)
+        elif not reply.whole:
+            # Longer than any batch answer (a portal's page, a catch-all proxy): not RD
+            # Station's, so not proof of anything; in doubt, as a single post's would be.
+            said = "an answer far longer than RD Station's (only its start was read)"
         elif isinstance(events, list) and len(events) == len(part):
             got = [e.get("event_uuid") if isinstance(e, dict) else None for e in events]
             if all(isinstance(u, str) and u for u in got):
@@ -487,9 +496,9 @@ class BatchSender(Sender):
                 FailureKind.UNCERTAIN,
                 reply.status,
                 "NO_EVENT_UUID",
-                f"the batch endpoint answered HTTP {reply.status} without one event_uuid per "
-                "event, as RD Station answers; the batch reached that server, so it may have "
-                "been recorded",
+                f"the batch endpoint answered HTTP {reply.status} with {said}, not one "
+                "event_uuid per event as RD Station answers; the batch reached that server, so "
+                "it may have been recorded",
             )
             reason = self.rules.on_failed(failed, last_attempt=True, row=part[0].key)
             if reason is not None:

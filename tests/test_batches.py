@@ -377,6 +377,60 @@ def test_a_split_batch_keeps_its_rows_in_doubt_when_an_attempt_got_no_answer(
     assert all("RD Station may have recorded it" in f["error_message"] for f in failures)
 
 
+@pytest.mark.parametrize(
+    "events",
+    [
+        "short",  # fewer events than sent
+        "long",  # more
+        "not json",
+        "too long",  # a 2xx longer than any batch answer (a portal's page): read in part
+    ],
+)
+def test_a_2xx_without_one_event_uuid_per_row_leaves_the_batch_in_doubt(
+    config_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, events: str
+) -> None:
+    from aiohttp import web
+
+    from importer.sandbox.batch import BatchEndpoint
+
+    process = BatchEndpoint._process
+
+    def answer(self: BatchEndpoint, sent: list[Any]) -> tuple[int, Any]:
+        status, body = process(self, sent)
+        if events == "short":
+            body["events"] = body["events"][:-1]
+        elif events == "long":
+            body["events"].append({"event_uuid": "e-extra"})
+        return status, body
+
+    async def page(self: BatchEndpoint, request: web.Request) -> web.StreamResponse:
+        self.sandbox.state._count_request()
+        await request.read()
+        size = 200_000 if events == "too long" else 20
+        return web.Response(status=200, text="<html>" + "x" * size, content_type="text/html")
+
+    monkeypatch.setattr(BatchEndpoint, "_process", answer)
+    if events in ("not json", "too long"):
+        monkeypatch.setattr(BatchEndpoint, "post_batch", page)
+    data, out = leads(tmp_path / "leads.csv", 10), tmp_path / "out"
+    with signed_in_sandbox() as box:
+        report = batched(box, data, out, 10)
+        requests = box.snapshot()["requests"]
+    assert requests == 1  # never resent
+    assert report.succeeded == 0 and report.failed == 10
+    assert ledger_rows(out, "in_doubt") == set(range(2, 12))
+    failures = read_csv(out / "failures.csv")
+    assert {f["error_type"] for f in failures} == {"NO_EVENT_UUID"}
+    said = {
+        "short": "with 9 events for 10 sent, not one event_uuid per event",
+        "long": "with 11 events for 10 sent, not one event_uuid per event",
+        "not json": "with no list of events, not one event_uuid per event",
+        "too long": "with an answer far longer than RD Station's (only its start was read), ",
+    }[events]
+    assert all(said in f["error_message"] for f in failures), failures[0]["error_message"]
+    assert not read_csv(out / "successes.csv")
+
+
 def ledger_rows(out: Path, state: str) -> set[int]:
     with contextlib.closing(sqlite3.connect(out / "ledger.sqlite")) as db:
         return {r for (r,) in db.execute("SELECT row FROM rows WHERE state = ?", (state,))}
