@@ -15,12 +15,13 @@ So nothing here depends on those answers; each is found out from the answers the
 
 A batch
     Rows are taken in file order, at most ``size`` of them and at most ``MAX_BATCH_BYTES`` of
-    body, measured on the encoded bytes (a row bigger than that alone goes alone, and gets the
-    answer a single post would). Every row of the batch is marked in flight, durably, before
-    the request leaves, and settled from the answer: a batch with no answer leaves its rows in
-    flight (in doubt), exactly as a single row with no answer, so a kill at any moment is
-    resumed by the same ``--in-flight`` rules, per row. The Sender's retry policy, pacing, stop
-    rules, signals and statistics apply to the batch as to one request.
+    body, measured on the encoded bytes (a row too big for a batch even alone goes as a single
+    post, which takes a body up to 0.2 MB: the array's brackets must not cost it its place).
+    Every row of the batch is marked in flight, durably, before the request leaves, and
+    settled from the answer: a batch with no answer leaves its rows in flight (in doubt),
+    exactly as a single row with no answer, so a kill at any moment is resumed by the same
+    ``--in-flight`` rules, per row. The Sender's retry policy, pacing, stop rules, signals and
+    statistics apply to the batch as to one request.
 
 A refused batch (400, 413, 422, or the per-lead 429)
     It is split in halves, then halves again, until the bad rows fail alone with RD Station's
@@ -300,6 +301,11 @@ class BatchSender(Sender):
                 return
             batch, carry = self._fill(first)
             batch = [item for item in batch if not self._limited_earlier(item)]
+            if len(batch) == 1 and len(batch_body(batch)) > self.max_bytes:
+                # Within the 0.2 MB of a single post, but not once in an array: it goes as a
+                # single post (a batch of it alone would only be refused, 413).
+                await self._send(batch[0])
+                continue
             if batch:
                 self.batch_stats.batches += 1
                 self.batch_stats.rows += len(batch)

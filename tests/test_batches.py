@@ -498,6 +498,31 @@ def test_the_body_size_cap_cuts_batches(config_home: Path, tmp_path: Path) -> No
     assert batches["rows_per_batch"] * 3_050 <= MAX_BATCH_BYTES
 
 
+def test_a_row_too_big_for_a_batch_of_one_goes_as_a_single_post(
+    config_home: Path, tmp_path: Path
+) -> None:
+    # A body of 199,999 or 200,000 bytes is within the 0.2 MB a single post takes; in a batch
+    # of one, the array's brackets put it past the limit (a 413). It goes as a single post.
+    probe = tmp_path / "probe"
+    with signed_in_sandbox() as box:
+        batched(box, leads(tmp_path / "one.csv", 1, name="N"), probe, 10)
+    with contextlib.closing(sqlite3.connect(probe / "ledger.sqlite")) as db:
+        ((overhead,),) = db.execute("SELECT length(body) - 1 FROM rows").fetchall()
+    rows = [
+        [f"pessoa{i}@exemplo.com.br", "N" * (size - overhead), ""]
+        for i, size in enumerate([200_000, 199_999, 100, 199_000], start=1)
+    ]
+    data, out = write_csv(tmp_path / "leads.csv", ["email", "nome", "extra"], rows), tmp_path / "o"
+    with signed_in_sandbox() as box:
+        report = batched(box, data, out, 10, concurrency=1)
+        sent, statuses = accepted_by_email(box), box.snapshot()["statuses"]
+    assert report.succeeded == 4, read_csv(out / "failures.csv")[0]["error_message"]
+    assert len(sent) == 4 and set(sent.values()) == {1}
+    assert "413" not in statuses
+    summary = read_summary(out)
+    assert summary["requests"] == 3 and summary["batches"]["requests"] == 1
+
+
 # --- the pieces ---------------------------------------------------------------------------------
 
 
