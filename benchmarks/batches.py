@@ -76,7 +76,7 @@ def make_csv(path: Path, rows: int, bad_share: float, seed: int = 1) -> tuple[Pa
         for i in range(rows):
             out.write(
                 f"{rng.choice(FIRST)};{rng.choice(LAST)};lead{i}@exemplo.com.br;Empresa {i % 97};"
-                f'Gerente;São Paulo;SP;"vendas, marketing";Pro;{"x" if i in bad else ""}\n'
+                f'Gerente;São Paulo;SP;"vendas, marketing";pro;{"x" if i in bad else ""}\n'
             )
     return path, {f"lead{i}@exemplo.com.br" for i in bad}
 
@@ -141,6 +141,7 @@ CASES: dict[str, dict[str, Any]] = {
 
 def one_run(name: str, run: int, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     from importer.sandbox import SandboxConfig, SandboxThread
+    from importer.sandbox.fields import DEFAULT_FIELDS, _field
 
     case = CASES[name]
     csv_path, bad = make_csv(folder / f"{name}.csv", args.rows, case.get("bad", 0.0))
@@ -150,6 +151,10 @@ def one_run(name: str, run: int, folder: Path, args: argparse.Namespace) -> dict
         latency=args.latency,
         seed=run + 1,
         custom_fields=frozenset({"cf_plano"}),
+        # The account lists cf_inexistente, so the run's check of the mapping lets it through;
+        # the sandbox then refuses the rows that fill it (a field deleted after the list was
+        # read), as tests/test_batches.py does: RD Station's refusal, inside a batch.
+        fields=[*DEFAULT_FIELDS, _field("cf_inexistente", "Extra", "Extra")],
         **case["sandbox"],
     )
     out = folder / f"out-{name}-{run}"
@@ -162,7 +167,7 @@ def one_run(name: str, run: int, folder: Path, args: argparse.Namespace) -> dict
         )  # fmt: skip
         wall = time.perf_counter() - started
         state = box.snapshot()
-    if done.returncode not in (0, 1):
+    if done.returncode not in (0, 1) or not done.stdout.strip():
         raise SystemExit(f"{name}: the import exited {done.returncode}: {done.stderr[-2000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
     recorded = Counter(entry["payload"]["email"] for entry in state["accepted"])
