@@ -41,7 +41,10 @@ The budget, learnt (``BatchCost``)
     shrink so that whole ones fill a window (``per_event_rows``), and the run goes no faster
     than single posts would, with no more 429s. Conversely, more than ``PROOF`` times the
     allowance in events accepted within one window, without a 429, shows a batch counts once
-    (``per_request``; a later 429 of the kind above still turns it to ``per_event``). Either
+    (``per_request``; a server counting events could not have taken that many, so a later
+    429 is the budget's business, others spending it, as for single posts: turning to
+    ``per_event`` then would charge the window's thousands of events at once, a pause of
+    minutes, and make the rest of the run as slow as single posts). Either
     finding is said once, on the console and in summary.json (``batch_cost``); a run that
     learnt neither (too short, or unpaced) says null. Caveat: another integration spending
     the whole budget at the very start looks like per-event counting; the run is then only as
@@ -210,6 +213,8 @@ class BatchCost:
             self._sent.remove((sent_at, events))  # refused: the server did not count it
         if self.learnt == PER_EVENT:
             return sent_at < self.learnt_at, None  # in flight when the rule was learnt
+        if self.learnt == PER_REQUEST:
+            return False, None  # proven: not the counting (see the module)
         allowance = self.budget.allowance
         if not math.isfinite(allowance):
             return False, None

@@ -30,7 +30,13 @@ from click.testing import CliRunner
 import importer.pipeline as pipeline
 from helpers import ROOT, read_csv, read_summary, write_csv, write_mapping
 from importer import oauth
-from importer.batches import MAX_BATCH_BYTES, budget_units, indexed_errors, per_event_rows
+from importer.batches import (
+    MAX_BATCH_BYTES,
+    BatchCost,
+    budget_units,
+    indexed_errors,
+    per_event_rows,
+)
 from importer.cli import cli
 from importer.config import Listener, Tuning
 from importer.pacing import RateBudget
@@ -569,6 +575,33 @@ async def test_the_pacer_makes_room_for_every_unit_of_a_request() -> None:
     before = now[0]
     await budget.acquire(1)
     assert now[0] - before >= 40
+
+
+async def test_a_429_after_a_batch_was_proven_to_count_once_is_only_a_429() -> None:
+    # Seven batches of 100 accepted within a minute at 120 a minute: RD Station counts a batch
+    # once. A 429 then (another integration spending the budget) must not turn the rule to
+    # per_event: that charged the 693 events at once (a pause of nearly six minutes) and sent
+    # the rest of the run at the pace of single posts.
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    budget = RateBudget(120, clock=lambda: now[0], sleep=sleep)
+    cost = BatchCost(budget, clock=lambda: now[0])
+    for _ in range(7):
+        await budget.acquire(cost.units(100))
+        cost.sent(100)
+        now[0] += 0.1
+        learnt = cost.accepted(100)
+    assert learnt == cost.learnt == "per_request"
+    await budget.acquire(cost.units(100))
+    assert cost.rate_limited(100, cost.sent(100)) == (False, None)
+    budget.on_rate_limited(None)
+    assert cost.learnt == "per_request" and cost.units(100) == 1
+    before = now[0]
+    await budget.acquire(cost.units(100))
+    assert now[0] - before < 5  # the budget's own backoff, not minutes
 
 
 def test_the_sandbox_gateway_counts_a_batch_per_event_when_told() -> None:
