@@ -636,3 +636,19 @@ def test_watch_sends_batches_too(config_home: Path, tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
         assert box.snapshot()["requests"] == 3
         assert len(accepted_by_email(box)) == 30
+
+
+def test_the_batches_line_counts_in_words_that_agree() -> None:
+    from importer.report import batches_line
+
+    one = {"size": 10, "requests": 1, "rows_per_batch": 1.0, "split_batches": 1,
+           "split_requests": 1}  # fmt: skip
+    assert batches_line(one, None) == (
+        "Batches of 10: 1 request, 1 row each on average; 1 refused batch split to find its "
+        "bad rows (1 extra request); what a batch costs was not learnt."
+    )
+    # Every row sent by an earlier run: no batch, no average of nothing.
+    none = {**one, "requests": 0, "rows_per_batch": None, "split_batches": 0}
+    assert (
+        batches_line(none, None) == "Batches of 10: 0 requests; what a batch costs was not learnt."
+    )
