@@ -492,8 +492,15 @@ class BatchSender(Sender):
                 said = "an event without its event_uuid"
         if not reply.whole and not reply.body:
             # A 2xx came, so the batch was recorded; only the rest of the answer was lost.
-            # Resending would record it twice: sent, without the uuids (as a single post).
+            # Resending would record it twice: sent, without the uuids (as a single post),
+            # and said, since successes.csv then lacks what a user may look them up by.
             uuids = [""] * len(part)
+            self.warn(
+                "batch_answer_cut_off",
+                f"RD Station accepted a batch of {len(part):,} rows (HTTP {reply.status}) but "
+                "its answer was cut off: they count as sent (sending them again would record "
+                "them twice), with no event_uuid in successes.csv",
+            )
         elif not reply.whole:
             # Longer than any batch answer (a portal's page, a catch-all proxy): not RD
             # Station's, so not proof of anything; in doubt, as a single post's would be.

@@ -437,6 +437,39 @@ def test_a_2xx_without_one_event_uuid_per_row_leaves_the_batch_in_doubt(
     assert not read_csv(out / "successes.csv")
 
 
+def test_a_2xx_cut_off_counts_the_batch_sent_and_says_so(
+    config_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiohttp import web
+
+    from importer.sandbox.batch import BatchEndpoint
+
+    async def cut(self: BatchEndpoint, request: web.Request) -> web.StreamResponse:
+        self.sandbox.state._count_request()
+        self._process(await request.json())  # recorded
+        answer = web.StreamResponse(status=200)
+        answer.content_length, answer.content_type = 5_000, "application/json"
+        await answer.prepare(request)
+        await answer.write(b'{"event_batch_uuid": "b-1", "ev')
+        assert request.transport is not None
+        request.transport.abort()
+        return answer
+
+    monkeypatch.setattr(BatchEndpoint, "post_batch", cut)
+    data, out = leads(tmp_path / "leads.csv", 10), tmp_path / "out"
+    with signed_in_sandbox() as box:
+        report = batched(box, data, out, 10)
+        assert box.snapshot()["requests"] == 1 and len(box.snapshot()["accepted"]) == 10
+    assert report.succeeded == 10  # recorded: never sent again
+    assert {r["event_uuid"] for r in read_csv(out / "successes.csv")} == {""}
+    warnings = read_summary(out)["warnings"]
+    assert [w["message"] for w in warnings] == [
+        "RD Station accepted a batch of 10 rows (HTTP 200) but its answer was cut off: they "
+        "count as sent (sending them again would record them twice), with no event_uuid in "
+        "successes.csv"
+    ]
+
+
 def ledger_rows(out: Path, state: str) -> set[int]:
     with contextlib.closing(sqlite3.connect(out / "ledger.sqlite")) as db:
         return {r for (r,) in db.execute("SELECT row FROM rows WHERE state = ?", (state,))}
