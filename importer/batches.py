@@ -343,18 +343,25 @@ class BatchSender(Sender):
         # (rows, made by a split, whether an attempt of the batch they came from went
         # unanswered: those rows may be recorded, and stay in doubt if they fail in a part).
         parts: deque[tuple[list[Pending], bool, bool]] = deque([(batch, False, False)])
+        # Each row's attempts so far, its parts' included: a row split out of a batch was in
+        # every request its batch made.
+        attempts = {item.key: item.attempts for item in batch}
         while parts and not self.control.stopping:
             part, derived, in_doubt = parts.popleft()
-            more, refused, unanswered = await self._attempt(part, derived, in_doubt)
+            more, refused, unanswered = await self._attempt(part, derived, in_doubt, attempts)
             parts.extendleft((piece, derived or refused, unanswered) for piece in reversed(more))
 
     async def _attempt(
-        self, part: list[Pending], derived: bool, in_doubt: bool = False
+        self,
+        part: list[Pending],
+        derived: bool,
+        in_doubt: bool = False,
+        attempts: dict[str, int] | None = None,
     ) -> tuple[list[list[Pending]], bool, bool]:
         """Send one batch until it is settled or the run stops (retries live here, as in
         ``Sender._send``): (the parts to send instead, whether a refusal split it, whether
         an attempt went unanswered). ``in_doubt``: an attempt of the batch it was split from
-        went unanswered."""
+        went unanswered; ``attempts``: each row's attempts so far, counted on."""
         me = asyncio.current_task()
         assert me is not None
         control, marks, budget, stats, cost = (
@@ -364,7 +371,8 @@ class BatchSender(Sender):
             self.stats,
             self.cost,
         )
-        attempts = {item.key: item.attempts for item in part}
+        if attempts is None:
+            attempts = {item.key: item.attempts for item in part}
         body = batch_body(part)
         answer_bytes = MAX_ANSWER_BYTES + 100 * len(part)  # an event_uuid each
         tries = 0  # attempts that count against the retry policy (429s do not)

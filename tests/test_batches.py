@@ -248,6 +248,9 @@ def test_bad_rows_inside_batches_fail_alone_with_rd_stations_message(
     summary = read_summary(out)
     batches = summary["batches"]
     assert batches["rows_failed_alone"] == 4
+    # A row's attempts are the requests it was in: its batch's, then its parts' (25, 13, 7...).
+    attempts = [int(f["attempts"]) for f in failures]
+    assert attempts == ([1, 1, 1, 1] if rejects == "indexed" else [6, 6, 6, 5]), attempts
     if rejects == "indexed":
         # Batches 1, 2 and 4 named their bad rows: each resent once without them.
         assert (batches["split_batches"], batches["split_requests"]) == (3, 3)
