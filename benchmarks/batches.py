@@ -64,19 +64,11 @@ fields:
 FIRST = ["Ana", "João", "Maria", "José", "Lúcia", "Antônio", "Adriana", "Carlos", "Juliana"]
 LAST = ["Silva", "Santos", "Oliveira", "Souza", "Conceição", "Ferreira", "Araújo", "Gomes"]
 RATE = 120  # requests per window, as RD Station's 120 a minute
-# The account's field list (what the run checks the mapping against) names both custom fields;
-# the conversions endpoint then takes only cf_plano (``custom_fields``), so the rows that fill
-# cf_inexistente pass the importer's checks and RD Station refuses them inside their batch.
-ACCOUNT = [
-    {"uuid": f"u-{name}", "api_identifier": name, "custom_field": True, "data_type": "STRING",
-     "name": {"default": name}, "label": {"default": name}, "presentation_type": "TEXT_INPUT"}
-    for name in ("cf_plano", "cf_inexistente")
-]  # fmt: skip
 
 
 def make_csv(path: Path, rows: int, bad_share: float, seed: int = 1) -> tuple[Path, set[str]]:
     """``rows`` distinct leads; a ``bad_share`` of them fill the column mapped to a custom field
-    the sandbox's conversions refuse (RD Station refuses them; the importer cannot know)."""
+    the sandbox's account lacks (RD Station refuses them; the importer cannot know)."""
     rng = random.Random(seed)
     bad = set(rng.sample(range(rows), round(rows * bad_share)))
     with path.open("w", encoding="utf-8", newline="") as out:
@@ -84,7 +76,7 @@ def make_csv(path: Path, rows: int, bad_share: float, seed: int = 1) -> tuple[Pa
         for i in range(rows):
             out.write(
                 f"{rng.choice(FIRST)};{rng.choice(LAST)};lead{i}@exemplo.com.br;Empresa {i % 97};"
-                f'Gerente;São Paulo;SP;"vendas, marketing";Pro;{"x" if i in bad else ""}\n'
+                f'Gerente;São Paulo;SP;"vendas, marketing";pro;{"x" if i in bad else ""}\n'
             )
     return path, {f"lead{i}@exemplo.com.br" for i in bad}
 
@@ -149,6 +141,7 @@ CASES: dict[str, dict[str, Any]] = {
 
 def one_run(name: str, run: int, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     from importer.sandbox import SandboxConfig, SandboxThread
+    from importer.sandbox.fields import DEFAULT_FIELDS, _field
 
     case = CASES[name]
     csv_path, bad = make_csv(folder / f"{name}.csv", args.rows, case.get("bad", 0.0))
@@ -158,7 +151,10 @@ def one_run(name: str, run: int, folder: Path, args: argparse.Namespace) -> dict
         latency=args.latency,
         seed=run + 1,
         custom_fields=frozenset({"cf_plano"}),
-        fields=ACCOUNT,
+        # The account lists cf_inexistente, so the run's check of the mapping lets it through;
+        # the sandbox then refuses the rows that fill it (a field deleted after the list was
+        # read), as tests/test_batches.py does: RD Station's refusal, inside a batch.
+        fields=[*DEFAULT_FIELDS, _field("cf_inexistente", "Extra", "Extra")],
         **case["sandbox"],
     )
     out = folder / f"out-{name}-{run}"

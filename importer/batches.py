@@ -15,12 +15,13 @@ So nothing here depends on those answers; each is found out from the answers the
 
 A batch
     Rows are taken in file order, at most ``size`` of them and at most ``MAX_BATCH_BYTES`` of
-    body, measured on the encoded bytes (a row bigger than that alone goes alone, and gets the
-    answer a single post would). Every row of the batch is marked in flight, durably, before
-    the request leaves, and settled from the answer: a batch with no answer leaves its rows in
-    flight (in doubt), exactly as a single row with no answer, so a kill at any moment is
-    resumed by the same ``--in-flight`` rules, per row. The Sender's retry policy, pacing, stop
-    rules, signals and statistics apply to the batch as to one request.
+    body, measured on the encoded bytes (a row too big for a batch even alone goes as a single
+    post, which takes a body up to 0.2 MB: the array's brackets must not cost it its place).
+    Every row of the batch is marked in flight, durably, before the request leaves, and
+    settled from the answer: a batch with no answer leaves its rows in flight (in doubt),
+    exactly as a single row with no answer, so a kill at any moment is resumed by the same
+    ``--in-flight`` rules, per row. The Sender's retry policy, pacing, stop rules, signals and
+    statistics apply to the batch as to one request.
 
 A refused batch (400, 413, 422, or the per-lead 429)
     It is split in halves, then halves again, until the bad rows fail alone with RD Station's
@@ -40,7 +41,10 @@ The budget, learnt (``BatchCost``)
     shrink so that whole ones fill a window (``per_event_rows``), and the run goes no faster
     than single posts would, with no more 429s. Conversely, more than ``PROOF`` times the
     allowance in events accepted within one window, without a 429, shows a batch counts once
-    (``per_request``; a later 429 of the kind above still turns it to ``per_event``). Either
+    (``per_request``; a server counting events could not have taken that many, so a later
+    429 is the budget's business, others spending it, as for single posts: turning to
+    ``per_event`` then would charge the window's thousands of events at once, a pause of
+    minutes, and make the rest of the run as slow as single posts). Either
     finding is said once, on the console and in summary.json (``batch_cost``); a run that
     learnt neither (too short, or unpaced) says null. Caveat: another integration spending
     the whole budget at the very start looks like per-event counting; the run is then only as
@@ -209,6 +213,8 @@ class BatchCost:
             self._sent.remove((sent_at, events))  # refused: the server did not count it
         if self.learnt == PER_EVENT:
             return sent_at < self.learnt_at, None  # in flight when the rule was learnt
+        if self.learnt == PER_REQUEST:
+            return False, None  # proven: not the counting (see the module)
         allowance = self.budget.allowance
         if not math.isfinite(allowance):
             return False, None
@@ -300,6 +306,11 @@ class BatchSender(Sender):
                 return
             batch, carry = self._fill(first)
             batch = [item for item in batch if not self._limited_earlier(item)]
+            if len(batch) == 1 and len(batch_body(batch)) > self.max_bytes:
+                # Within the 0.2 MB of a single post, but not once in an array: it goes as a
+                # single post (a batch of it alone would only be refused, 413).
+                await self._send(batch[0])
+                continue
             if batch:
                 self.batch_stats.batches += 1
                 self.batch_stats.rows += len(batch)
@@ -329,17 +340,28 @@ class BatchSender(Sender):
 
     async def _send_batch(self, batch: list[Pending]) -> None:
         """Send a batch, and the parts a refusal splits it into, in file order."""
-        parts: deque[tuple[list[Pending], bool]] = deque([(batch, False)])
+        # (rows, made by a split, whether an attempt of the batch they came from went
+        # unanswered: those rows may be recorded, and stay in doubt if they fail in a part).
+        parts: deque[tuple[list[Pending], bool, bool]] = deque([(batch, False, False)])
+        # Each row's attempts so far, its parts' included: a row split out of a batch was in
+        # every request its batch made.
+        attempts = {item.key: item.attempts for item in batch}
         while parts and not self.control.stopping:
-            part, derived = parts.popleft()
-            more, refused = await self._attempt(part, derived)
-            parts.extendleft((piece, derived or refused) for piece in reversed(more))
+            part, derived, in_doubt = parts.popleft()
+            more, refused, unanswered = await self._attempt(part, derived, in_doubt, attempts)
+            parts.extendleft((piece, derived or refused, unanswered) for piece in reversed(more))
 
     async def _attempt(
-        self, part: list[Pending], derived: bool
-    ) -> tuple[list[list[Pending]], bool]:
+        self,
+        part: list[Pending],
+        derived: bool,
+        in_doubt: bool = False,
+        attempts: dict[str, int] | None = None,
+    ) -> tuple[list[list[Pending]], bool, bool]:
         """Send one batch until it is settled or the run stops (retries live here, as in
-        ``Sender._send``): (the parts to send instead, whether a refusal split it)."""
+        ``Sender._send``): (the parts to send instead, whether a refusal split it, whether
+        an attempt went unanswered). ``in_doubt``: an attempt of the batch it was split from
+        went unanswered; ``attempts``: each row's attempts so far, counted on."""
         me = asyncio.current_task()
         assert me is not None
         control, marks, budget, stats, cost = (
@@ -349,30 +371,31 @@ class BatchSender(Sender):
             self.stats,
             self.cost,
         )
-        attempts = {item.key: item.attempts for item in part}
+        if attempts is None:
+            attempts = {item.key: item.attempts for item in part}
         body = batch_body(part)
         answer_bytes = MAX_ANSWER_BYTES + 100 * len(part)  # an event_uuid each
         tries = 0  # attempts that count against the retry policy (429s do not)
         first_at = time.monotonic()
         answered = True  # did the last attempt get an answer? (else it may have been recorded)
-        maybe_recorded = False
+        maybe_recorded = in_doubt
         try:
             while True:
                 probing = False
                 try:
                     if len(part) > cost.most_rows(self.size):
                         # Each event counts: the budget cannot take this batch whole.
-                        return _cut(part, cost.most_rows(self.size)), False
+                        return _cut(part, cost.most_rows(self.size)), False, maybe_recorded
                     units = cost.units(len(part))
                     await budget.acquire(units)
                     probing = await cost.probe(len(part))
                     while (more := cost.units(len(part)) - units) > 0:  # learnt while waiting
                         if len(part) > cost.most_rows(self.size):
-                            return _cut(part, cost.most_rows(self.size)), False
+                            return _cut(part, cost.most_rows(self.size)), False, maybe_recorded
                         await budget.acquire(more)
                         units += more
                     if control.stopping:
-                        return [], False
+                        return [], False, maybe_recorded
                     tries += 1
                     for item in part:
                         attempts[item.key] += 1
@@ -380,10 +403,10 @@ class BatchSender(Sender):
                         *(marks.in_flight(item.key, attempts[item.key]) for item in part)
                     )
                     if not all(marked):  # the ledger cannot be written: nothing sent
-                        return [], False
+                        return [], False, maybe_recorded
                     if control.stopped():  # stopped while the marks were committed
                         self._all_pending(part)
-                        return [], False
+                        return [], False, maybe_recorded
                     stats.request()
                     self.batch_stats.requests += 1
                     if derived and tries == 1:
@@ -398,7 +421,7 @@ class BatchSender(Sender):
                     if isinstance(result, Reply):
                         answered = True
                         self._settle(part, result, attempts, units)
-                        return [], False
+                        return [], False, maybe_recorded
                     answered = result.http_status is not None
                     maybe_recorded = maybe_recorded or result.maybe_recorded
                     self._note_long_wait(result)
@@ -425,7 +448,8 @@ class BatchSender(Sender):
                         if reason is not None:
                             control.abort(reason)
                         self._all_pending(part)
-                        return self._split(part, result, attempts), True
+                        split = self._split(part, result, attempts, maybe_recorded)
+                        return split, True, maybe_recorded
                     retry = (
                         kind.retry_now
                         and not control.stopped()
@@ -447,7 +471,7 @@ class BatchSender(Sender):
                         self.batch_stats.failed_alone += len(part)
                     for item in part:
                         self._give_up(item, result, attempts[item.key], maybe_recorded)
-                    return [], False
+                    return [], False, maybe_recorded
                 finally:
                     cost.probed(probing)
         except asyncio.CancelledError:
@@ -469,10 +493,26 @@ class BatchSender(Sender):
         data = reply.json() if reply.whole else None
         events = data.get("events") if isinstance(data, dict) else None
         uuids: list[str] | None = None
-        if not reply.whole:
+        said = "no list of events"  # what came instead of one event_uuid per event
+        if isinstance(events, list):
+            said = f"{len(events):,} events for {len(part):,} sent"
+            if len(events) == len(part):
+                said = "an event without its event_uuid"
+        if not reply.whole and not reply.body:
             # A 2xx came, so the batch was recorded; only the rest of the answer was lost.
-            # Resending would record it twice: sent, without the uuids (as a single post).
+            # Resending would record it twice: sent, without the uuids (as a single post),
+            # and said, since successes.csv then lacks what a user may look them up by.
             uuids = [""] * len(part)
+            self.warn(
+                "batch_answer_cut_off",
+                f"RD Station accepted a batch of {len(part):,} rows (HTTP {reply.status}) but "
+                "its answer was cut off: they count as sent (sending them again would record "
+                "them twice), with no event_uuid in successes.csv",
+            )
+        elif not reply.whole:
+            # Longer than any batch answer (a portal's page, a catch-all proxy): not RD
+            # Station's, so not proof of anything; in doubt, as a single post's would be.
+            said = "an answer far longer than RD Station's (only its start was read)"
         elif isinstance(events, list) and len(events) == len(part):
             got = [e.get("event_uuid") if isinstance(e, dict) else None for e in events]
             if all(isinstance(u, str) and u for u in got):
@@ -482,9 +522,9 @@ class BatchSender(Sender):
                 FailureKind.UNCERTAIN,
                 reply.status,
                 "NO_EVENT_UUID",
-                f"the batch endpoint answered HTTP {reply.status} without one event_uuid per "
-                "event, as RD Station answers; the batch reached that server, so it may have "
-                "been recorded",
+                f"the batch endpoint answered HTTP {reply.status} with {said}, not one "
+                "event_uuid per event as RD Station answers; the batch reached that server, so "
+                "it may have been recorded",
             )
             reason = self.rules.on_failed(failed, last_attempt=True, row=part[0].key)
             if reason is not None:
@@ -502,7 +542,7 @@ class BatchSender(Sender):
             self._learnt(learnt)
 
     def _split(
-        self, part: list[Pending], result: Failed, attempts: dict[str, int]
+        self, part: list[Pending], result: Failed, attempts: dict[str, int], maybe_recorded: bool
     ) -> list[list[Pending]]:
         """A refused batch: its bad rows fail when the refusal names them, else halves."""
         self.batch_stats.split += 1
@@ -516,7 +556,9 @@ class BatchSender(Sender):
                 result.kind, result.http_status, error_type or result.error_type, message
             )
             self.batch_stats.failed_alone += 1
-            self._failed(part[index], failed, attempts[part[index].key])
+            self._failed(
+                part[index], failed, attempts[part[index].key], maybe_recorded=maybe_recorded
+            )
         rest = [item for index, item in enumerate(part) if index not in named]
         return [rest] if rest else []
 

@@ -326,15 +326,19 @@ def console_summary(report: RunReport, input_name: str) -> str:
 def batches_line(batches: dict[str, Any], cost: str | None) -> str:
     """'Batches of 100: 103 requests, 97.1 rows each on average; 3 refused batches split to
     find their bad rows (12 extra requests); RD Station counted a batch once (per_request).'"""
-    requests = batches["requests"]
-    line = (
-        f"Batches of {batches['size']:,}: {requests:,} request{'' if requests == 1 else 's'}, "
-        f"{batches['rows_per_batch'] or 0:g} rows each on average"
-    )
-    if batches["split_batches"]:
+
+    def many(count: float, word: str) -> str:
+        return f"{count:,g} {word}{'' if count == 1 else 's'}"
+
+    requests, split = batches["requests"], batches["split_batches"]
+    line = f"Batches of {batches['size']:,}: {many(requests, 'request')}"
+    if batches["rows_per_batch"]:  # none when no batch was sent (all sent before, or stopped)
+        line += f", {many(batches['rows_per_batch'], 'row')} each on average"
+    if split:
         line += (
-            f"; {batches['split_batches']:,} refused batches split to find their bad rows "
-            f"({batches['split_requests']:,} extra requests)"
+            f"; {split:,} refused {'batch' if split == 1 else 'batches'} split to find "
+            f"{'its' if split == 1 else 'their'} bad rows "
+            f"({many(batches['split_requests'], 'extra request')})"
         )
     said = {
         "per_request": "RD Station counted a batch once (per_request)",

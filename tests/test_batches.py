@@ -30,7 +30,13 @@ from click.testing import CliRunner
 import importer.pipeline as pipeline
 from helpers import ROOT, read_csv, read_summary, write_csv, write_mapping
 from importer import oauth
-from importer.batches import MAX_BATCH_BYTES, budget_units, indexed_errors, per_event_rows
+from importer.batches import (
+    MAX_BATCH_BYTES,
+    BatchCost,
+    budget_units,
+    indexed_errors,
+    per_event_rows,
+)
 from importer.cli import cli
 from importer.config import Listener, Tuning
 from importer.pacing import RateBudget
@@ -242,6 +248,9 @@ def test_bad_rows_inside_batches_fail_alone_with_rd_stations_message(
     summary = read_summary(out)
     batches = summary["batches"]
     assert batches["rows_failed_alone"] == 4
+    # A row's attempts are the requests it was in: its batch's, then its parts' (25, 13, 7...).
+    attempts = [int(f["attempts"]) for f in failures]
+    assert attempts == ([1, 1, 1, 1] if rejects == "indexed" else [6, 6, 6, 5]), attempts
     if rejects == "indexed":
         # Batches 1, 2 and 4 named their bad rows: each resent once without them.
         assert (batches["split_batches"], batches["split_requests"]) == (3, 3)
@@ -357,6 +366,113 @@ def test_a_batch_with_no_answer_leaves_its_rows_in_doubt(config_home: Path, tmp_
     assert len(in_doubt) == 30
 
 
+def test_a_split_batch_keeps_its_rows_in_doubt_when_an_attempt_got_no_answer(
+    config_home: Path, tmp_path: Path
+) -> None:
+    # Seed 92: the first request is recorded, then its answer is lost (a cut connection); the
+    # retry then finds each lead over its limit of 1 (the first attempt spent it), so the batch
+    # is split until each row fails alone. They were recorded: in doubt, as a single row would
+    # be, not "not recorded: resume tomorrow" (a resume would send them twice).
+    data, out = leads(tmp_path / "leads.csv", 4), tmp_path / "out"
+    with signed_in_sandbox(lead_limit=1, accept_then_drop_ratio=0.5, seed=92) as box:
+        report = batched(
+            box, data, out, 4, concurrency=1, tuning=Tuning(retry_wait=False, max_attempts=5)
+        )
+        assert len(box.snapshot()["accepted"]) == 4
+        assert box.snapshot()["statuses"]["dropped"] == 1
+    assert report.succeeded == 0 and report.failed == 4
+    assert ledger_rows(out, "in_doubt") == {2, 3, 4, 5}
+    failures = read_csv(out / "failures.csv")
+    assert all("RD Station may have recorded it" in f["error_message"] for f in failures)
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        "short",  # fewer events than sent
+        "long",  # more
+        "not json",
+        "too long",  # a 2xx longer than any batch answer (a portal's page): read in part
+    ],
+)
+def test_a_2xx_without_one_event_uuid_per_row_leaves_the_batch_in_doubt(
+    config_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, events: str
+) -> None:
+    from aiohttp import web
+
+    from importer.sandbox.batch import BatchEndpoint
+
+    process = BatchEndpoint._process
+
+    def answer(self: BatchEndpoint, sent: list[Any]) -> tuple[int, Any]:
+        status, body = process(self, sent)
+        if events == "short":
+            body["events"] = body["events"][:-1]
+        elif events == "long":
+            body["events"].append({"event_uuid": "e-extra"})
+        return status, body
+
+    async def page(self: BatchEndpoint, request: web.Request) -> web.StreamResponse:
+        self.sandbox.state._count_request()
+        await request.read()
+        size = 200_000 if events == "too long" else 20
+        return web.Response(status=200, text="<html>" + "x" * size, content_type="text/html")
+
+    monkeypatch.setattr(BatchEndpoint, "_process", answer)
+    if events in ("not json", "too long"):
+        monkeypatch.setattr(BatchEndpoint, "post_batch", page)
+    data, out = leads(tmp_path / "leads.csv", 10), tmp_path / "out"
+    with signed_in_sandbox() as box:
+        report = batched(box, data, out, 10)
+        requests = box.snapshot()["requests"]
+    assert requests == 1  # never resent
+    assert report.succeeded == 0 and report.failed == 10
+    assert ledger_rows(out, "in_doubt") == set(range(2, 12))
+    failures = read_csv(out / "failures.csv")
+    assert {f["error_type"] for f in failures} == {"NO_EVENT_UUID"}
+    said = {
+        "short": "with 9 events for 10 sent, not one event_uuid per event",
+        "long": "with 11 events for 10 sent, not one event_uuid per event",
+        "not json": "with no list of events, not one event_uuid per event",
+        "too long": "with an answer far longer than RD Station's (only its start was read), ",
+    }[events]
+    assert all(said in f["error_message"] for f in failures), failures[0]["error_message"]
+    assert not read_csv(out / "successes.csv")
+
+
+def test_a_2xx_cut_off_counts_the_batch_sent_and_says_so(
+    config_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiohttp import web
+
+    from importer.sandbox.batch import BatchEndpoint
+
+    async def cut(self: BatchEndpoint, request: web.Request) -> web.StreamResponse:
+        self.sandbox.state._count_request()
+        self._process(await request.json())  # recorded
+        answer = web.StreamResponse(status=200)
+        answer.content_length, answer.content_type = 5_000, "application/json"
+        await answer.prepare(request)
+        await answer.write(b'{"event_batch_uuid": "b-1", "ev')
+        assert request.transport is not None
+        request.transport.abort()
+        return answer
+
+    monkeypatch.setattr(BatchEndpoint, "post_batch", cut)
+    data, out = leads(tmp_path / "leads.csv", 10), tmp_path / "out"
+    with signed_in_sandbox() as box:
+        report = batched(box, data, out, 10)
+        assert box.snapshot()["requests"] == 1 and len(box.snapshot()["accepted"]) == 10
+    assert report.succeeded == 10  # recorded: never sent again
+    assert {r["event_uuid"] for r in read_csv(out / "successes.csv")} == {""}
+    warnings = read_summary(out)["warnings"]
+    assert [w["message"] for w in warnings] == [
+        "RD Station accepted a batch of 10 rows (HTTP 200) but its answer was cut off: they "
+        "count as sent (sending them again would record them twice), with no event_uuid in "
+        "successes.csv"
+    ]
+
+
 def ledger_rows(out: Path, state: str) -> set[int]:
     with contextlib.closing(sqlite3.connect(out / "ledger.sqlite")) as db:
         return {r for (r,) in db.execute("SELECT row FROM rows WHERE state = ?", (state,))}
@@ -424,6 +540,31 @@ def test_the_body_size_cap_cuts_batches(config_home: Path, tmp_path: Path) -> No
     assert batches["rows_per_batch"] * 3_050 <= MAX_BATCH_BYTES
 
 
+def test_a_row_too_big_for_a_batch_of_one_goes_as_a_single_post(
+    config_home: Path, tmp_path: Path
+) -> None:
+    # A body of 199,999 or 200,000 bytes is within the 0.2 MB a single post takes; in a batch
+    # of one, the array's brackets put it past the limit (a 413). It goes as a single post.
+    probe = tmp_path / "probe"
+    with signed_in_sandbox() as box:
+        batched(box, leads(tmp_path / "one.csv", 1, name="N"), probe, 10)
+    with contextlib.closing(sqlite3.connect(probe / "ledger.sqlite")) as db:
+        ((overhead,),) = db.execute("SELECT length(body) - 1 FROM rows").fetchall()
+    rows = [
+        [f"pessoa{i}@exemplo.com.br", "N" * (size - overhead), ""]
+        for i, size in enumerate([200_000, 199_999, 100, 199_000], start=1)
+    ]
+    data, out = write_csv(tmp_path / "leads.csv", ["email", "nome", "extra"], rows), tmp_path / "o"
+    with signed_in_sandbox() as box:
+        report = batched(box, data, out, 10, concurrency=1)
+        sent, statuses = accepted_by_email(box), box.snapshot()["statuses"]
+    assert report.succeeded == 4, read_csv(out / "failures.csv")[0]["error_message"]
+    assert len(sent) == 4 and set(sent.values()) == {1}
+    assert "413" not in statuses
+    summary = read_summary(out)
+    assert summary["requests"] == 3 and summary["batches"]["requests"] == 1
+
+
 # --- the pieces ---------------------------------------------------------------------------------
 
 
@@ -472,6 +613,33 @@ async def test_the_pacer_makes_room_for_every_unit_of_a_request() -> None:
     assert now[0] - before >= 40
 
 
+async def test_a_429_after_a_batch_was_proven_to_count_once_is_only_a_429() -> None:
+    # Seven batches of 100 accepted within a minute at 120 a minute: RD Station counts a batch
+    # once. A 429 then (another integration spending the budget) must not turn the rule to
+    # per_event: that charged the 693 events at once (a pause of nearly six minutes) and sent
+    # the rest of the run at the pace of single posts.
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    budget = RateBudget(120, clock=lambda: now[0], sleep=sleep)
+    cost = BatchCost(budget, clock=lambda: now[0])
+    for _ in range(7):
+        await budget.acquire(cost.units(100))
+        cost.sent(100)
+        now[0] += 0.1
+        learnt = cost.accepted(100)
+    assert learnt == cost.learnt == "per_request"
+    await budget.acquire(cost.units(100))
+    assert cost.rate_limited(100, cost.sent(100)) == (False, None)
+    budget.on_rate_limited(None)
+    assert cost.learnt == "per_request" and cost.units(100) == 1
+    before = now[0]
+    await budget.acquire(cost.units(100))
+    assert now[0] - before < 5  # the budget's own backoff, not minutes
+
+
 def test_the_sandbox_gateway_counts_a_batch_per_event_when_told() -> None:
     now = [0.0]
     limiter = WindowLimiter(10, 60, clock=lambda: now[0])
@@ -504,3 +672,19 @@ def test_watch_sends_batches_too(config_home: Path, tmp_path: Path) -> None:
         assert result.exit_code == 0, result.output
         assert box.snapshot()["requests"] == 3
         assert len(accepted_by_email(box)) == 30
+
+
+def test_the_batches_line_counts_in_words_that_agree() -> None:
+    from importer.report import batches_line
+
+    one = {"size": 10, "requests": 1, "rows_per_batch": 1.0, "split_batches": 1,
+           "split_requests": 1}  # fmt: skip
+    assert batches_line(one, None) == (
+        "Batches of 10: 1 request, 1 row each on average; 1 refused batch split to find its "
+        "bad rows (1 extra request); what a batch costs was not learnt."
+    )
+    # Every row sent by an earlier run: no batch, no average of nothing.
+    none = {**one, "requests": 0, "rows_per_batch": None, "split_batches": 0}
+    assert (
+        batches_line(none, None) == "Batches of 10: 0 requests; what a batch costs was not learnt."
+    )
