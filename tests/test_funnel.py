@@ -114,6 +114,7 @@ def test_the_funnel_is_set_after_each_conversion_with_only_the_keys_the_row_has(
         "already_sent": 0,
         "failed": 0,
         "pending": 0,
+        "waiting": 0,
     }
     assert summary["requests"] == 6  # three conversions, three funnels
     counts_add_up(summary)
@@ -163,6 +164,68 @@ def test_an_unknown_owner_fails_the_row_at_the_funnel_step_and_no_conversion_is_
         "contact_owner_email": "marketing@empresa.com.br", "lifecycle_stage": "Client",
         "opportunity": True})  # fmt: skip
     assert read_csv(out / "failures.csv") == []
+
+
+def test_new_funnel_values_of_a_row_done_earlier_set_its_funnel_again_and_say_so(
+    tmp_path: Path,
+) -> None:
+    """A stage changed in the CRM since the import: the funnel is set again, never the
+    conversion, and the run says which row; a dry run in between does not hide it."""
+    data, mapping = files(tmp_path)
+    out = tmp_path / "out"
+    with SandboxThread(SandboxConfig(seed=1)) as box:
+        sign_in_to(box.url)
+        run_import(config(data, mapping, out, box.url))
+        rows = [ROWS[0], [*ROWS[1][:2], "qualificado", *ROWS[1][3:]], ROWS[2]]
+        files(tmp_path, rows)
+        checked = run_import(config(data, mapping, out, box.url, dry_run=True))
+        assert [w.kind for w in checked.warnings] == ["funnel_changed"]
+        again = run_import(config(data, mapping, out, box.url))
+        snapshot = box.snapshot()
+    assert len(snapshot["accepted"]) == 3  # no conversion sent again
+    assert puts(snapshot)[-1] == ("bia@exemplo.com.br", {
+        "contact_owner_email": "ana.souza@empresa.com.br", "lifecycle_stage": "Qualified Lead",
+        "opportunity": True})  # fmt: skip
+    assert (again.succeeded, again.skipped, again.exit_status) == (1, 2, 0)
+    said = [w for w in again.warnings if w.kind == "funnel_changed"]
+    assert len(said) == 1 and said[0].rows == [3]
+    assert said[0].message.startswith("row 3 of leads.csv: its funnel: values differ from those")
+    counts_add_up(read_summary(out))
+
+
+def test_a_dry_run_does_not_say_conversions_were_recorded(tmp_path: Path) -> None:
+    data, mapping = files(tmp_path)
+    out = tmp_path / "out"
+    args = ["import", str(data), "--mapping", str(mapping), "--out", str(out), "--sandbox",
+            "--auth", "oauth", "--rate", "0", "--dry-run"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "were recorded" not in result.stdout
+    assert "Funnel steps: 3 to set (each after its row's conversion), 0 set earlier" in (
+        result.stdout
+    )
+    assert read_summary(out)["funnel"]["waiting"] == 3
+
+
+def test_the_steps_of_rows_whose_conversion_failed_are_waiting_not_said_recorded(
+    tmp_path: Path,
+) -> None:
+    """A conversion RD Station refused (here its per-lead limit) leaves its funnel step
+    waiting: the console must not claim its conversion was recorded."""
+    rows = [ROWS[0], [ROWS[0][0], "Ana Souza", "cliente", "sim", ""]]
+    data, mapping = files(tmp_path, rows)
+    out = tmp_path / "out"
+    args = ["import", str(data), "--mapping", str(mapping), "--out", str(out), "--auth",
+            "oauth", "--rate", "0", "--concurrency", "1"]  # fmt: skip
+    with SandboxThread(SandboxConfig(seed=1, lead_limit=1)) as box:
+        sign_in_to(box.url)
+        result = CliRunner().invoke(cli, [*args, "--api-url", box.url])
+    assert result.exit_code == 1, result.output
+    summary = read_summary(out)
+    assert summary["funnel"] == {"steps": 2, "sent": 1, "already_sent": 0, "failed": 0,
+                                 "pending": 0, "waiting": 1}  # fmt: skip
+    assert "Funnel steps" not in result.stdout  # the failed row says what happened to it
+    counts_add_up(summary)
 
 
 class StopOnceConverted(Listener):
