@@ -16,7 +16,7 @@ from importer import intake
 from importer.config import ImportConfig
 from importer.errors import AbortError, InputError
 from importer.funnel import preparer
-from importer.ledger import Ledger
+from importer.ledger import Ledger, SeenRow
 from importer.loader import Table
 from importer.mapping import BoundMapping
 from importer.records import IdentityRule, Row
@@ -127,7 +127,9 @@ class Reader:
         plan = intake.plan_chunk(
             outcomes, known, siblings, self.config.resume_policy, ledger.run_id
         )
-        ledger.record_chunk(plan.record)
+        changed_funnels = ledger.record_chunk(plan.record)
+        if changed_funnels:
+            self._warn_changed_funnels(changed_funnels, plan.record.seen)
         self.to_send += plan.to_send
         report = self.report
         report.in_flight_found += plan.in_doubt_found
@@ -136,6 +138,21 @@ class Reader:
             example = plan.example
             report.changed_example = describe_change(example.row, example.before, example.after)
         self.rows.recorded()
+
+    def _warn_changed_funnels(self, keys: list[str], seen: list[SeenRow]) -> None:
+        """Rows whose funnel an earlier run set, and which now give other values (a stage
+        changed in the CRM, an owner fixed): the step is sent again (a PUT sets the same funnel
+        whatever it held), their conversion is not. Said, as a changed payload is."""
+        rows = {row.key: row.row for row in seen}
+        for key in keys:
+            self._warn(
+                f"row {rows.get(key, '?')} of {self.config.input_path.name}: its funnel:"
+                " values differ from those an earlier run set; the funnel is set again with the"
+                " new ones (its conversion is not sent again); restore the old cells to keep"
+                " the funnel RD Station has",
+                kind="funnel_changed",
+                row=rows.get(key),
+            )
 
     def _warn_conflicts(self) -> None:
         """Rows of one email that say different things of the lead (consent declined in one,
