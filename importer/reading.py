@@ -156,7 +156,8 @@ class Reader:
 
     def _warn_conflicts(self) -> None:
         """Rows of one email that say different things of the lead (consent declined in one,
-        granted in another): RD Station keeps what it receives last, which nobody chose."""
+        granted in another; or a stage Lead in one, Client in another): RD Station keeps what
+        it receives last, which nobody chose."""
         for rows in self.ledger.rows_sharing_an_email():
             fields = intake.conflicting_fields([body for _, body in rows])
             if fields:
@@ -167,6 +168,15 @@ class Reader:
                     kind="conflict",
                     row=rows[0][0],
                 )
+        for numbered in self.ledger.funnel_conflicts():
+            numbers = ", ".join(str(row) for row in numbered[:5])
+            self._warn(
+                f"rows {numbers} of {self.config.input_path.name} have the same email and"
+                " different funnel: values: RD Station keeps the funnel it receives last, in no"
+                " set order; give the contact's funnel in one row (or the same in each)",
+                kind="funnel_conflict",
+                row=numbered[0],
+            )
 
     def _warner(self, row: int) -> Callable[[str, str], None]:
         """What a row's mapping lets pass (a value dropped...), into the run's warnings."""

@@ -228,6 +228,18 @@ def test_the_steps_of_rows_whose_conversion_failed_are_waiting_not_said_recorded
     counts_add_up(summary)
 
 
+def test_rows_of_one_email_with_different_funnels_are_said(tmp_path: Path) -> None:
+    rows = [*ROWS, [ROWS[0][0], "Ana Souza", "cliente", "", ""]]
+    data, mapping = files(tmp_path, rows)
+    with SandboxThread(SandboxConfig(seed=1)) as box:
+        sign_in_to(box.url)
+        report = run_import(config(data, mapping, tmp_path / "out", box.url))
+    [said] = [w for w in report.warnings if w.kind == "funnel_conflict"]
+    assert said.message.startswith(
+        "rows 2, 5 of leads.csv have the same email and different funnel: values"
+    )
+
+
 class StopOnceConverted(Listener):
     """Stops the run as soon as every conversion is sent: between the two steps."""
 

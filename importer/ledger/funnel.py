@@ -21,6 +21,7 @@ before this table existed get it, empty, when they open (``CREATE TABLE IF NOT E
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -154,6 +155,19 @@ class FunnelQueries:
             db.execute(
                 "UPDATE funnel SET state = 'pending' WHERE key = ? AND state != 'sent'", (key,)
             )
+
+    def funnel_conflicts(self, limit: int = 10_000) -> list[list[int]]:
+        """The rows of this run sharing an email with different funnel steps (at most
+        ``limit`` emails), by row: which one RD Station keeps depends on the order the
+        requests arrive in, which the workers do not keep."""
+        found = self._db.execute(
+            "SELECT funnel.email, rows.row FROM funnel JOIN rows ON rows.key = funnel.key"
+            " WHERE funnel.seen_run = ? AND funnel.email IN (SELECT email FROM funnel"
+            " WHERE seen_run = ? GROUP BY email HAVING count(DISTINCT body) > 1 LIMIT ?)"
+            " ORDER BY funnel.email, rows.row",
+            (self.run_id, self.run_id, limit),
+        )
+        return [[row for _, row in group] for _, group in itertools.groupby(found, lambda r: r[0])]
 
     def funnel_counts(self) -> dict[str, int] | None:
         """summary.json's ``funnel``: this run's rows' funnel steps by what became of them;
