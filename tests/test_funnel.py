@@ -264,6 +264,8 @@ def test_a_stop_between_the_steps_then_resume_sends_only_the_funnel(tmp_path: Pa
         summary = read_summary(out)
         assert summary["funnel"]["pending"] == 3
         assert (summary["succeeded"], summary["skipped"]) == (0, 3)  # left to send
+        page = (out / "report.html").read_text(encoding="utf-8")
+        assert "Funnel steps: 3 pending. The rows whose funnel step failed or is pending" in page
         counts_add_up(summary)
 
         resumed = run_import(config(data, mapping, out, box.url))
