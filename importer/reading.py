@@ -102,9 +102,16 @@ class Reader:
         if over:
             self._warn(
                 f"{len(over)} email(s) have more than {LEAD_DAILY_LIMIT} rows to send; RD Station "
-                f"accepts about {LEAD_DAILY_LIMIT} conversions per lead a day, so the rest will "
+                f"accepts about {LEAD_DAILY_LIMIT} {self._per_lead} a day, so the rest will "
                 "fail with LEAD_LIMITED and can be resumed tomorrow"
             )
+
+    @property
+    def _per_lead(self) -> str:
+        """What RD Station's per-lead limit counts, in this run's words."""
+        return (
+            "updates per contact" if self.config.send_as == "contacts" else "conversions per lead"
+        )
 
     def _record(self, rows: list[Row]) -> None:
         prepare, mapping, ledger, identity_of = (

@@ -144,6 +144,19 @@ def test_the_per_lead_limit_fails_a_contact_in_words_of_contacts(tmp_path: Path)
     assert "conversion" not in failed["error_message"]
 
 
+def test_more_rows_of_one_contact_than_a_day_takes_are_said_in_words_of_contacts(
+    tmp_path: Path,
+) -> None:
+    rows = [[ROWS[1][0], f"Bia {n}", "", ""] for n in range(25)]
+    data = write_csv(tmp_path / "leads.csv", HEADER, rows)
+    mapping = write_mapping(tmp_path / "m.yaml", MAPPING)
+    with SandboxThread(SandboxConfig(seed=1)) as box:
+        sign_in_to(box.url)
+        report = run_import(config(data, mapping, tmp_path / "out", box.url, dry_run=True))
+    [said] = [w.message for w in report.warnings if "rows to send" in w.message]
+    assert "about 24 updates per contact a day" in said and "conversion" not in said
+
+
 def test_as_contacts_with_the_api_key_is_refused_in_one_line_with_exit_2(tmp_path: Path) -> None:
     data, mapping = files(tmp_path)
     result = CliRunner().invoke(
