@@ -240,6 +240,23 @@ def test_rows_of_one_email_with_different_funnels_are_said(tmp_path: Path) -> No
     )
 
 
+def test_a_row_sending_the_same_conversion_with_another_funnel_is_not_called_identical(
+    tmp_path: Path,
+) -> None:
+    rows = [ROWS[0], [*ROWS[0][:2], "cliente", *ROWS[0][3:]]]
+    data, mapping = files(tmp_path, rows)
+    with SandboxThread(SandboxConfig(seed=1)) as box:
+        sign_in_to(box.url)
+        report = run_import(config(data, mapping, tmp_path / "out", box.url))
+    assert (report.succeeded, report.failed) == (1, 1)
+    [failed] = read_csv(tmp_path / "out" / "failures.csv")
+    assert failed["error_type"] == "DUPLICATE_ROW"
+    assert failed["error_message"] == (
+        "row 3 sends the same conversion as row 2 with other funnel: values: not sent twice; "
+        "keep the contact's funnel in one row (row 2's is set)"
+    )
+
+
 class StopOnceConverted(Listener):
     """Stops the run as soon as every conversion is sent: between the two steps."""
 
