@@ -452,8 +452,8 @@ def test_a_funnel_under_the_api_key_is_refused_in_one_line_with_exit_2(tmp_path:
     assert result.exit_code == 2
     assert result.stderr == (
         "Error: m.yaml: line 5: funnel: needs --auth oauth (RD Station sets a contact's funnel "
-        "only for a signed-in app: `rd-importer auth login`); or remove the section to send "
-        "conversions with the API key\n"
+        "only for a signed-in app: `rd-importer auth login`); or, to send conversions with the "
+        "API key, remove the section or add `with_apikey: skip` to it\n"
     )
     assert not (tmp_path / "out" / "successes.csv").exists()
 

@@ -114,8 +114,8 @@ def check_auth(mapping: Mapping, bound: BoundMapping, auth: str) -> list[str]:
         ]
     raise InputError(
         f"{where}: funnel: needs --auth oauth (RD Station sets a contact's funnel only for a "
-        "signed-in app: `rd-importer auth login`); or remove the section to send conversions "
-        "with the API key"
+        "signed-in app: `rd-importer auth login`); or, to send conversions with the API key, "
+        "remove the section or add `with_apikey: skip` to it"
     )
 
 
