@@ -30,7 +30,7 @@ import orjson
 
 from importer.client import Reply
 from importer.intake import CONTACT_KEY
-from importer.records import Failed, Sent
+from importer.records import Failed, FailureKind, Sent
 
 # Fields of a conversion payload that a contact does not have: RD Station's contacts API
 # documents none of them (the conversion's name and its traffic source belong to the event).
@@ -48,6 +48,7 @@ CONVERSION_ONLY: Final = frozenset(
         "available_for_mailing",
     }
 )
+CONTACT_DAILY_LIMIT: Final = 24  # updates per contact per 24 h (RD Station's contacts API)
 KEY_PREFIX: Final = CONTACT_KEY  # the ledger key of a row sent as a contact starts so
 
 
@@ -99,13 +100,31 @@ def contact_transport(client: Requester) -> Callable[[bytes], Awaitable[Sent | F
             "PATCH", contact_path(document["email"]), orjson.dumps(document["payload"])
         )
         if isinstance(answer, Failed):
-            return answer
+            return lead_limited_as(
+                answer,
+                "updates",
+                "the contact was not updated: run the same command tomorrow to send it",
+            )
         found = answer.json()
         uuid = found.get("uuid") if isinstance(found, dict) else None
         # An upsert answered 2xx is done; a missing uuid only leaves successes.csv's cell empty.
         return Sent(event_uuid=uuid if isinstance(uuid, str) else "", http_status=answer.status)
 
     return upsert
+
+
+def lead_limited_as(failed: Failed, counted: str, outcome: str) -> Failed:
+    """RD Station's per-lead limit told in words of the request it refused: the client's
+    message speaks of conversions, wrong for a contact upsert or a funnel step."""
+    if failed.kind is not FailureKind.LEAD_LIMITED:
+        return failed
+    return dataclasses.replace(
+        failed,
+        message=(
+            f"this contact's email hit RD Station's per-lead limit (about {CONTACT_DAILY_LIMIT} "
+            f"{counted} a day); {outcome}"
+        ),
+    )
 
 
 def refused_with_apikey() -> str:
@@ -121,6 +140,7 @@ __all__ = [
     "as_contact",
     "contact_path",
     "contact_transport",
+    "lead_limited_as",
     "prepared_as_contact",
     "refused_with_apikey",
 ]

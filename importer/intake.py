@@ -246,6 +246,7 @@ def plan_chunk(
     plan = ChunkPlan()
     record = plan.record
     first_of_key: dict[str, int] = {}
+    funnel_of_key: dict[str, bytes | None] = {}  # the first row's funnel step, by key
     claimed: set[str] = set()  # sibling keys matched to a row of this chunk
     for outcome in outcomes:
         if isinstance(outcome, Rejected):
@@ -257,9 +258,11 @@ def plan_chunk(
         if first is None and entry is not None and entry.seen_run == run_id:
             first = entry.row
         if first is not None:
-            record.failed.append(_duplicate(outcome, first))
+            other = funnel_of_key.get(key, outcome.funnel) != outcome.funnel
+            record.failed.append(_duplicate(outcome, first, other_funnel=other))
             continue
         first_of_key[key] = number
+        funnel_of_key[key] = outcome.funnel
         if outcome.funnel is not None:
             record.funnel.append(
                 FunnelStep(key, outcome.email, outcome.funnel, policy.retry_rejected)
@@ -368,14 +371,21 @@ def _held(row: Prepared) -> FailedRow:
     )
 
 
-def _duplicate(row: Prepared, first: int) -> FailedRow:
+def _duplicate(row: Prepared, first: int, *, other_funnel: bool = False) -> FailedRow:
+    message = f"row {row.row} is identical to row {first}: not sent twice"
+    if other_funnel:  # the same request, but not the same row: "identical" would be untrue
+        what = "contact" if row.key.startswith(CONTACT_KEY) else "conversion"
+        message = (
+            f"row {row.row} sends the same {what} as row {first} with other funnel: values: "
+            f"not sent twice; keep the contact's funnel in one row (row {first}'s is set)"
+        )
     return FailedRow(
         f"dup:{row.row}",
         row.row,
         row.cells,
         "validation",
         "DUPLICATE_ROW",
-        f"row {row.row} is identical to row {first}: not sent twice",
+        message,
         row.conversion_id,
         row.identity,
         row.source_row,

@@ -16,7 +16,7 @@ from importer import intake
 from importer.config import ImportConfig
 from importer.errors import AbortError, InputError
 from importer.funnel import preparer
-from importer.ledger import Ledger
+from importer.ledger import Ledger, SeenRow
 from importer.loader import Table
 from importer.mapping import BoundMapping
 from importer.records import IdentityRule, Row
@@ -102,9 +102,16 @@ class Reader:
         if over:
             self._warn(
                 f"{len(over)} email(s) have more than {LEAD_DAILY_LIMIT} rows to send; RD Station "
-                f"accepts about {LEAD_DAILY_LIMIT} conversions per lead a day, so the rest will "
+                f"accepts about {LEAD_DAILY_LIMIT} {self._per_lead} a day, so the rest will "
                 "fail with LEAD_LIMITED and can be resumed tomorrow"
             )
+
+    @property
+    def _per_lead(self) -> str:
+        """What RD Station's per-lead limit counts, in this run's words."""
+        return (
+            "updates per contact" if self.config.send_as == "contacts" else "conversions per lead"
+        )
 
     def _record(self, rows: list[Row]) -> None:
         prepare, mapping, ledger, identity_of = (
@@ -127,7 +134,9 @@ class Reader:
         plan = intake.plan_chunk(
             outcomes, known, siblings, self.config.resume_policy, ledger.run_id
         )
-        ledger.record_chunk(plan.record)
+        changed_funnels = ledger.record_chunk(plan.record)
+        if changed_funnels:
+            self._warn_changed_funnels(changed_funnels, plan.record.seen)
         self.to_send += plan.to_send
         report = self.report
         report.in_flight_found += plan.in_doubt_found
@@ -137,9 +146,25 @@ class Reader:
             report.changed_example = describe_change(example.row, example.before, example.after)
         self.rows.recorded()
 
+    def _warn_changed_funnels(self, keys: list[str], seen: list[SeenRow]) -> None:
+        """Rows whose funnel an earlier run set, and which now give other values (a stage
+        changed in the CRM, an owner fixed): the step is sent again (a PUT sets the same funnel
+        whatever it held), their conversion is not. Said, as a changed payload is."""
+        rows = {row.key: row.row for row in seen}
+        for key in keys:
+            self._warn(
+                f"row {rows.get(key, '?')} of {self.config.input_path.name}: its funnel:"
+                " values differ from those an earlier run set; the funnel is set again with the"
+                " new ones (its conversion is not sent again); restore the old cells to keep"
+                " the funnel RD Station has",
+                kind="funnel_changed",
+                row=rows.get(key),
+            )
+
     def _warn_conflicts(self) -> None:
         """Rows of one email that say different things of the lead (consent declined in one,
-        granted in another): RD Station keeps what it receives last, which nobody chose."""
+        granted in another; or a stage Lead in one, Client in another): RD Station keeps what
+        it receives last, which nobody chose."""
         for rows in self.ledger.rows_sharing_an_email():
             fields = intake.conflicting_fields([body for _, body in rows])
             if fields:
@@ -150,6 +175,15 @@ class Reader:
                     kind="conflict",
                     row=rows[0][0],
                 )
+        for numbered in self.ledger.funnel_conflicts():
+            numbers = ", ".join(str(row) for row in numbered[:5])
+            self._warn(
+                f"rows {numbers} of {self.config.input_path.name} have the same email and"
+                " different funnel: values: RD Station keeps the funnel it receives last, in no"
+                " set order; give the contact's funnel in one row (or the same in each)",
+                kind="funnel_conflict",
+                row=numbered[0],
+            )
 
     def _warner(self, row: int) -> Callable[[str, str], None]:
         """What a row's mapping lets pass (a value dropped...), into the run's warnings."""

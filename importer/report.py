@@ -131,7 +131,7 @@ class RunReport:
     timeline: list[dict[str, float | int]] = field(default_factory=list)
     timeline_bucket_s: float = 0.0
     # The funnel steps of this run's rows (``importer.funnel``): steps, sent, already_sent,
-    # failed, pending; None when no row has one.
+    # failed, pending, waiting (ledger.funnel's funnel_counts); None when no row has one.
     funnel: dict[str, int] | None = None
     # Event batches (importer.batches): what a batch was learnt to cost (None: not learnt),
     # and what batching did (None: the run sent single posts).
@@ -308,7 +308,14 @@ def console_summary(report: RunReport, input_name: str) -> str:
         kinds = ", ".join(f"{k} {v:,}" for k, v in report.failure_types.items())
         lines.append(f"Failures by type: {kinds}")
     funnel = report.funnel or {}
-    if funnel.get("failed") or funnel.get("pending"):
+    to_set = funnel.get("pending", 0) + funnel.get("waiting", 0)
+    if report.dry_run and to_set:
+        # Nothing was sent: the steps are what an import would send.
+        lines.append(
+            f"Funnel steps: {to_set:,} to set (each after its row's conversion), "
+            f"{funnel.get('already_sent', 0):,} set earlier"
+        )
+    elif funnel.get("failed") or funnel.get("pending"):
         # Counted as failed (or left to send), yet RD Station recorded their conversions.
         said = [f"{funnel[k]:,} {k}" for k in ("sent", "failed", "pending") if funnel.get(k)]
         lines.append(

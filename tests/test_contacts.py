@@ -57,9 +57,9 @@ def files(tmp_path: Path, mapping: str = MAPPING) -> tuple[Path, Path]:
 
 
 def config(data: Path, mapping: Path, out: Path, url: str, **more: object) -> ImportConfig:
-    settings: dict = {"send_as": "contacts", **more}
+    settings: dict = {"send_as": "contacts", "concurrency": 2, **more}
     return ImportConfig(input_path=data, mapping_path=mapping, out_dir=out, api_url=url,
-                        auth="oauth", rate=0, concurrency=2, tuning=Tuning(retry_wait=False),
+                        auth="oauth", rate=0, tuning=Tuning(retry_wait=False),
                         **settings)  # fmt: skip
 
 
@@ -124,6 +124,37 @@ def test_contacts_take_the_funnel_step_too(tmp_path: Path) -> None:
     assert sorted(methods) == ["PATCH", "PATCH", "PUT", "PUT"]
     assert methods.index("PUT") > max(i for i, m in enumerate(methods) if m == "PATCH")
     assert snapshot["funnels"]["bia@exemplo.com.br"]["lifecycle_stage"] == "Client"
+
+
+def test_the_per_lead_limit_fails_a_contact_in_words_of_contacts(tmp_path: Path) -> None:
+    """RD Station takes about 24 updates per contact a day: over it, the row fails as
+    LEAD_LIMITED, to resume tomorrow, and says the contact (not a conversion) was not updated."""
+    data = write_csv(tmp_path / "leads.csv", HEADER, [ROWS[1], [ROWS[1][0], "Bia Lima", "", ""]])
+    mapping = write_mapping(tmp_path / "m.yaml", MAPPING)
+    out = tmp_path / "out"
+    with SandboxThread(SandboxConfig(seed=1, lead_limit=1)) as box:
+        sign_in_to(box.url)
+        report = run_import(config(data, mapping, out, box.url, concurrency=1))
+        snapshot = box.snapshot()
+    assert (report.succeeded, report.failed, report.exit_status) == (1, 1, 1)
+    assert len(snapshot["contact_requests"]) == 1
+    [failed] = read_csv(out / "failures.csv")
+    assert (failed["row"], failed["error_type"]) == ("3", "LEAD_LIMITED")
+    assert "the contact was not updated" in failed["error_message"]
+    assert "conversion" not in failed["error_message"]
+
+
+def test_more_rows_of_one_contact_than_a_day_takes_are_said_in_words_of_contacts(
+    tmp_path: Path,
+) -> None:
+    rows = [[ROWS[1][0], f"Bia {n}", "", ""] for n in range(25)]
+    data = write_csv(tmp_path / "leads.csv", HEADER, rows)
+    mapping = write_mapping(tmp_path / "m.yaml", MAPPING)
+    with SandboxThread(SandboxConfig(seed=1)) as box:
+        sign_in_to(box.url)
+        report = run_import(config(data, mapping, tmp_path / "out", box.url, dry_run=True))
+    [said] = [w.message for w in report.warnings if "rows to send" in w.message]
+    assert "about 24 updates per contact a day" in said and "conversion" not in said
 
 
 def test_as_contacts_with_the_api_key_is_refused_in_one_line_with_exit_2(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from typing import Any, Final
 import orjson
 
 from importer import intake
-from importer.contacts import contact_path, prepared_as_contact
+from importer.contacts import contact_path, lead_limited_as, prepared_as_contact
 from importer.errors import InputError, RowError
 from importer.ledger import Ledger, Marks, Pending
 from importer.ledger.funnel import FunnelMarksTarget
@@ -114,8 +114,8 @@ def check_auth(mapping: Mapping, bound: BoundMapping, auth: str) -> list[str]:
         ]
     raise InputError(
         f"{where}: funnel: needs --auth oauth (RD Station sets a contact's funnel only for a "
-        "signed-in app: `rd-importer auth login`); or remove the section to send conversions "
-        "with the API key"
+        "signed-in app: `rd-importer auth login`); or, to send conversions with the API key, "
+        "remove the section or add `with_apikey: skip` to it"
     )
 
 
@@ -169,6 +169,7 @@ def funnel_transport(client: Any, wait: float) -> Callable[[bytes], Awaitable[Se
         )
         if not isinstance(answer, Failed):
             return Sent(event_uuid="", http_status=answer.status)
+        answer = lead_limited_as(answer, "updates", "the funnel was not set (tomorrow)")
         if answer.http_status == 404:
             # A contact a conversion created a moment ago may not exist yet: wait, try again.
             return Failed(

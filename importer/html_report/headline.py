@@ -85,6 +85,17 @@ def _the_rows(s: Mapping[str, Any]) -> list[str]:
         )
     else:
         said.append("No row failed.")
+    funnel = s.get("funnel") or {}
+    if not s.get("dry_run") and (funnel.get("failed") or funnel.get("pending")):
+        # Counted as failed or left to send, yet RD Station recorded their conversions.
+        done = ", ".join(
+            f"{_n(funnel[k])} {k}" for k in ("sent", "failed", "pending") if funnel.get(k)
+        )
+        said.append(
+            f"Funnel steps: {done}. The rows whose funnel step failed or is pending "
+            "<b>were recorded</b> in RD Station (their conversion, or their contact); "
+            "importing again sends only the funnel step."
+        )
     if s.get("in_flight_found"):
         said.append(
             f"{_rows(int(s['in_flight_found']))} were in flight when an earlier run stopped: "

@@ -12,13 +12,16 @@ funnel step not done sends the funnel step alone: the conversion is never sent a
 Unlike a conversion, a funnel step is idempotent (it sets the funnel to the same values), so a
 step in flight when a run died, or one answered without certainty, is simply sent again. A step
 is sent only once its row's conversion is ``sent``. A step that a later run reads with another
-body (the stage changed, the owner fixed) is sent again whatever its state. Ledgers written
+body (the stage changed, the owner fixed) is sent again whatever its state; one set earlier
+keeps its ``sent_run`` while pending again, so that the run which sends it (after a dry run
+too) still knows, and says, that it changes a funnel RD Station has. Ledgers written
 before this table existed get it, empty, when they open (``CREATE TABLE IF NOT EXISTS``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,26 +64,27 @@ class FunnelQueries:
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         raise NotImplementedError  # Ledger's
 
-    def record_funnel(self, steps: Sequence[Any]) -> None:
+    def record_funnel(self, steps: Sequence[Any]) -> list[str]:
         """The reader's funnel steps (``FunnelStep``), inside its chunk's transaction: new
         ones pending; known ones kept when done (sent, or refused by RD Station with the same
-        body), else back to pending."""
+        body), else back to pending. Returns the keys of the steps an earlier run set with
+        another body: their funnel is set again (the caller says so)."""
         db, run = self._db, self.run_id
-        known: dict[str, tuple[bytes, str, str | None]] = {}
+        known: dict[str, tuple[bytes, str, str | None, int | None]] = {}
         keys = [step.key for step in steps]
         for start in range(0, len(keys), 900):
             part = keys[start : start + 900]
-            for key, body, state, kind in db.execute(
-                "SELECT key, body, state, failure_kind FROM funnel"
+            for key, body, state, kind, sent_run in db.execute(
+                "SELECT key, body, state, failure_kind, sent_run FROM funnel"
                 f" WHERE key IN ({','.join('?' * len(part))})",
                 part,
             ):
-                known[key] = (body, state, kind)
-        kept, fresh = [], []
+                known[key] = (body, state, kind, sent_run)
+        kept, fresh, changed = [], [], []
         for step in steps:
             found = known.get(step.key)
             if found is not None and found[0] == step.body:
-                body, state, kind = found
+                body, state, kind, _ = found
                 if state == "sent" or (
                     state == "failed"
                     and kind == FailureKind.REJECTED.value
@@ -88,13 +92,22 @@ class FunnelQueries:
                 ):
                     kept.append((run, step.key))
                     continue
+            if found is not None and found[3] is not None:
+                # Set earlier (sent_run), and now with values not set yet (read so by this run,
+                # or by a dry run or a stopped run before it).
+                changed.append(step.key)
             fresh.append((step.key, step.email, step.body, run))
         db.executemany("UPDATE funnel SET seen_run = ? WHERE key = ?", kept)
+        # An upsert, not a replace: sent_run and sent_at say the funnel was set before.
         db.executemany(
-            "INSERT OR REPLACE INTO funnel (key, email, body, state, seen_run)"
-            " VALUES (?, ?, ?, 'pending', ?)",
+            "INSERT INTO funnel (key, email, body, state, seen_run)"
+            " VALUES (?, ?, ?, 'pending', ?) ON CONFLICT (key) DO UPDATE SET"
+            " email = excluded.email, body = excluded.body, state = 'pending',"
+            " seen_run = excluded.seen_run, attempts = 0, http_status = NULL,"
+            " error_type = NULL, error_message = NULL, failure_kind = NULL",
             fresh,
         )
+        return changed
 
     def next_funnel(self, after_row: int, limit: int) -> list[Pending]:
         """This run's funnel steps to send (their conversion is sent), by row."""
@@ -143,15 +156,32 @@ class FunnelQueries:
                 "UPDATE funnel SET state = 'pending' WHERE key = ? AND state != 'sent'", (key,)
             )
 
+    def funnel_conflicts(self, limit: int = 10_000) -> list[list[int]]:
+        """The rows of this run sharing an email with different funnel steps (at most
+        ``limit`` emails), by row: which one RD Station keeps depends on the order the
+        requests arrive in, which the workers do not keep."""
+        found = self._db.execute(
+            "SELECT funnel.email, rows.row FROM funnel JOIN rows ON rows.key = funnel.key"
+            " WHERE funnel.seen_run = ? AND funnel.email IN (SELECT email FROM funnel"
+            " WHERE seen_run = ? GROUP BY email HAVING count(DISTINCT body) > 1 LIMIT ?)"
+            " ORDER BY funnel.email, rows.row",
+            (self.run_id, self.run_id, limit),
+        )
+        return [[row for _, row in group] for _, group in itertools.groupby(found, lambda r: r[0])]
+
     def funnel_counts(self) -> dict[str, int] | None:
         """summary.json's ``funnel``: this run's rows' funnel steps by what became of them;
-        None when no row of this run has one."""
-        total, sent, earlier, failed, pending = self._db.execute(
-            "SELECT count(*), coalesce(sum(state = 'sent' AND sent_run = ?), 0),"
-            " coalesce(sum(state = 'sent' AND sent_run IS NOT ?), 0),"
-            " coalesce(sum(state = 'failed'), 0),"
-            " coalesce(sum(state IN ('pending', 'in_flight')), 0)"
-            " FROM funnel WHERE seen_run = ?",
+        None when no row of this run has one. ``pending`` steps wait with their conversion
+        recorded (importing again sends only them); ``waiting`` ones wait for a conversion
+        that is not recorded (the row failed, or is left to send): their row says why."""
+        total, sent, earlier, failed, pending, waiting = self._db.execute(
+            "SELECT count(*), coalesce(sum(funnel.state = 'sent' AND funnel.sent_run = ?), 0),"
+            " coalesce(sum(funnel.state = 'sent' AND funnel.sent_run IS NOT ?), 0),"
+            " coalesce(sum(funnel.state = 'failed' AND rows.state = 'sent'), 0),"
+            " coalesce(sum(funnel.state != 'sent' AND rows.state = 'sent'"
+            " AND funnel.state != 'failed'), 0),"
+            " coalesce(sum(funnel.state != 'sent' AND rows.state IS NOT 'sent'), 0)"
+            " FROM funnel LEFT JOIN rows ON rows.key = funnel.key WHERE funnel.seen_run = ?",
             (self.run_id, self.run_id, self.run_id),
         ).fetchone()
         if not total:
@@ -162,6 +192,7 @@ class FunnelQueries:
             "already_sent": earlier,
             "failed": failed,
             "pending": pending,
+            "waiting": waiting,
         }
 
 

@@ -177,8 +177,9 @@ class Ledger(ReportQueries, IdentityQueries, RowMarks, FunnelQueries):
                 found[key] = Entry(states[state], row, seen_run, kinds.get(kind))
         return found
 
-    def record_chunk(self, chunk: ChunkRecord) -> None:
-        """Write one chunk of the reader's decisions in a single transaction."""
+    def record_chunk(self, chunk: ChunkRecord) -> list[str]:
+        """Write one chunk of the reader's decisions in a single transaction; the keys of the
+        rows whose funnel an earlier run set with other values (``record_funnel``)."""
         run = self.run_id
         db = self._db
         with self.transaction():
@@ -235,7 +236,8 @@ class Ledger(ReportQueries, IdentityQueries, RowMarks, FunnelQueries):
                 ],
             )
             if chunk.funnel:
-                self.record_funnel(chunk.funnel)
+                return self.record_funnel(chunk.funnel)
+        return []
 
     # -- the senders' side ---------------------------------------------------------------------
 

@@ -155,6 +155,13 @@ _CHECKS: Final[dict[str, Check]] = {
 }
 
 
+OWNER_DROPPED: Final = "dropped:funnel.contact_owner_email"
+OWNER_ADVICE: Final = (
+    "; to set those contacts' owner, add each owner as it is written there, with the e-mail"
+    " of their RD Station user, to funnel.contact_owner_email's map:"
+)
+
+
 class FunnelGetter:
     """The funnel section compiled for one file's headers."""
 
@@ -174,6 +181,8 @@ class FunnelGetter:
             notes, self._notes[:] = list(self._notes), []
         if warn is not None:
             for kind, message in dict.fromkeys(notes):
+                if kind == OWNER_DROPPED and "not in the map" in message:
+                    message += OWNER_ADVICE  # the presets' owner map: names to fill in
                 warn(kind, message)
         return funnel
 

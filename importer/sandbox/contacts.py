@@ -7,7 +7,9 @@ provider's ``bearer``) and pass the gateway's limit like every request of the ac
          (``uuid``, ``email`` and its fields). The email belongs in the path: one in the body too
          is 400 ``CONFLICTING_FIELD``. Fields a contact does not have (a conversion's
          ``conversion_identifier``, ``traffic_*``, ``company_*``, ``available_for_mailing``...)
-         are 400 ``INVALID``; the types are checked as for a conversion's payload.
+         are 400 ``INVALID``; the types are checked as for a conversion's payload. The
+         per-lead limit (``lead_limit``, 24 per contact a day at RD Station) counts upserts
+         with the lead's conversions: over it, 429 shape 6 (``lead_limiter``).
     PUT  /platform/contacts/email:EMAIL/funnels/default
          ``{"lifecycle_stage": "Lead" | "Qualified Lead" | "Client", "opportunity": bool,
          "contact_owner_email": "user@account"}`` (any of them); 200 with the contact's funnel.
@@ -35,7 +37,7 @@ from aiohttp import web
 
 from importer.sandbox.conversions import _Sandbox
 from importer.sandbox.oauth import OAuthProvider
-from importer.sandbox.rules import payload_field_errors, shape1
+from importer.sandbox.rules import LEAD_WINDOW_SECONDS, payload_field_errors, shape1
 
 CONTACT_PATH: Final = "/platform/contacts/email:{email:.+}"
 FUNNEL_PATH: Final = "/platform/contacts/email:{email:.+}/funnels/default"
@@ -137,6 +139,21 @@ class ContactsEndpoints:
             errors |= {k: v for k, v in found["errors"].items() if k not in ("email",)}
         if errors:
             return await self.sandbox._answer(400, {"errors": errors})
+        leads = self.sandbox._leads  # one limiter per lead: its conversions and its updates
+        wait = leads.hit(email) if leads is not None else None
+        if leads is not None and wait is not None:
+            return await self.sandbox._answer(
+                429,
+                {
+                    "error": (
+                        f"'lead_limiter' rate limit exceeded for {LEAD_WINDOW_SECONDS:.0f} "
+                        f"second(s) period for key '{email}'"
+                    ),
+                    "max": leads.limit,
+                    "usage": leads.limit + 1,
+                    "remaining_time": math.ceil(wait),
+                },
+            )
         contact = self.state._upsert_contact(email, body)
         self.state._record_contact_request("PATCH", email, body)
         return await self.sandbox._answer(200, contact)
