@@ -136,7 +136,9 @@ def match_account(
         if known is None or known.api_identifier in found.custom:
             continue
         options: dict[str, str] = {}
-        if known.choices:
+        # A yes/no field's options are true and false: transform: bool gives them (a map to
+        # the text "true" would run after it, and send a text the field refuses).
+        if known.choices and known.data_type != "BOOLEAN":
             split = known.data_type == "STRING[]"
             for cells in samples:
                 cell = cells.get(header, "")
