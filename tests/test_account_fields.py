@@ -804,3 +804,12 @@ def test_mapping_init_maps_a_yes_no_field_with_options_through_bool_alone(
         checked = CliRunner().invoke(cli, args)
         assert checked.exit_code == 0, checked.output
         assert read_summary(tmp_path / "out")["would_send"] == 2
+
+
+def test_a_choice_field_checks_a_yes_or_no_as_the_payload_writes_it() -> None:
+    # transform: bool on a combo box sent true unchecked: RD Station refuses it (INVALID_OPTION).
+    assert check("cf_regiao", True)[0] == "INVALID_OPTION"  # type: ignore[index]
+    assert check("cf_canais", [False])[0] == "INVALID_OPTION"  # type: ignore[index]
+    yes_no = rd_field("cf_sn", "SN", presentation="RADIO_BUTTON", options=[("true", "Sim")])
+    sn = af.parse_fields([yes_no]).get("cf_sn")  # type: ignore[union-attr]
+    assert sn is not None and af.value_check(sn)(True) is None  # type: ignore[misc]

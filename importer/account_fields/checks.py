@@ -268,7 +268,7 @@ def _string(known: AccountField, options: tuple[Option, ...]) -> _ValueCheck:
                 "a list is not one text, which this field takes (STRING): remove split: from "
                 "the mapping"
             )
-        return _option(str(value), options) if options and not isinstance(value, bool) else None
+        return _option(_text(value), options) if options else None
 
     return check
 
@@ -283,11 +283,17 @@ def _string_list(known: AccountField, options: tuple[Option, ...]) -> _ValueChec
         for item in value:
             if isinstance(item, list | dict):
                 return "MUST_BE_STRING_ARRAY", "a list in a list: each item must be one text"
-            if options and (problem := _option(str(item), options)) is not None:
+            if options and (problem := _option(_text(item), options)) is not None:
                 return problem
         return None
 
     return check
+
+
+def _text(value: Any) -> str:
+    # As the payload's JSON writes it: transform: bool gives True, which a choice field with the
+    # options "true" and "false" takes, and any other refuses.
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def _option(value: str, options: tuple[Option, ...]) -> tuple[str, str] | None:
