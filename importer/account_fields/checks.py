@@ -262,7 +262,11 @@ def _boolean(value: Any) -> tuple[str, str] | None:
 
 
 def _string(known: AccountField, options: tuple[Option, ...]) -> _ValueCheck:
+    allowed = frozenset(option.value for option in options)  # a row's test: one set lookup
+
     def check(value: Any) -> tuple[str, str] | None:
+        if value.__class__ is str and value in allowed:
+            return None
         if isinstance(value, list | dict):
             return "MUST_BE_STRING", (
                 "a list is not one text, which this field takes (STRING): remove split: from "
@@ -274,7 +278,15 @@ def _string(known: AccountField, options: tuple[Option, ...]) -> _ValueCheck:
 
 
 def _string_list(known: AccountField, options: tuple[Option, ...]) -> _ValueCheck:
+    allowed = frozenset(option.value for option in options)
+
     def check(value: Any) -> tuple[str, str] | None:
+        if options and value.__class__ is list:
+            try:
+                if allowed.issuperset(value):
+                    return None  # every item one of the options
+            except TypeError:
+                pass  # a list or dict in the list: said below
         if not isinstance(value, list):
             return "MUST_BE_STRING_ARRAY", (
                 f"{show(value)} is not a list, which this field takes (STRING[]): add split: "
@@ -297,7 +309,7 @@ def _text(value: Any) -> str:
 
 
 def _option(value: str, options: tuple[Option, ...]) -> tuple[str, str] | None:
-    if any(value == option.value for option in options):
+    if any(value == option.value for option in options):  # a row's check tried a set first
         return None
     close = closest_option(value, options)
     hint = f" (did you mean {close.value!r}?)" if close is not None else ""
