@@ -813,3 +813,30 @@ def test_a_choice_field_checks_a_yes_or_no_as_the_payload_writes_it() -> None:
     yes_no = rd_field("cf_sn", "SN", presentation="RADIO_BUTTON", options=[("true", "Sim")])
     sn = af.parse_fields([yes_no]).get("cf_sn")  # type: ignore[union-attr]
     assert sn is not None and af.value_check(sn)(True) is None  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("command", ["validate", "mapping init"])
+def test_sandbox_without_oauth_is_refused_not_ignored(
+    command: str, config_home: Path, tmp_path: Path
+) -> None:
+    # --sandbox alone read no fields and checked nothing, silently.
+    data = write_csv(tmp_path / "leads.csv", ["E-mail"], [["a@b.com.br"]])
+    args = [*command.split(), str(data), "--sandbox", "--out", str(tmp_path / "out")]
+    if command == "mapping init":
+        args = args[:-2]
+    else:
+        args += [
+            "--mapping",
+            str(
+                write_mapping(
+                    tmp_path / "m.yaml", "conversion_identifier: x\nfields:\n  email: E-mail\n"
+                )
+            ),
+        ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "Error: --sandbox stands in for your account's fields, which only --auth oauth reads: "
+        "add --auth oauth\n"
+    )
+    assert not (tmp_path / "out").exists()
