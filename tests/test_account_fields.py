@@ -840,3 +840,20 @@ def test_sandbox_without_oauth_is_refused_not_ignored(
         "add --auth oauth\n"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_mapping_init_offers_each_field_a_header_labels_when_two_are_labelled_alike(
+    tmp_path: Path,
+) -> None:
+    # It suggested one cf_ from the header, under "create the field in RD Station first".
+    from importer.scaffold import scaffold_mapping
+
+    alike = [rd_field("cf_regiao", "Região"), rd_field("cf_regiao_vendas", "Regiao")]
+    data = write_csv(tmp_path / "leads.csv", ["E-mail", "Região"], [["a@b.com.br", "Sul"]])
+    text = scaffold_mapping(data, account=af.parse_fields(alike))
+    assert (
+        '  # "Região" labels 2 fields of your RD Station account: uncomment the one to send it '
+        'to\n  # cf_regiao: "Região"\n  # cf_regiao_vendas: "Região"\n'
+    ) in text
+    assert "Other columns" not in text
+    load_mapping(write_mapping(tmp_path / "m.yaml", text))
