@@ -241,8 +241,19 @@ def validate_command(ctx: click.Context, /, **options: Any) -> None:
     """Read, map and validate every row of INPUT and write the reports; send nothing. With
     --auth oauth, the mapping's custom fields and each row's values are checked against the
     account's fields (signed in with `rd-importer auth login`, or --sandbox)."""
+    _sandbox_needs_oauth(options["sandbox"], options["auth"])
     # Exactly `import --dry-run`, by construction: one path builds the run.
     ctx.invoke(import_command, dry_run=True, **options)
+
+
+def _sandbox_needs_oauth(sandbox: bool, auth: str) -> None:
+    # validate and mapping init ask a server only for the account's fields, which only OAuth
+    # reads: --sandbox alone would change nothing, and the check asked for would not be made.
+    if sandbox and auth != "oauth":
+        raise InputError(
+            "--sandbox stands in for your account's fields, which only --auth oauth reads: "
+            "add --auth oauth"
+        )
 
 
 @cli.command("sandbox")
@@ -501,6 +512,7 @@ def mapping_init_command(
     from importer.account_fields import read_account
     from importer.scaffold import scaffold_mapping
 
+    _sandbox_needs_oauth(sandbox, auth)
     account = None
     if auth == "oauth":
         account = read_account(api_url, sandbox=sandbox)

@@ -18,6 +18,7 @@ import functools
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -106,34 +107,86 @@ async def run_import_async(
         listener.info(f"Reading {config.input_path.name}: {table.description}")
         run: _Run | None = None
         try:
-            with contextlib.ExitStack() as locks:
-                locks.enter_context(exclusive(private_dir(out_dir)))
+            async with contextlib.AsyncExitStack() as stack:
+                api_url, api_key = config.api_url, config.api_key or ""
+                tokens: oauth.TokenStore | None = None  # --auth oauth: else the token file
+                # A dry run with OAuth still asks its sandbox for the account's fields.
+                if config.sandbox and (not config.dry_run or config.auth == "oauth"):
+                    from importer.sandbox import SandboxConfig, running_sandbox
+
+                    box = await stack.enter_async_context(
+                        running_sandbox(
+                            SandboxConfig(latency=0.05, seed=1, every_contact_exists=True)
+                        )
+                    )
+                    listener.info(f"Sandbox: a stand-in for RD Station at {box.url}")
+                    api_url, api_key = box.url, "sandbox-key"
+                    if config.auth == "oauth":
+                        tokens = await oauth.sign_in_headless(box.url)
+                # Before the out folder is opened: a mapping the account refuses (exit 2)
+                # leaves no folder or ledger behind, as the mapping's own checks do.
+                account = None
+                if config.auth == "oauth":
+                    account = await _read_account(
+                        config, mapping, table.headers, api_url, tokens, listener
+                    )
+                    early += account.warnings
+                stack.enter_context(exclusive(private_dir(out_dir)))
                 remove_stale_temporaries(out_dir)  # under the lock: a run writing them owns them
                 ledger_path = config.ledger_path or out_dir / "ledger.sqlite"
                 if ledger_path.parent != out_dir:  # shared by several report folders (watch)
-                    locks.enter_context(exclusive(private_dir(ledger_path.parent), ledger_path))
+                    stack.enter_context(exclusive(private_dir(ledger_path.parent), ledger_path))
                 ledger = Ledger(ledger_path)
-                try:
-                    run = _Run(config, bound, table, ledger, out_dir, listener, control, early)
-                    # A dry run with OAuth still asks its sandbox for the account's fields.
-                    if not (config.sandbox and (not config.dry_run or config.auth == "oauth")):
-                        if config.auth == "oauth":
-                            await run.read_account(mapping, config.api_url)
-                        return await run.execute(config.api_url, config.api_key or "")
-                    from importer.sandbox import SandboxConfig, running_sandbox
-
-                    async with running_sandbox(
-                        SandboxConfig(latency=0.05, seed=1, every_contact_exists=True)
-                    ) as box:
-                        listener.info(f"Sandbox: a stand-in for RD Station at {box.url}")
-                        if config.auth == "oauth":
-                            run.tokens = await oauth.sign_in_headless(box.url)
-                            await run.read_account(mapping, box.url)
-                        return await run.execute(box.url, "sandbox-key")
-                finally:
-                    ledger.close()
+                stack.callback(ledger.close)
+                run = _Run(config, bound, table, ledger, out_dir, listener, control, early)
+                run.tokens = tokens
+                if account is not None:
+                    run.use_account(account)
+                return await run.execute(api_url, api_key)
         except (OSError, sqlite3.Error) as exc:
             raise disk_error(exc, out_dir, sent=run is not None and run.requests() > 0) from None
+
+
+@dataclass
+class _Account:
+    """What ``_read_account`` found: the check of each row's cells, or why none is possible."""
+
+    check_cells: account_fields.CellCheck | None = None
+    unreadable: str = ""  # the list could not be read: the run stops before sending
+    warnings: list[str] = field(default_factory=list)  # said already
+
+
+async def _read_account(
+    config: ImportConfig,
+    mapping: Mapping,
+    headers: Sequence[str],
+    api_url: str,
+    tokens: oauth.TokenStore | None,
+    listener: Listener,
+) -> _Account:
+    """--auth oauth: the account's fields, read before the out folder is opened. A custom field
+    of the mapping the account lacks, or a value it writes that its field refuses, stops the
+    run (InputError); each row's custom fields are then checked against the account's as the
+    reader maps it. A list that cannot be read (the sign-in refused, RD Station unreachable)
+    stops the run before sending, resumably, as a token refused at the first row does: the
+    file is still read, and reported."""
+    waits = account_fields.WAITS if config.tuning.retry_wait else ()
+    try:
+        account = await account_fields.account_of(
+            api_url, tokens or oauth.TokenFile(), timeout=config.tuning.timeout, waits=waits
+        )
+    except account_fields.FieldsError as exc:
+        return _Account(unreadable=str(exc))
+    found = _Account()
+    if account.problems:  # the fields it could read are checked; these are not
+        shown = "; ".join(account.problems[:3])
+        more = f" (and {len(account.problems) - 3} more)" if len(account.problems) > 3 else ""
+        found.warnings.append(f"RD Station's list of the account's fields: {shown}{more}")
+        listener.warning(found.warnings[-1])
+    listener.info(f"RD Station account: {account.summary()}")
+    account_fields.check_mapping(mapping, account)
+    found.check_cells = account_fields.cell_check(mapping, account, headers)
+    return found
 
 
 async def _open_table(config: ImportConfig) -> Table:
@@ -212,28 +265,12 @@ class _Run:
         self.done = 0  # rows the senders finished (sent or failed)
         self.next_progress = 0.0  # monotonic time of the next progress report
 
-    async def read_account(self, mapping: Mapping, api_url: str) -> None:
-        """--auth oauth: the account's fields, read before any row. A custom field of the
-        mapping the account lacks stops the run (InputError); each row's custom fields are then
-        checked against the account's as the reader maps it. A list that cannot be read (the
-        sign-in refused, RD Station unreachable) stops the run before sending, resumably, as a
-        token refused at the first row does: the file is still read, and reported."""
-        store, tuning = self.tokens or oauth.TokenFile(), self.config.tuning
-        waits = account_fields.WAITS if tuning.retry_wait else ()
-        try:
-            account = await account_fields.account_of(
-                api_url, store, timeout=tuning.timeout, waits=waits
-            )
-        except account_fields.FieldsError as exc:
-            self.control.abort(str(exc))
-            return
-        if account.problems:  # the fields it could read are checked; these are not
-            shown = "; ".join(account.problems[:3])
-            more = f" (and {len(account.problems) - 3} more)" if len(account.problems) > 3 else ""
-            self._warn(f"RD Station's list of the account's fields: {shown}{more}")
-        self.listener.info(f"RD Station account: {account.summary()}")
-        account_fields.check_mapping(mapping, account)
-        self.reader.check_cells = account_fields.cell_check(mapping, account, self.table.headers)
+    def use_account(self, account: _Account) -> None:
+        """--auth oauth: check each row's cells as the reader maps it, or stop before sending
+        when the account's fields could not be read (``_read_account``)."""
+        if account.unreadable:
+            self.control.abort(account.unreadable)
+        self.reader.check_cells = account.check_cells
 
     def requests(self) -> int:
         return self.sender.stats.requests if self.sender else 0

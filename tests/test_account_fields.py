@@ -717,3 +717,143 @@ def test_watch_stops_on_an_unknown_custom_field_and_keeps_the_file(
     assert dropped.exists()
     assert not any((inbox / "rejected").glob("*")) and not any((inbox / "processed").glob("*"))
     assert box.snapshot()["accepted"] == []
+
+
+# --- found in review ---------------------------------------------------------------------------
+
+
+def test_an_integer_field_refuses_the_digits_of_other_scripts() -> None:
+    # Python's \d takes "１２" (full-width) and "٤٢" (Arabic-Indic): RD Station reads neither.
+    for other in ("１２", "٤٢"):
+        assert check("cf_funcionarios", other)[0] == "INVALID_DATA_TYPE"  # type: ignore[index]
+
+
+def test_a_value_the_mapping_writes_that_its_field_refuses_stops_the_run_at_its_line(
+    tmp_path: Path,
+) -> None:
+    fits = mapping_of(
+        tmp_path,
+        "cf_regiao: {value: sul}",
+        "cf_cliente: {column: C, map: {Sim: true, Não: false}}",
+        "cf_funcionarios: {column: F, map: {dez: 10, doze: '12'}, default: 0}",
+        'cf_canais: {column: K, split: ",", map: {Mail: email, Zap: whatsapp}}',
+        'cf_plano_contratado: {column: P, map: {"": basico, Pro: pro}}',
+    )
+    af.check_mapping(fits, account())  # each written value fits: nothing raised
+    unfit = mapping_of(
+        tmp_path,
+        "cf_regiao: {value: Sul}",
+        'cf_cliente: {column: C, map: {Sim: "true"}}',
+        "cf_funcionarios: {column: F, default: muitos}",
+        'cf_canais: {column: K, split: ",", map: {Mail: E-mail}}',
+    )
+    with pytest.raises(InputError) as caught:
+        af.check_mapping(unfit, account())
+    assert str(caught.value).splitlines() == [
+        "m.yaml: 4 values do not fit your RD Station account's fields:",
+        "  line 4: cf_regiao value: 'Sul' is not one of the field's options (did you mean "
+        "'sul'?); valid: 'norte', 'sul', 'sudeste': fix the mapping",
+        "  line 5: cf_cliente map: 'Sim' -> 'true' is not true or false, which this field takes "
+        "(BOOLEAN): write true without quotes",
+        "  line 6: cf_funcionarios default: 'muitos' is not a whole number, which this field "
+        "takes (INTEGER): fix the mapping",
+        "  line 7: cf_canais map: 'Mail' -> 'E-mail' is not one of the field's options (did you "
+        "mean 'email'?); valid: 'email', 'whatsapp', 'telefone': fix the mapping",
+    ]
+
+
+def test_a_mapping_the_account_refuses_leaves_no_out_folder_behind(
+    box: SandboxThread, tmp_path: Path
+) -> None:
+    data = write_csv(tmp_path / "leads.csv", HEADER, ROWS)
+    mapping = write_mapping(tmp_path / "map.yaml", TWO_UNKNOWN)
+    for command in ("import", "validate"):
+        args = import_args(data, mapping, tmp_path / "out", box.url)
+        if command == "validate":
+            args = [a for a in args if a not in ("--rate", "0")]
+        args[0] = command
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, result.output
+        assert not (tmp_path / "out").exists()  # no ledger, no lock: as a mapping typo leaves
+
+
+def test_mapping_init_maps_a_yes_no_field_with_options_through_bool_alone(
+    config_home: Path, tmp_path: Path
+) -> None:
+    # RD Station lists a yes/no field's radio buttons as options "true"/"false": a map: to
+    # those texts would run after transform: bool (and send a text): every row would fail.
+    yes_no = rd_field(
+        "cf_ativo", "Ativo", "BOOLEAN", "RADIO_BUTTON", options=[("true", "Sim"), ("false", "Não")]
+    )
+    with SandboxThread(SandboxConfig(seed=1, fields=[*ACCOUNT["fields"], yes_no])) as running:
+        oauth.TokenFile().save(asyncio.run(oauth.sign_in_headless(running.url)).load())
+        data = write_csv(
+            tmp_path / "leads.csv",
+            ["E-mail", "Ativo"],
+            [["ana@exemplo.com.br", "Sim"], ["bia@exemplo.com.br", "Não"]],
+        )
+        output = tmp_path / "map.yaml"
+        args = ["mapping", "init", str(data), "-o", str(output), "--auth", "oauth",
+                "--api-url", running.url]  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        text = output.read_text("utf-8")
+        assert '  cf_ativo: {column: "Ativo", transform: bool}  # options: true, false\n' in text
+        args = ["validate", str(data), "--mapping", str(output), "--out", str(tmp_path / "out"),
+                "--auth", "oauth", "--api-url", running.url]  # fmt: skip
+        checked = CliRunner().invoke(cli, args)
+        assert checked.exit_code == 0, checked.output
+        assert read_summary(tmp_path / "out")["would_send"] == 2
+
+
+def test_a_choice_field_checks_a_yes_or_no_as_the_payload_writes_it() -> None:
+    # transform: bool on a combo box sent true unchecked: RD Station refuses it (INVALID_OPTION).
+    assert check("cf_regiao", True)[0] == "INVALID_OPTION"  # type: ignore[index]
+    assert check("cf_canais", [False])[0] == "INVALID_OPTION"  # type: ignore[index]
+    yes_no = rd_field("cf_sn", "SN", presentation="RADIO_BUTTON", options=[("true", "Sim")])
+    sn = af.parse_fields([yes_no]).get("cf_sn")  # type: ignore[union-attr]
+    assert sn is not None and af.value_check(sn)(True) is None  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("command", ["validate", "mapping init"])
+def test_sandbox_without_oauth_is_refused_not_ignored(
+    command: str, config_home: Path, tmp_path: Path
+) -> None:
+    # --sandbox alone read no fields and checked nothing, silently.
+    data = write_csv(tmp_path / "leads.csv", ["E-mail"], [["a@b.com.br"]])
+    args = [*command.split(), str(data), "--sandbox", "--out", str(tmp_path / "out")]
+    if command == "mapping init":
+        args = args[:-2]
+    else:
+        args += [
+            "--mapping",
+            str(
+                write_mapping(
+                    tmp_path / "m.yaml", "conversion_identifier: x\nfields:\n  email: E-mail\n"
+                )
+            ),
+        ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "Error: --sandbox stands in for your account's fields, which only --auth oauth reads: "
+        "add --auth oauth\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_mapping_init_offers_each_field_a_header_labels_when_two_are_labelled_alike(
+    tmp_path: Path,
+) -> None:
+    # It suggested one cf_ from the header, under "create the field in RD Station first".
+    from importer.scaffold import scaffold_mapping
+
+    alike = [rd_field("cf_regiao", "Região"), rd_field("cf_regiao_vendas", "Regiao")]
+    data = write_csv(tmp_path / "leads.csv", ["E-mail", "Região"], [["a@b.com.br", "Sul"]])
+    text = scaffold_mapping(data, account=af.parse_fields(alike))
+    assert (
+        '  # "Região" labels 2 fields of your RD Station account: uncomment the one to send it '
+        'to\n  # cf_regiao: "Região"\n  # cf_regiao_vendas: "Região"\n'
+    ) in text
+    assert "Other columns" not in text
+    load_mapping(write_mapping(tmp_path / "m.yaml", text))

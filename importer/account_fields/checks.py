@@ -38,7 +38,7 @@ from importer.mapping.schema import CellEntry, ColumnEntry, MappingFile, ValueEn
 from importer.transforms import fold
 
 SHOWN_OPTIONS = 5  # options a message lists before "and N more"
-_INTEGER = re.compile(r"[+-]?\d+")
+_INTEGER = re.compile(r"[+-]?[0-9]+")  # not \d, which takes "１２"
 
 
 # -- the mapping --------------------------------------------------------------------------------
@@ -46,13 +46,20 @@ _INTEGER = re.compile(r"[+-]?\d+")
 
 def check_mapping(mapping: Mapping, account: AccountFields) -> None:
     """SettingsError (exit 2) listing every custom field of the mapping the account lacks, each
-    with its line in the mapping file and the closest field of the account; nothing when all
-    exist."""
-    problems: list[tuple[int, str]] = []
+    with its line in the mapping file and the closest field of the account, then every value
+    the mapping itself writes (``value:``, ``default:``, a ``map:``'s) that its field would
+    refuse; nothing when all exist and fit."""
+    unknown: list[tuple[int, str]] = []
+    unfit: list[tuple[int, str]] = []
     for name, entry in mapping.spec.fields.items():
-        if not name.startswith("cf_") or name in account:
+        if not name.startswith("cf_"):
             continue
-        problems.append((mapping.line_of("fields", name), _unknown(name, entry, account)))
+        known = account.get(name)
+        if known is None:
+            unknown.append((mapping.line_of("fields", name), _unknown(name, entry, account)))
+        else:
+            unfit += _unfit_constants(mapping, name, entry, known)
+    problems = unknown + unfit
     if not problems:
         return
     where = mapping.path.name
@@ -60,9 +67,62 @@ def check_mapping(mapping: Mapping, account: AccountFields) -> None:
         line, message = problems[0]
         raise SettingsError(f"{where}: {f'line {line}: ' if line else ''}{message}")
     listed = "\n".join(f"  {f'line {line}: ' if line else ''}{m}" for line, m in problems)
-    raise SettingsError(
-        f"{where}: {len(problems)} custom fields are not in your RD Station account:\n{listed}"
+    said = (
+        "custom fields are not in your RD Station account"
+        if not unfit
+        else "values do not fit your RD Station account's fields"
+        if not unknown
+        else "custom fields are not in your RD Station account or do not fit it"
     )
+    raise SettingsError(f"{where}: {len(problems)} {said}:\n{listed}")
+
+
+# What a row's message advises; a value the mapping writes is fixed where it is written.
+_ADVICE = (
+    " (add a map: to the mapping)",
+    ": add transform: bool to the mapping, or a map: to true/false",
+    ': add split: "," to the mapping (or the separator the cells use)',
+    ": remove split: from the mapping",
+)
+
+
+def _unfit_constants(
+    mapping: Mapping, name: str, entry: Any, known: AccountField
+) -> list[tuple[int, str]]:
+    """A value the mapping writes for ``name`` that its field refuses would fail every row that
+    sends it, each with a row's advice: said once, at its line, before a row is read. A map's
+    values are checked as sent: one item each when the cells are split (a list field's)."""
+    fits = value_check(known)
+    if fits is None or isinstance(entry, str):
+        return []
+    written: list[tuple[str, Any, Any]] = []  # (key, how the message names it, value as sent)
+    if isinstance(entry, ValueEntry):
+        written.append(("value", "value:", entry.value))
+    elif isinstance(entry, CellEntry):
+        if entry.default is not None:
+            written.append(("default", "default:", entry.default))
+        split = entry.split is not None
+        if split and known.data_type != STRING_LIST:
+            pass  # a list for a field that is not one: each row says so (cell_check)
+        else:
+            for key, value in (entry.map or {}).items():
+                if value is not None and key != entry.empty_cell_key:
+                    written.append(("map", f"map: {key!r} ->", [value] if split else value))
+                elif value is not None:  # an empty cell's value: sent as is, never split
+                    written.append(("map", f"map: {key!r} ->", value))
+    found = []
+    for key, said, value in written:
+        problem = fits(value)
+        if problem is None:
+            continue
+        text = problem[1]
+        for advice in _ADVICE:
+            text = text.removesuffix(advice)
+        quoted = isinstance(value, str) and fold(value) in ("true", "false")
+        todo = f"write {fold(value)} without quotes" if quoted else "fix the mapping"
+        line = mapping.line_of("fields", name, key) or mapping.line_of("fields", name)
+        found.append((line, f"{name} {said} {text}: {todo}"))
+    return found
 
 
 def _unknown(name: str, entry: Any, account: AccountFields) -> str:
@@ -202,19 +262,31 @@ def _boolean(value: Any) -> tuple[str, str] | None:
 
 
 def _string(known: AccountField, options: tuple[Option, ...]) -> _ValueCheck:
+    allowed = frozenset(option.value for option in options)  # a row's test: one set lookup
+
     def check(value: Any) -> tuple[str, str] | None:
+        if value.__class__ is str and value in allowed:
+            return None
         if isinstance(value, list | dict):
             return "MUST_BE_STRING", (
                 "a list is not one text, which this field takes (STRING): remove split: from "
                 "the mapping"
             )
-        return _option(str(value), options) if options and not isinstance(value, bool) else None
+        return _option(_text(value), options) if options else None
 
     return check
 
 
 def _string_list(known: AccountField, options: tuple[Option, ...]) -> _ValueCheck:
+    allowed = frozenset(option.value for option in options)
+
     def check(value: Any) -> tuple[str, str] | None:
+        if options and value.__class__ is list:
+            try:
+                if allowed.issuperset(value):
+                    return None  # every item one of the options
+            except TypeError:
+                pass  # a list or dict in the list: said below
         if not isinstance(value, list):
             return "MUST_BE_STRING_ARRAY", (
                 f"{show(value)} is not a list, which this field takes (STRING[]): add split: "
@@ -223,15 +295,21 @@ def _string_list(known: AccountField, options: tuple[Option, ...]) -> _ValueChec
         for item in value:
             if isinstance(item, list | dict):
                 return "MUST_BE_STRING_ARRAY", "a list in a list: each item must be one text"
-            if options and (problem := _option(str(item), options)) is not None:
+            if options and (problem := _option(_text(item), options)) is not None:
                 return problem
         return None
 
     return check
 
 
+def _text(value: Any) -> str:
+    # As the payload's JSON writes it: transform: bool gives True, which a choice field with the
+    # options "true" and "false" takes, and any other refuses.
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
 def _option(value: str, options: tuple[Option, ...]) -> tuple[str, str] | None:
-    if any(value == option.value for option in options):
+    if any(value == option.value for option in options):  # a row's check tried a set first
         return None
     close = closest_option(value, options)
     hint = f" (did you mean {close.value!r}?)" if close is not None else ""

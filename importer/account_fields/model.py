@@ -90,13 +90,17 @@ class AccountFields:
         """The custom field whose label or name (default or pt-BR) is this header, compared
         without case, accents, spaces or punctuation (as headers are); or whose identifier is
         the header's (``Plano`` and ``cf_plano``). None when none is, or when several are."""
+        found = self.customs_for_header(header)
+        return found[0] if len(found) == 1 else None
+
+    def customs_for_header(self, header: str) -> list[AccountField]:
+        """Every custom field ``custom_for_header`` considers: by label or name, else by
+        identifier. Several when the account labels two fields alike."""
         key = header_key(header)
         if not key:
-            return None
+            return []
         found = [f for f in self.custom if key in {header_key(n) for n in f.names}]
-        if not found:
-            found = [f for f in self.custom if header_key(f.api_identifier[3:]) == key]
-        return found[0] if len(found) == 1 else None
+        return found or [f for f in self.custom if header_key(f.api_identifier[3:]) == key]
 
 
 def parse_fields(data: Any) -> AccountFields | None:

@@ -132,11 +132,18 @@ def match_account(
     needs one: a value of the column missing from the map then fails its row, as RD Station
     would refuse it."""
     for header in list(found.others):
-        known = account.custom_for_header(header)
+        matches = account.customs_for_header(header)
+        if len(matches) > 1:  # two fields labelled alike: which one is the user's to say
+            found.ambiguous[header] = [f.api_identifier for f in matches]
+            found.others.remove(header)
+            continue
+        known = matches[0] if matches else None
         if known is None or known.api_identifier in found.custom:
             continue
         options: dict[str, str] = {}
-        if known.choices:
+        # A yes/no field's options are true and false: transform: bool gives them (a map to
+        # the text "true" would run after it, and send a text the field refuses).
+        if known.choices and known.data_type != "BOOLEAN":
             split = known.data_type == "STRING[]"
             for cells in samples:
                 cell = cells.get(header, "")

@@ -38,6 +38,8 @@ class Recognised:
     # the account's custom fields matched by a column's header (mapping init --auth oauth)
     # (its column, the field, {sampled value: the option it is}) by field name
     custom: dict[str, tuple[str, AccountField, dict[str, str]]] = field(default_factory=dict)
+    # a column whose header labels several of the account's fields: their names, to choose from
+    ambiguous: dict[str, list[str]] = field(default_factory=dict)
     header_row: int = 1
 
 

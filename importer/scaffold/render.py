@@ -61,6 +61,7 @@ def render_mapping(found: Recognised, *, source_name: str) -> str:
     if found.consent is not None:
         out += _available_for_mailing(found.consent)
     out += _account_fields(found)
+    out += _ambiguous_fields(found)
     out += _custom_fields(found.others)
     out.append("")
     out += _legal_bases(found)
@@ -131,6 +132,19 @@ def _account_fields(found: Recognised) -> list[str]:
             shown = ", ".join(values[:6]) + (" ..." if len(values) > 6 else "")
             line += f"  # options: {shown}"
         out.append(line)
+    return out
+
+
+def _ambiguous_fields(found: Recognised) -> list[str]:
+    """A column whose header labels several of the account's fields: each, commented, for the
+    user to keep one (a guess could send every row's value to the wrong field)."""
+    out = []
+    for header, names in found.ambiguous.items():
+        out.append(
+            f"  # {_q(header)} labels {len(names)} fields of your RD Station account: "
+            "uncomment the one to send it to"
+        )
+        out += [f"  # {name}: {_q(header)}" for name in names]
     return out
 
 
