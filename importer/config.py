@@ -16,6 +16,7 @@ from importer.errors import InputError
 from importer.intake import Changed, InFlight, ResumePolicy
 from importer.loader import Table, check_text_options
 from importer.mapping import Mapping
+from importer.retry import RetryPolicy
 
 DEFAULT_API_URL = "https://api.rd.services"
 AuthMethod = Literal["apikey", "oauth"]
@@ -33,6 +34,12 @@ class Tuning:
     stop_grace: float = 10.0  # seconds requests in flight get to finish after a stop
     min_free_bytes: int = 16_000_000  # a run does not start, and stops, under this free space
     funnel_not_found_wait: float = 2.0  # seconds before a funnel step that got 404 is retried
+
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy of a run's requests (conversions, batches, funnel steps)."""
+        return RetryPolicy(
+            max_attempts=self.max_attempts, max_elapsed=self.retry_max_elapsed, wait=self.retry_wait
+        )
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,6 @@ from importer.report import (
     summary_dict,
     write_reports,
 )
-from importer.retry import RetryPolicy
 from importer.sending import PendingRows, RunControl, Sender, SendStats
 from importer.stop_rules import StopRules
 
@@ -307,8 +306,6 @@ class _Run:
         self._finish()
         return self.report
 
-    # -- the reader ----------------------------------------------------------------------------
-
     # -- sending -------------------------------------------------------------------------------
 
     async def _send(self, reader: asyncio.Task[None], api_url: str, api_key: str) -> None:
@@ -351,11 +348,7 @@ class _Run:
                 marks=marks,
                 control=self.control,
                 budget=self.budget,
-                retry=RetryPolicy(
-                    max_attempts=tuning.max_attempts,
-                    max_elapsed=tuning.retry_max_elapsed,
-                    wait=tuning.retry_wait,
-                ),
+                retry=tuning.retry_policy(),
                 concurrency=config.concurrency,
                 stop_grace=tuning.stop_grace,
                 now=utc_now,
@@ -390,11 +383,7 @@ class _Run:
             client=client,
             control=self.control,
             budget=self.budget,
-            retry=RetryPolicy(
-                max_attempts=tuning.max_attempts,
-                max_elapsed=tuning.retry_max_elapsed,
-                wait=tuning.retry_wait,
-            ),
+            retry=tuning.retry_policy(),
             concurrency=config.concurrency,
             stop_grace=tuning.stop_grace,
             now=utc_now,
@@ -402,8 +391,6 @@ class _Run:
             wait=tuning.funnel_not_found_wait,
             warn=lambda kind, message: self._warn(message, kind=kind),
         )
-
-    # -- the disk ----------------------------------------------------------------------------
 
     # -- what to tell ---------------------------------------------------------------------------
 

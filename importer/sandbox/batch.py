@@ -80,31 +80,12 @@ class BatchEndpoint:
                 400, shape1("BAD_REQUEST", "The request body must be a non-empty array of events.")
             )
 
-        gateway = sandbox._gateway
-        if gateway is not None:
-            units = len(events) if config.batch_cost == "per_event" else 1
-            wait = gateway.hit("oauth:" + client_id, units)
-            if wait is not None:
-                headers = {
-                    "ratelimit-limit-quotas": str(gateway.limit),
-                    "retry-after-quotas": str(max(1, math.ceil(wait))),
-                }
-                return await sandbox._answer(429, {"message": "API rate limit exceeded"}, headers)
+        units = len(events) if config.batch_cost == "per_event" else 1
 
-        drop_after = False
-        if sandbox._faulty:
-            draw = sandbox._fault_rng.random()
-            if draw < config.drop_ratio:
-                return await sandbox._drop(request)
-            draw -= config.drop_ratio
-            if draw < config.fail_ratio:
-                return await sandbox._server_error()
-            drop_after = draw - config.fail_ratio < config.accept_then_drop_ratio
+        async def process() -> tuple[int, Any]:
+            return self._process(events)
 
-        status, body = self._process(events)
-        if drop_after:
-            return await sandbox._drop(request)
-        return await sandbox._answer(status, body)
+        return await sandbox.admit(request, "oauth:" + client_id, units=units, process=process)
 
     def _process(self, events: list[Any]) -> tuple[int, Any]:
         """Validate every event, then the per-lead limit, then record them all: (status, body)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import orjson
@@ -65,13 +66,21 @@ class _Sandbox:
             )
         return await self.admit(request, key)
 
-    async def admit(self, request: web.Request, key: str) -> web.StreamResponse:
+    async def admit(
+        self,
+        request: web.Request,
+        key: str,
+        *,
+        units: int = 1,
+        process: Callable[[], Awaitable[tuple[int, Any]]] | None = None,
+    ) -> web.StreamResponse:
         """A POST whose credentials were accepted, for ``key`` (the API key, or the OAuth app's
-        client id): the gateway's limit, the faults, then RD Station's checks and recording.
-        The events endpoint (``importer.sandbox.oauth``) shares it with the conversions one."""
+        client id): the gateway's limit (``units`` hits: a batch counted per event), the faults,
+        then RD Station's checks and recording (``process``; by default one conversion's).
+        The events and batch endpoints (``oauth``, ``batch``) share it with the conversions."""
         config = self.config
         if self._gateway is not None:
-            wait = self._gateway.hit(key)
+            wait = self._gateway.hit(key, units)
             if wait is not None:
                 headers = {
                     "ratelimit-limit-quotas": str(self._gateway.limit),
@@ -89,7 +98,7 @@ class _Sandbox:
                 return await self._server_error()
             drop_after = draw - config.fail_ratio < config.accept_then_drop_ratio
 
-        status, body = await self._process(request)
+        status, body = await (process() if process is not None else self._process(request))
         if drop_after:
             return await self._drop(request)
         return await self._answer(status, body)
